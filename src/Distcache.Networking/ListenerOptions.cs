@@ -1,0 +1,39 @@
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Networking;
+
+/// <summary>How <see cref="NetworkListener.Listen"/> sets up a listening socket.</summary>
+public sealed class ListenerOptions
+{
+    /// <summary>The options used when none are given.</summary>
+    public static ListenerOptions Default { get; } = new();
+
+    /// <summary>
+    /// The length of the queue of connections waiting to be accepted (the <c>listen(2)</c> backlog). Defaults to
+    /// 511, 1.5.1's value; the kernel may cap it (Linux: <c>net.core.somaxconn</c>). Must be at least 1.
+    /// </summary>
+    public int Backlog { get; init; } = 511;
+
+    /// <summary>
+    /// Owner to give a unix socket file: a user name, or a numeric uid (all digits). Null leaves the owner as
+    /// created (the process's user). Only valid with <c>UNIX:</c> addresses; an unknown user name makes
+    /// <see cref="NetworkListener.Listen"/> throw <see cref="ArgumentException"/>.
+    /// </summary>
+    public string? UnixSocketOwner { get; init; }
+
+    /// <summary>
+    /// Group to give a unix socket file: a group name, or a numeric gid (all digits). Null leaves the group as
+    /// created. Only valid with <c>UNIX:</c> addresses; an unknown group name makes
+    /// <see cref="NetworkListener.Listen"/> throw <see cref="ArgumentException"/>.
+    /// </summary>
+    public string? UnixSocketGroup { get; init; }
+
+    /// <summary>
+    /// Permissions to give a unix socket file (connecting needs write permission on it). Null leaves the
+    /// permissions the umask produced. Only valid with <c>UNIX:</c> addresses.
+    /// </summary>
+    public UnixFileMode? UnixSocketMode { get; init; }
+
+    /// <summary>Where the listener and the connections it accepts log; null for no logging.</summary>
+    public ILogger? Logger { get; init; }
+}

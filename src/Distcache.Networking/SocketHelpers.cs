@@ -1,0 +1,163 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Distcache.Networking;
+
+/// <summary>Socket set-up shared by listeners and connections.</summary>
+internal static class SocketHelpers
+{
+    /// <summary>Resolves the host of an IP address to addresses of the address's own family.</summary>
+    /// <exception cref="NetworkException">The name does not resolve, or has no address of that family.</exception>
+    public static async ValueTask<IPAddress[]> ResolveAsync(Address address, CancellationToken cancellationToken)
+    {
+        if (address.IPLiteral is { } literal)
+        {
+            return [literal];
+        }
+
+        IPAddress[] found;
+        try
+        {
+            found = await Dns.GetHostAddressesAsync(address.Host!, FamilyOf(address), cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            throw ResolveFailed(address, e);
+        }
+
+        return found.Length > 0 ? found : throw NoAddress(address);
+    }
+
+    /// <summary>Synchronous <see cref="ResolveAsync"/> for <see cref="NetworkListener.Listen"/>, which is synchronous.</summary>
+    public static IPAddress[] Resolve(Address address)
+    {
+        if (address.IPLiteral is { } literal)
+        {
+            return [literal];
+        }
+
+        IPAddress[] found;
+        try
+        {
+            found = Dns.GetHostAddresses(address.Host!, FamilyOf(address));
+        }
+        catch (SocketException e)
+        {
+            throw ResolveFailed(address, e);
+        }
+
+        return found.Length > 0 ? found : throw NoAddress(address);
+    }
+
+    /// <summary>
+    /// Sets SO_REUSEADDR alone, so that a restarted server can bind while connections of its previous run
+    /// linger in TIME_WAIT.
+    /// </summary>
+    /// <remarks>
+    /// <para>.NET 10's <see cref="Socket.Bind"/> on Linux already sets SO_REUSEADDR on stream sockets by itself
+    /// (checked with getsockopt); that is an undocumented detail, so the option is set explicitly anyway.</para>
+    /// <para><see cref="SocketOptionName.ReuseAddress"/> is not used: on Linux .NET maps it to SO_REUSEADDR plus
+    /// SO_REUSEPORT (also checked with getsockopt), and with SO_REUSEPORT a second server binds the same port
+    /// without error and silently shares its connections instead of failing with "address in use".</para>
+    /// </remarks>
+    public static void SetReuseAddressOnly(Socket socket)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            socket.SetRawSocketOption(1, 2, BitConverter.GetBytes(1));
+        }
+        else if (OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())
+        {
+            socket.SetRawSocketOption(0xffff, 4, BitConverter.GetBytes(1));
+        }
+
+        // Windows needs nothing: it lets a listener rebind over TIME_WAIT by default, and its SO_REUSEADDR
+        // would allow port stealing.
+    }
+
+    /// <summary>
+    /// Takes over the descriptor of an <c>FD:n</c> address after checking that it is a stream socket in the
+    /// wanted state (listening, or connected).
+    /// </summary>
+    /// <exception cref="NetworkException">The descriptor is not open, not a socket, or not in the wanted state; it is left open.</exception>
+    public static Socket AdoptDescriptor(Address address, bool listening)
+    {
+        // The checks use a handle that does not own the descriptor: if it is not what was asked for, it must
+        // stay open for whoever really owns it. (An owning Socket cannot give its descriptor back: marking its
+        // handle invalid makes Socket.Dispose spin forever waiting for a release that never comes.)
+        var problem = Examine(address, listening, out var socketError, out var cause);
+        if (problem is not null)
+        {
+            throw new NetworkException($"{address} {problem}", address, socketError, cause);
+        }
+
+        return new Socket(new SafeSocketHandle(address.FileDescriptor, ownsHandle: true));
+    }
+
+    /// <summary>Wraps a socket failure while listening or connecting in a <see cref="NetworkException"/> naming the address.</summary>
+    public static NetworkException Failed(string operation, Address address, SocketException e) =>
+        new($"cannot {operation} {address}: {e.Message}", address, e.SocketErrorCode, e);
+
+    private static string? Examine(Address address, bool listening, out SocketError socketError, out Exception? cause)
+    {
+        socketError = SocketError.SocketError;
+        cause = null;
+        Socket probe;
+        try
+        {
+            probe = new Socket(new SafeSocketHandle(address.FileDescriptor, ownsHandle: false));
+        }
+        catch (SocketException e)
+        {
+            socketError = e.SocketErrorCode;
+            cause = e;
+            return $"is not an open socket: {e.Message}";
+        }
+
+        using (probe)
+        {
+            if (probe.SocketType == SocketType.Unknown)
+            {
+                return "is not a socket";
+            }
+
+            if (probe.SocketType != SocketType.Stream)
+            {
+                return $"is a {probe.SocketType} socket, not a stream socket";
+            }
+
+            var isListening = probe.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.AcceptConnection) is int flag && flag != 0;
+            if (listening && !isListening)
+            {
+                return probe.Connected
+                    ? "is a connected socket, not a listening one; connect with it instead"
+                    : "is not a listening socket";
+            }
+
+            if (!listening && isListening)
+            {
+                return "is a listening socket, not a connected one; listen with it instead";
+            }
+
+            if (!listening && !probe.Connected)
+            {
+                return "is not a connected socket";
+            }
+
+            return null;
+        }
+    }
+
+    private static AddressFamily FamilyOf(Address address) =>
+        address.Kind == AddressKind.IPv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+
+    private static NetworkException ResolveFailed(Address address, SocketException e) =>
+        new($"cannot resolve host '{address.Host}' of {address}: {e.Message}", address, e.SocketErrorCode, e);
+
+    private static NetworkException NoAddress(Address address) =>
+        new(
+            $"host '{address.Host}' of {address} has no {(address.Kind == AddressKind.IPv6 ? "IPv6" : "IPv4")} address",
+            address,
+            SocketError.HostNotFound,
+            null);
+}

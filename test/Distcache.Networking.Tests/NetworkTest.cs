@@ -1,0 +1,141 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+
+namespace Distcache.Networking.Tests;
+
+/// <summary>
+/// Base of the socket tests: a per-test deadline, a per-test temporary directory for unix sockets, and
+/// disposal of everything a test opened, even when it fails.
+/// </summary>
+public abstract class NetworkTest : IAsyncLifetime
+{
+    private readonly CancellationTokenSource _deadline;
+    private readonly List<IAsyncDisposable> _cleanup = [];
+    private string? _tempDirectory;
+
+    protected NetworkTest()
+    {
+        _deadline = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        _deadline.CancelAfter(TimeSpan.FromSeconds(20));
+    }
+
+    /// <summary>Canceled when the test runs out of time; every wait in a test uses it.</summary>
+    protected CancellationToken Ct => _deadline.Token;
+
+    /// <summary>A fresh directory, short enough that socket paths in it stay far below the 107-byte limit.</summary>
+    protected string TempDirectory
+    {
+        get
+        {
+            if (_tempDirectory is null)
+            {
+                var root = Path.GetTempPath().Length <= 40 ? Path.GetTempPath() : "/tmp";
+                _tempDirectory = Path.Combine(root, "dcn-" + Guid.NewGuid().ToString("N")[..10]);
+                Directory.CreateDirectory(_tempDirectory);
+            }
+
+            return _tempDirectory;
+        }
+    }
+
+    protected string TempPath(string name) => Path.Combine(TempDirectory, name);
+
+    protected T Track<T>(T disposable)
+        where T : IAsyncDisposable
+    {
+        _cleanup.Add(disposable);
+        return disposable;
+    }
+
+    protected NetworkListener Listen(string address, ListenerOptions? options = null) =>
+        Track(NetworkListener.Listen(Address.Parse(address), options));
+
+    protected async Task<NetworkConnection> ConnectAsync(Address address, ConnectionOptions? options = null) =>
+        Track(await NetworkConnection.ConnectAsync(address, options ?? ConnectionOptions.Default, Ct));
+
+    protected async Task<NetworkConnection> AcceptAsync(NetworkListener listener) =>
+        Track(await listener.AcceptAsync(Ct));
+
+    /// <summary>Connects to the listener and accepts the connection, returning both ends.</summary>
+    protected async Task<(NetworkConnection Client, NetworkConnection Server)> ConnectPairAsync(NetworkListener listener, Address? target = null)
+    {
+        var accept = listener.AcceptAsync(Ct);
+        var client = await ConnectAsync(target ?? listener.LocalAddress);
+        var server = Track(await accept);
+        return (client, server);
+    }
+
+    /// <summary>Sends text both ways and checks it arrives intact.</summary>
+    protected async Task ExchangeAsync(NetworkConnection client, NetworkConnection server)
+    {
+        await SendAsync(client.Output, "ping from client");
+        Assert.Equal("ping from client", await ReceiveAsync(server.Input, "ping from client".Length));
+        await SendAsync(server.Output, "pong from server");
+        Assert.Equal("pong from server", await ReceiveAsync(client.Input, "pong from server".Length));
+    }
+
+    protected async Task SendAsync(PipeWriter output, string text)
+    {
+        var result = await output.WriteAsync(Encoding.UTF8.GetBytes(text), Ct);
+        Assert.False(result.IsCanceled);
+    }
+
+    /// <summary>Reads exactly <paramref name="length"/> bytes; fails if the stream ends first.</summary>
+    protected async Task<string> ReceiveAsync(PipeReader input, int length)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync(Ct);
+            var buffer = result.Buffer;
+            if (buffer.Length >= length)
+            {
+                var text = Encoding.UTF8.GetString(buffer.Slice(0, length));
+                input.AdvanceTo(buffer.GetPosition(length));
+                return text;
+            }
+
+            if (result.IsCompleted || result.IsCanceled)
+            {
+                throw new EndOfStreamException($"stream ended after {buffer.Length} of {length} bytes");
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    /// <summary>Reads until the peer closes its side, returning everything read.</summary>
+    protected async Task<string> ReadToEndAsync(PipeReader input)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync(Ct);
+            if (result.IsCompleted)
+            {
+                var text = Encoding.UTF8.GetString(result.Buffer);
+                input.AdvanceTo(result.Buffer.End);
+                return text;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    public ValueTask InitializeAsync() => ValueTask.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        for (var i = _cleanup.Count - 1; i >= 0; i--)
+        {
+            await _cleanup[i].DisposeAsync();
+        }
+
+        if (_tempDirectory is not null && Directory.Exists(_tempDirectory))
+        {
+            Directory.Delete(_tempDirectory, recursive: true);
+        }
+
+        _deadline.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
