@@ -1,0 +1,852 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography;
+
+namespace Distcache.Storage;
+
+/// <summary>
+/// The in-memory session store: a keyed hash table over struct arrays, an expiry heap, and session
+/// bytes kept in large slab segments, so that a million sessions cost the garbage collector a few
+/// thousand objects, not a million.
+/// </summary>
+/// <remarks>
+/// <para>Every operation completes synchronously, is O(1) expected (O(log n) where the expiry heap
+/// moves) and allocates nothing once the store has grown to its working size.</para>
+/// <para>Expired sessions are invisible at once and reclaimed lazily: when a lookup meets one, and a
+/// few per <see cref="AddAsync"/>; nothing ever scans the whole store.</para>
+/// <para>Capacity: when an add finds <see cref="MaxSessions"/> live sessions it evicts a batch of the
+/// sessions due to expire soonest (1.5.1's policy); when it would take <see cref="BytesUsed"/> over
+/// <see cref="MaxBytes"/> it evicts soonest-expiring sessions until the new one fits. A valid add is
+/// never refused for lack of room.</para>
+/// <para>Thread-safe: one lock guards the store, because eviction must be globally
+/// soonest-expiry-first. A lookup holds it for well under a microsecond; the add that finds the store
+/// full holds it while it evicts its batch (up to 2000 sessions, about a millisecond at a million
+/// stored sessions), which is the price of 1.5.1's amortised eviction.</para>
+/// </remarks>
+public sealed class MemorySessionStore : ISessionStore
+{
+    /// <summary>Slab segment size. Large enough that a maximum-size record is under a ninth of it
+    /// (the compaction bound below relies on that) and that a million sessions need about a thousand.</summary>
+    internal const int SegmentSize = 1 << 20;
+
+    // Each record in a segment is [int32 header][id][data]. A live record's header is the index of its
+    // entry, which lets compaction find and update the owner; a dead record's header is minus its
+    // length, which lets compaction skip it.
+    private const int RecordHeaderSize = sizeof(int);
+    private const int MaxRecordSize = RecordHeaderSize + SessionStoreLimits.MaxIdLength + SessionStoreLimits.MaxDataLength;
+
+    // 1.5.1 evicts MaxSessions/30 sessions at a time; its MaxSessions is at most 60000, so 2000 is the
+    // largest batch it ever evicts, and capping there keeps a huge cache from stalling on one add.
+    private const int MaxEvictionBatch = 2000;
+
+    // Reclaiming two expired sessions per add means reclamation keeps pace with insertion, so the
+    // backlog of expired-but-held sessions only grows while nobody adds.
+    private const int ReclaimPerAdd = 2;
+
+    // Count and BytesUsed reclaim the whole backlog; they release the lock after this many so a large
+    // backlog does not stall the connections.
+    private const int ReclaimChunk = 4096;
+
+    private const int InitialCapacity = 1024;
+    private const int MaxBuckets = 1 << 30;
+
+    private readonly Lock _lock = new();
+    private readonly TimeProvider _time;
+    private readonly long _frequency;
+    private readonly ulong _key0;
+    private readonly ulong _key1;
+    private readonly int _maxSessions;
+    private readonly long _maxBytes;
+    private readonly int _evictionBatch;
+    private readonly int _segmentBudget;
+
+    // Hash table: _buckets holds the first entry of each chain (-1 for none), chained through
+    // Entry.Next. Free entries are chained through Entry.Next too and have HeapIndex == -1.
+    private Entry[] _entries;
+    private int[] _buckets;
+    private int _bucketMask;
+    private int _entryHighWater;
+    private int _freeEntry = -1;
+
+    // Expiry order: a 4-ary min-heap on ExpiresAt whose nodes carry the key, so sifting reads
+    // contiguous memory; every stored entry is in it exactly once, so its size is the stored count.
+    private HeapNode[] _heap;
+    private int _count;
+    private long _bytesUsed;
+
+    // Slab segments, filled log-style at _head. _spare is kept empty as the compaction target.
+    private byte[][] _segments = new byte[4][];
+    private int[] _segmentLive = new int[4];
+    private int[] _segmentEnd = new int[4];
+    private int[] _freeSegments = new int[4];
+    private int _segmentCount;
+    private int _freeSegmentCount;
+    private int _head = -1;
+    private int _headOffset;
+    private int _spare = -1;
+
+    private long _evictedByCount;
+    private long _evictedByBytes;
+    private long _expired;
+    private long _compactions;
+    private bool _disposed;
+
+    /// <summary>Creates an empty store.</summary>
+    /// <param name="options">Capacity bounds and clock; null means the defaults (512 sessions, 64 MiB, the system clock).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="MemorySessionStoreOptions.MaxSessions"/> is negative,
+    /// <see cref="MemorySessionStoreOptions.MaxBytes"/> is below <see cref="MemorySessionStoreOptions.MinMaxBytes"/>,
+    /// or the clock's timestamp frequency is not positive.</exception>
+    /// <exception cref="ArgumentException"><see cref="MemorySessionStoreOptions.TimeProvider"/> is null.</exception>
+    public MemorySessionStore(MemorySessionStoreOptions? options = null)
+    {
+        options ??= new MemorySessionStoreOptions();
+        if (options.MaxSessions < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxSessions, "MaxSessions must be 0 (no limit) or positive.");
+        }
+
+        if (options.MaxBytes < MemorySessionStoreOptions.MinMaxBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxBytes,
+                $"MaxBytes must be at least {MemorySessionStoreOptions.MinMaxBytes}, the cost of one maximum-size session.");
+        }
+
+        _time = options.TimeProvider ?? throw new ArgumentException("TimeProvider must not be null.", nameof(options));
+        _frequency = _time.TimestampFrequency;
+        if (_frequency <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), _frequency, "The TimeProvider's TimestampFrequency must be positive.");
+        }
+
+        _maxSessions = options.MaxSessions;
+        _maxBytes = options.MaxBytes;
+        _evictionBatch = Math.Clamp(_maxSessions / 30, 1, MaxEvictionBatch);
+
+        // Compaction copies the emptiest segment into the spare. With this many segments in use and at
+        // most MaxBytes of live records, the emptiest holds at most 8/9 of a segment, so compacting it
+        // frees at least a ninth (116 KiB), more than the largest record: an add always finds room.
+        _segmentBudget = (int)Math.Min(int.MaxValue / 2, (_maxBytes / SegmentSize) + (_maxBytes / (8L * SegmentSize)) + 2);
+        Debug.Assert(MaxRecordSize <= SegmentSize / 9, "The segment budget argument needs a record to fit in a ninth of a segment.");
+
+        Span<byte> key = stackalloc byte[16];
+        RandomNumberGenerator.Fill(key);
+        _key0 = BinaryPrimitives.ReadUInt64LittleEndian(key);
+        _key1 = BinaryPrimitives.ReadUInt64LittleEndian(key[8..]);
+
+        int capacity = _maxSessions > 0 ? Math.Min(_maxSessions, InitialCapacity) : InitialCapacity;
+        _entries = new Entry[capacity];
+        _heap = new HeapNode[capacity];
+        _buckets = NewBuckets(capacity);
+        _bucketMask = _buckets.Length - 1;
+    }
+
+    /// <summary>Bytes counted against <see cref="MaxBytes"/> for each session on top of its id and data:
+    /// its table entry, heap node, bucket slot and record header.</summary>
+    public static int PerSessionOverhead { get; } = Unsafe.SizeOf<Entry>() + Unsafe.SizeOf<HeapNode>() + sizeof(int) + RecordHeaderSize;
+
+    /// <summary>The session count bound this store was created with (0 = none).</summary>
+    public int MaxSessions => _maxSessions;
+
+    /// <summary>The byte bound this store was created with.</summary>
+    public long MaxBytes => _maxBytes;
+
+    /// <summary>The number of live sessions. Reclaims any expired sessions still held, so the first read
+    /// after a long idle period costs time proportional to what expired meanwhile.</summary>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public int Count
+    {
+        get
+        {
+            while (true)
+            {
+                lock (_lock)
+                {
+                    ThrowIfDisposed();
+                    if (ReclaimExpired(_time.GetTimestamp(), ReclaimChunk) < ReclaimChunk)
+                    {
+                        return _count;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The bytes the live sessions account for (ids, data and <see cref="PerSessionOverhead"/> each);
+    /// never more than <see cref="MaxBytes"/>. Reclaims expired sessions first, like <see cref="Count"/>.</summary>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public long BytesUsed
+    {
+        get
+        {
+            while (true)
+            {
+                lock (_lock)
+                {
+                    ThrowIfDisposed();
+                    if (ReclaimExpired(_time.GetTimestamp(), ReclaimChunk) < ReclaimChunk)
+                    {
+                        return _bytesUsed;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The bytes of slab memory allocated for session records (live, dead and free space);
+    /// at most about 1.125 × <see cref="MaxBytes"/> plus three segments.</summary>
+    public long SlabBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (long)_segmentCount * SegmentSize;
+            }
+        }
+    }
+
+    /// <summary>Live sessions evicted because an add found the store at <see cref="MaxSessions"/>.</summary>
+    public long EvictedByCount => Interlocked.Read(ref _evictedByCount);
+
+    /// <summary>Live sessions evicted because an add would have exceeded <see cref="MaxBytes"/>.</summary>
+    public long EvictedByBytes => Interlocked.Read(ref _evictedByBytes);
+
+    /// <summary>Expired sessions reclaimed (sessions added with a zero timeout are never stored and not counted).</summary>
+    public long Expired => Interlocked.Read(ref _expired);
+
+    /// <summary>Slab segments compacted to keep fragmented slab memory within its bound.</summary>
+    public long Compactions => Interlocked.Read(ref _compactions);
+
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">The id or data is outside <see cref="SessionStoreLimits"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The timeout is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public ValueTask<AddResult> AddAsync(ReadOnlyMemory<byte> id, ReadOnlyMemory<byte> data, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ReadOnlySpan<byte> idSpan = id.Span;
+        ReadOnlySpan<byte> dataSpan = data.Span;
+        SessionStoreLimits.ValidateId(idSpan, nameof(id));
+        SessionStoreLimits.ValidateData(dataSpan, nameof(data));
+        SessionStoreLimits.ValidateTimeout(timeout, nameof(timeout));
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<AddResult>(cancellationToken);
+        }
+
+        ulong hash = HashId(idSpan);
+        long delta = ToTimestampDelta(timeout);
+        AddResult result;
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            result = AddLocked(idSpan, dataSpan, hash, delta);
+        }
+
+        return new ValueTask<AddResult>(result);
+    }
+
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">The id is outside <see cref="SessionStoreLimits"/>.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="reader"/> is null.</exception>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public ValueTask<bool> GetAsync<TState>(ReadOnlyMemory<byte> id, SessionDataReader<TState> reader, TState state, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        ReadOnlySpan<byte> idSpan = id.Span;
+        SessionStoreLimits.ValidateId(idSpan, nameof(id));
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<bool>(cancellationToken);
+        }
+
+        ulong hash = HashId(idSpan);
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            int index = FindLive(idSpan, hash, _time.GetTimestamp());
+            if (index < 0)
+            {
+                return new ValueTask<bool>(false);
+            }
+
+            ref Entry entry = ref _entries[index];
+            reader(_segments[entry.Segment].AsSpan(entry.Offset + RecordHeaderSize + entry.IdLength, entry.DataLength), state);
+        }
+
+        return new ValueTask<bool>(true);
+    }
+
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">The id is outside <see cref="SessionStoreLimits"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public ValueTask<bool> RemoveAsync(ReadOnlyMemory<byte> id, CancellationToken cancellationToken = default)
+    {
+        ReadOnlySpan<byte> idSpan = id.Span;
+        SessionStoreLimits.ValidateId(idSpan, nameof(id));
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<bool>(cancellationToken);
+        }
+
+        ulong hash = HashId(idSpan);
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            int index = FindLive(idSpan, hash, _time.GetTimestamp());
+            if (index < 0)
+            {
+                return new ValueTask<bool>(false);
+            }
+
+            RemoveEntry(index);
+        }
+
+        return new ValueTask<bool>(true);
+    }
+
+    /// <inheritdoc/>
+    /// <exception cref="ArgumentException">The id is outside <see cref="SessionStoreLimits"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public ValueTask<bool> ContainsAsync(ReadOnlyMemory<byte> id, CancellationToken cancellationToken = default)
+    {
+        ReadOnlySpan<byte> idSpan = id.Span;
+        SessionStoreLimits.ValidateId(idSpan, nameof(id));
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<bool>(cancellationToken);
+        }
+
+        ulong hash = HashId(idSpan);
+        bool found;
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            found = FindLive(idSpan, hash, _time.GetTimestamp()) >= 0;
+        }
+
+        return new ValueTask<bool>(found);
+    }
+
+    /// <inheritdoc/>
+    /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
+    public ValueTask<long> CountAsync(CancellationToken cancellationToken = default) =>
+        cancellationToken.IsCancellationRequested ? ValueTask.FromCanceled<long>(cancellationToken) : new ValueTask<long>(Count);
+
+    /// <summary>Drops every session and the slab memory; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _segments = [];
+            _entries = [];
+            _heap = [];
+            _buckets = [];
+            _count = 0;
+            _bytesUsed = 0;
+            _segmentCount = 0;
+        }
+    }
+
+    /// <summary>What a session counts against <see cref="MaxBytes"/>.</summary>
+    internal static long SessionCost(int idLength, int dataLength) => (long)idLength + dataLength + PerSessionOverhead;
+
+    /// <summary>The keyed hash of an id; differs between stores because each has its own random key.</summary>
+    internal ulong HashId(ReadOnlySpan<byte> id) => SipHash.Hash13(_key0, _key1, id);
+
+    /// <summary>The bytes held by the entry, heap and bucket arrays (they grow by doubling).</summary>
+    internal long TableBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return ((long)_entries.Length * Unsafe.SizeOf<Entry>()) + ((long)_heap.Length * Unsafe.SizeOf<HeapNode>()) + ((long)_buckets.Length * sizeof(int));
+            }
+        }
+    }
+
+    private AddResult AddLocked(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, ulong hash, long delta)
+    {
+        long now = _time.GetTimestamp();
+        int existing = Find(id, hash);
+        if (existing >= 0)
+        {
+            if (_entries[existing].ExpiresAt > now)
+            {
+                return AddResult.AlreadyExists;
+            }
+
+            RemoveEntry(existing);
+            Interlocked.Increment(ref _expired);
+        }
+
+        long expiresAt = now + delta;
+        if (expiresAt < now)
+        {
+            // The delta is never negative, so a wrap means a timeout beyond the timestamp range: never expires.
+            expiresAt = long.MaxValue;
+        }
+
+        if (expiresAt <= now)
+        {
+            // A zero timeout: 1.5.1 reports success, and a session nobody can ever see need not be kept.
+            return AddResult.Stored;
+        }
+
+        ReclaimExpired(now, ReclaimPerAdd);
+
+        if (_maxSessions > 0 && _count >= _maxSessions)
+        {
+            // Expired sessions are not counted, so dropping one of them is enough to make room; only a
+            // store full of live sessions evicts.
+            while (_count >= _maxSessions && _heap[0].ExpiresAt <= now)
+            {
+                RemoveEntry(_heap[0].Entry);
+                Interlocked.Increment(ref _expired);
+            }
+
+            if (_count >= _maxSessions)
+            {
+                for (int i = 0; i < _evictionBatch && _count > 0; i++)
+                {
+                    RemoveEntry(_heap[0].Entry);
+                    Interlocked.Increment(ref _evictedByCount);
+                }
+            }
+        }
+
+        long cost = SessionCost(id.Length, data.Length);
+        while (_bytesUsed + cost > _maxBytes && _count > 0)
+        {
+            bool expired = _heap[0].ExpiresAt <= now;
+            RemoveEntry(_heap[0].Entry);
+            Interlocked.Increment(ref expired ? ref _expired : ref _evictedByBytes);
+        }
+
+        Insert(id, data, hash, expiresAt, cost);
+        return AddResult.Stored;
+    }
+
+    private void Insert(ReadOnlySpan<byte> id, ReadOnlySpan<byte> data, ulong hash, long expiresAt, long cost)
+    {
+        int index = AllocateEntry();
+        int length = RecordHeaderSize + id.Length + data.Length;
+        int segment = AllocateRecord(length, out int offset);
+
+        Span<byte> record = _segments[segment].AsSpan(offset, length);
+        BinaryPrimitives.WriteInt32LittleEndian(record, index);
+        id.CopyTo(record[RecordHeaderSize..]);
+        data.CopyTo(record[(RecordHeaderSize + id.Length)..]);
+
+        ref Entry entry = ref _entries[index];
+        entry.Hash = hash;
+        entry.ExpiresAt = expiresAt;
+        entry.Segment = segment;
+        entry.Offset = offset;
+        entry.IdLength = (byte)id.Length;
+        entry.DataLength = data.Length;
+
+        ref int bucket = ref _buckets[(int)hash & _bucketMask];
+        entry.Next = bucket;
+        bucket = index;
+
+        SiftUp(_count++, new HeapNode { ExpiresAt = expiresAt, Entry = index });
+        _bytesUsed += cost;
+    }
+
+    private int Find(ReadOnlySpan<byte> id, ulong hash)
+    {
+        Entry[] entries = _entries;
+        int index = _buckets[(int)hash & _bucketMask];
+        while (index >= 0)
+        {
+            ref Entry entry = ref entries[index];
+            if (entry.Hash == hash && entry.IdLength == id.Length
+                && _segments[entry.Segment].AsSpan(entry.Offset + RecordHeaderSize, entry.IdLength).SequenceEqual(id))
+            {
+                return index;
+            }
+
+            index = entry.Next;
+        }
+
+        return -1;
+    }
+
+    /// <summary>Finds a live session; an expired one met on the way is reclaimed and not returned.</summary>
+    private int FindLive(ReadOnlySpan<byte> id, ulong hash, long now)
+    {
+        int index = Find(id, hash);
+        if (index >= 0 && _entries[index].ExpiresAt <= now)
+        {
+            RemoveEntry(index);
+            Interlocked.Increment(ref _expired);
+            return -1;
+        }
+
+        return index;
+    }
+
+    /// <summary>Pops expired sessions off the heap top, at most <paramref name="limit"/>; returns how many.</summary>
+    private int ReclaimExpired(long now, int limit)
+    {
+        int reclaimed = 0;
+        while (reclaimed < limit && _count > 0 && _heap[0].ExpiresAt <= now)
+        {
+            RemoveEntry(_heap[0].Entry);
+            reclaimed++;
+        }
+
+        if (reclaimed > 0)
+        {
+            Interlocked.Add(ref _expired, reclaimed);
+        }
+
+        return reclaimed;
+    }
+
+    /// <summary>Unlinks an entry from its chain and the heap, frees its record and recycles it.</summary>
+    private void RemoveEntry(int index)
+    {
+        ref Entry entry = ref _entries[index];
+
+        ref int link = ref _buckets[(int)entry.Hash & _bucketMask];
+        while (link != index)
+        {
+            link = ref _entries[link].Next;
+        }
+
+        link = entry.Next;
+
+        HeapRemoveAt(entry.HeapIndex);
+        FreeRecord(entry.Segment, entry.Offset, RecordHeaderSize + entry.IdLength + entry.DataLength);
+        _bytesUsed -= SessionCost(entry.IdLength, entry.DataLength);
+
+        entry.HeapIndex = -1;
+        entry.Next = _freeEntry;
+        _freeEntry = index;
+    }
+
+    private int AllocateEntry()
+    {
+        if (_freeEntry >= 0)
+        {
+            int index = _freeEntry;
+            _freeEntry = _entries[index].Next;
+            return index;
+        }
+
+        if (_entryHighWater == _entries.Length)
+        {
+            Grow();
+        }
+
+        return _entryHighWater++;
+    }
+
+    private void Grow()
+    {
+        // Only reached with every entry live, and eviction keeps the live count under MaxSessions, so a
+        // bounded store never grows its table past MaxSessions.
+        long limit = _maxSessions > 0 ? _maxSessions : Array.MaxLength;
+        int capacity = (int)Math.Min(Math.Max(_entries.Length * 2L, 16), limit);
+        Array.Resize(ref _entries, capacity);
+        Array.Resize(ref _heap, capacity);
+
+        if (capacity > _buckets.Length && _buckets.Length < MaxBuckets)
+        {
+            // Rehashing uses the stored hashes, so ids are not read again.
+            _buckets = NewBuckets(capacity);
+            _bucketMask = _buckets.Length - 1;
+            for (int i = 0; i < _entryHighWater; i++)
+            {
+                ref Entry entry = ref _entries[i];
+                if (entry.HeapIndex >= 0)
+                {
+                    ref int bucket = ref _buckets[(int)entry.Hash & _bucketMask];
+                    entry.Next = bucket;
+                    bucket = i;
+                }
+            }
+        }
+    }
+
+    private static int[] NewBuckets(int capacity)
+    {
+        int[] buckets = new int[(int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)capacity), MaxBuckets)];
+        buckets.AsSpan().Fill(-1);
+        return buckets;
+    }
+
+    // ---- Expiry heap (4-ary: half the depth of a binary heap, and a node's children are adjacent) ----
+
+    private void SiftUp(int position, HeapNode node)
+    {
+        HeapNode[] heap = _heap;
+        Entry[] entries = _entries;
+        while (position > 0)
+        {
+            int parent = (position - 1) >> 2;
+            HeapNode above = heap[parent];
+            if (above.ExpiresAt <= node.ExpiresAt)
+            {
+                break;
+            }
+
+            heap[position] = above;
+            entries[above.Entry].HeapIndex = position;
+            position = parent;
+        }
+
+        heap[position] = node;
+        entries[node.Entry].HeapIndex = position;
+    }
+
+    private void SiftDown(int position, HeapNode node)
+    {
+        HeapNode[] heap = _heap;
+        Entry[] entries = _entries;
+        int count = _count;
+        while (true)
+        {
+            long first = (4L * position) + 1;
+            if (first >= count)
+            {
+                break;
+            }
+
+            int best = (int)first;
+            long bestKey = heap[best].ExpiresAt;
+            int end = (int)Math.Min(first + 4, count);
+            for (int child = best + 1; child < end; child++)
+            {
+                if (heap[child].ExpiresAt < bestKey)
+                {
+                    best = child;
+                    bestKey = heap[child].ExpiresAt;
+                }
+            }
+
+            if (bestKey >= node.ExpiresAt)
+            {
+                break;
+            }
+
+            heap[position] = heap[best];
+            entries[heap[position].Entry].HeapIndex = position;
+            position = best;
+        }
+
+        heap[position] = node;
+        entries[node.Entry].HeapIndex = position;
+    }
+
+    private void HeapRemoveAt(int position)
+    {
+        int last = --_count;
+        if (position == last)
+        {
+            return;
+        }
+
+        HeapNode moved = _heap[last];
+        if (position > 0 && _heap[(position - 1) >> 2].ExpiresAt > moved.ExpiresAt)
+        {
+            SiftUp(position, moved);
+        }
+        else
+        {
+            SiftDown(position, moved);
+        }
+    }
+
+    // ---- Slab segments ----
+
+    /// <summary>Reserves <paramref name="length"/> bytes at the log head; returns the segment.</summary>
+    private int AllocateRecord(int length, out int offset)
+    {
+        if (_head < 0 || SegmentSize - _headOffset < length)
+        {
+            OpenHead(length);
+        }
+
+        offset = _headOffset;
+        _headOffset += length;
+        _segmentLive[_head] += length;
+        return _head;
+    }
+
+    private void FreeRecord(int segment, int offset, int length)
+    {
+        BinaryPrimitives.WriteInt32LittleEndian(_segments[segment].AsSpan(offset), -length);
+        if ((_segmentLive[segment] -= length) == 0 && segment != _head)
+        {
+            PushFreeSegment(segment);
+        }
+    }
+
+    private void OpenHead(int length)
+    {
+        if (_head >= 0)
+        {
+            int closed = _head;
+            _segmentEnd[closed] = _headOffset;
+            _head = -1;
+            if (_segmentLive[closed] == 0)
+            {
+                PushFreeSegment(closed);
+            }
+        }
+
+        _headOffset = 0;
+        if (_freeSegmentCount > 0)
+        {
+            _head = _freeSegments[--_freeSegmentCount];
+            return;
+        }
+
+        int inUse = _segmentCount - (_spare >= 0 ? 1 : 0);
+        if (inUse < _segmentBudget)
+        {
+            _head = NewSegment();
+            return;
+        }
+
+        Compact();
+        if (SegmentSize - _headOffset < length)
+        {
+            // The segment budget makes this unreachable (see the constructor); should that argument
+            // ever fail, going over the memory bound beats corrupting a session.
+            Debug.Fail("Compaction freed less than a record.");
+            _segmentEnd[_head] = _headOffset;
+            _head = NewSegment();
+            _headOffset = 0;
+        }
+    }
+
+    /// <summary>Copies the live records of the emptiest segment into the spare, which becomes the head;
+    /// the emptied segment becomes the spare.</summary>
+    private void Compact()
+    {
+        // A linear pass over the segments is a few thousand ints at most, and it happens once per
+        // segment filled (a megabyte of records), so it costs nothing per add.
+        int victim = -1;
+        int least = int.MaxValue;
+        for (int s = 0; s < _segmentCount; s++)
+        {
+            if (s != _spare && _segmentLive[s] < least)
+            {
+                victim = s;
+                least = _segmentLive[s];
+            }
+        }
+
+        if (_spare < 0)
+        {
+            _spare = NewSegment();
+        }
+
+        byte[] source = _segments[victim];
+        byte[] target = _segments[_spare];
+        int end = _segmentEnd[victim];
+        int written = 0;
+        for (int position = 0; position < end;)
+        {
+            int header = BinaryPrimitives.ReadInt32LittleEndian(source.AsSpan(position));
+            if (header < 0)
+            {
+                position -= header;
+                continue;
+            }
+
+            ref Entry entry = ref _entries[header];
+            int length = RecordHeaderSize + entry.IdLength + entry.DataLength;
+            source.AsSpan(position, length).CopyTo(target.AsSpan(written));
+            entry.Segment = _spare;
+            entry.Offset = written;
+            position += length;
+            written += length;
+        }
+
+        Debug.Assert(written == _segmentLive[victim], "Compaction must move exactly the live bytes.");
+        _segmentLive[_spare] = written;
+        _segmentLive[victim] = 0;
+        _segmentEnd[victim] = 0;
+        _head = _spare;
+        _headOffset = written;
+        _spare = victim;
+        Interlocked.Increment(ref _compactions);
+    }
+
+    private int NewSegment()
+    {
+        if (_segmentCount == _segments.Length)
+        {
+            int size = _segments.Length * 2;
+            Array.Resize(ref _segments, size);
+            Array.Resize(ref _segmentLive, size);
+            Array.Resize(ref _segmentEnd, size);
+            Array.Resize(ref _freeSegments, size);
+        }
+
+        int segment = _segmentCount++;
+        _segments[segment] = GC.AllocateUninitializedArray<byte>(SegmentSize);
+        _segmentLive[segment] = 0;
+        _segmentEnd[segment] = 0;
+        return segment;
+    }
+
+    private void PushFreeSegment(int segment)
+    {
+        _segmentEnd[segment] = 0;
+        _freeSegments[_freeSegmentCount++] = segment;
+    }
+
+    // ---- Time ----
+
+    /// <summary>Converts a timeout to timestamp ticks, rounding up so a session never expires early;
+    /// saturates instead of overflowing for absurdly long timeouts.</summary>
+    private long ToTimestampDelta(TimeSpan timeout)
+    {
+        long ticks = timeout.Ticks;
+        if (_frequency == TimeSpan.TicksPerSecond)
+        {
+            return ticks;
+        }
+
+        Int128 scaled = ((Int128)ticks * _frequency) + (TimeSpan.TicksPerSecond - 1);
+        Int128 delta = scaled / TimeSpan.TicksPerSecond;
+        return delta > long.MaxValue ? long.MaxValue : (long)delta;
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    private struct Entry
+    {
+        /// <summary>The keyed hash of the id, compared before the id bytes and reused on rehash.</summary>
+        public ulong Hash;
+
+        /// <summary>Timestamp from which the session is invisible.</summary>
+        public long ExpiresAt;
+
+        /// <summary>Next entry in the bucket chain (or in the free list); -1 ends it.</summary>
+        public int Next;
+
+        /// <summary>Position in the heap; -1 while the entry is free.</summary>
+        public int HeapIndex;
+
+        public int Segment;
+        public int Offset;
+        public int DataLength;
+        public byte IdLength;
+    }
+
+    private struct HeapNode
+    {
+        public long ExpiresAt;
+        public int Entry;
+    }
+}
