@@ -1,0 +1,31 @@
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Server;
+
+/// <summary>Every log line the server writes, in one place, so that each event is reported once and alike.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Closing {Peer}: protocol violation, {Violation}")]
+    public static partial void ProtocolViolation(ILogger logger, string peer, string violation);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "Connection from {Peer}")]
+    public static partial void ConnectionOpened(ILogger logger, string peer);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Debug, Message = "Connection from {Peer} closed after {Requests} requests")]
+    public static partial void ConnectionClosed(ILogger logger, string peer, long requests);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Connection from {Peer} failed: {Reason}")]
+    public static partial void ConnectionFailed(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Error, Message = "Unexpected error serving {Peer}; closing that connection")]
+    public static partial void ConnectionError(ILogger logger, string peer, Exception exception);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Accepting on {Listener} failed; retrying")]
+    public static partial void AcceptFailed(ILogger logger, string listener, Exception exception);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "Shutting down: {Open} connections finishing their responses")]
+    public static partial void ShuttingDown(ILogger logger, long open);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Refused a connection from {Peer}: {Open} connections open, the limit is {Limit}")]
+    public static partial void ConnectionRefused(ILogger logger, string peer, long open, int limit);
+}

@@ -1,0 +1,40 @@
+namespace Distcache.Server;
+
+/// <summary>Counters a running server keeps for operators. Thread-safe; values are read without locking.</summary>
+public sealed class ServerStatistics
+{
+    private long _operations;
+    private long _connectionsAccepted;
+    private long _connectionsOpen;
+    private long _connectionsRefused;
+    private long _violations;
+
+    /// <summary>Requests answered since start (1.5.1's "total operations").</summary>
+    public long Operations => Volatile.Read(ref _operations);
+
+    /// <summary>Connections accepted since start.</summary>
+    public long ConnectionsAccepted => Volatile.Read(ref _connectionsAccepted);
+
+    /// <summary>Connections open now.</summary>
+    public long ConnectionsOpen => Volatile.Read(ref _connectionsOpen);
+
+    /// <summary>Connections refused because the connection cap was reached.</summary>
+    public long ConnectionsRefused => Volatile.Read(ref _connectionsRefused);
+
+    /// <summary>Connections closed because the peer broke the protocol.</summary>
+    public long ProtocolViolations => Volatile.Read(ref _violations);
+
+    internal void AddOperations(long count) => Interlocked.Add(ref _operations, count);
+
+    internal void ConnectionOpened()
+    {
+        Interlocked.Increment(ref _connectionsAccepted);
+        Interlocked.Increment(ref _connectionsOpen);
+    }
+
+    internal void ConnectionClosed() => Interlocked.Decrement(ref _connectionsOpen);
+
+    internal void ConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
+
+    internal void Violation() => Interlocked.Increment(ref _violations);
+}
