@@ -1,0 +1,311 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Distcache.EndToEnd.Tests.Support;
+
+namespace Distcache.EndToEnd.Tests;
+
+/// <summary>Every dc_server option of TOOLS.md, on the real executable.</summary>
+public sealed partial class DcServerOptionTests
+{
+    private static readonly TimeSpan Quick = TimeSpan.FromSeconds(20);
+
+    [GeneratedRegex(@"^Info, total operations = +\d+  \(\+ +\d+\), total sessions = +\d+  \([+=-] *\d+\)$", RegexOptions.Multiline)]
+    private static partial Regex ActivityLine();
+
+    [Theory]
+    [InlineData("-h")]
+    [InlineData("-help")]
+    [InlineData("-?")]
+    [InlineData("--help")]
+    public async Task Help_prints_usage_and_succeeds(string flag)
+    {
+        var tool = await Tool.RunAsync(Quick, "dc_server", flag);
+        Assert.Equal(0, tool.ExitCode);
+        foreach (var option in new[] { "-listen", "-daemon", "-user", "-sockowner", "-sockgroup", "-sockperms", "-sessions", "-progress", "-pidfile", "-killable", "-memory" })
+        {
+            Assert.Contains(option, tool.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData(new string[0], "Error, must provide -listen")]
+    [InlineData(new[] { "-listen" }, "Error, -listen requires an argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sessions" }, "Error, -sessions requires an argument")]
+    [InlineData(new[] { "-listen", "TCP:x:1" }, "Error, -listen given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:99999" }, "Error, -listen given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sessions", "abc" }, "Error, -sessions given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sockperms", "999" }, "Error, -sockperms given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-memory", "lots" }, "Error, -memory given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-progress", "-1" }, "Error, -progress given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-bogus" }, "Error, \"-bogus\" not recognised")]
+    public async Task Bad_arguments_get_1_5_1_messages_and_fail(string[] args, string message)
+    {
+        var tool = await Tool.RunAsync(Quick, "dc_server", args);
+        Assert.NotEqual(0, tool.ExitCode);
+        Assert.Contains(message, tool.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Listening_where_a_live_server_listens_fails_with_a_message()
+    {
+        using var dir = new TempDir();
+        var (server, address) = await ServerProcess.StartUnixAsync(dir);
+        await using var _ = server;
+        var second = await Tool.RunAsync(Quick, "dc_server", "-listen", address);
+        Assert.NotEqual(0, second.ExitCode);
+        Assert.Contains("Error, failed to listen", second.Stderr, StringComparison.Ordinal);
+        using var socket = Wire.Open(address);
+        Assert.False(Wire.Have(socket, [1]));
+    }
+
+    [Fact]
+    public async Task Gnu_style_long_options_are_aliases()
+    {
+        string address = $"IP:127.0.0.1:{Tool.FreePort()}";
+        await using var server = Tool.Start("dc_server", $"--listen={address}", "--sessions", "100");
+        await server.WaitForListenerAsync(address);
+    }
+
+    [Fact]
+    public async Task Sessions_bounds_the_count_and_evicts_the_soonest_to_expire_in_batches_of_a_thirtieth()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync("-sessions", "64");
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        // Session i expires after 60 s + i s: session 0 is due first.
+        for (int i = 0; i < 64; i++)
+        {
+            Assert.Equal([0], Wire.Add(socket, [(byte)i, 1], [(byte)i], timeoutMs: (uint)(60_000 + (i * 1000))));
+        }
+
+        // Full: the next ADD evicts 64/30 = 2 soonest-expiring sessions, then stores.
+        Assert.Equal([0], Wire.Add(socket, [200, 1], [1], timeoutMs: 600_000));
+        Assert.False(Wire.Have(socket, [0, 1]));
+        Assert.False(Wire.Have(socket, [1, 1]));
+        for (int i = 2; i < 64; i++)
+        {
+            Assert.True(Wire.Have(socket, [(byte)i, 1]), $"session {i}");
+        }
+
+        Assert.True(Wire.Have(socket, [200, 1]));
+        await server.WaitUntilAsync(() => server.Stderr.Contains("total sessions =    63", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "the activity line shows 63 sessions");
+    }
+
+    [Fact]
+    public async Task Sessions_zero_means_no_count_limit_and_large_counts_are_accepted()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync("-sessions", "0");
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        for (int i = 0; i < 2000; i++)
+        {
+            Assert.Equal([0], Wire.Add(socket, BitConverter.GetBytes(i), [1, 2, 3, 4, 5]));
+        }
+
+        Assert.True(Wire.Have(socket, BitConverter.GetBytes(0)));
+        var big = await ServerProcess.StartTcpAsync("-sessions", "5000000");
+        await big.Server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Memory_bounds_the_bytes_stored_and_evicts_the_soonest_to_expire()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync("-sessions", "0", "-memory", "1M");
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        var data = new byte[30_000];
+        for (int i = 0; i < 100; i++)
+        {
+            Assert.Equal([0], Wire.Add(socket, BitConverter.GetBytes(i), data, timeoutMs: (uint)(60_000 + (i * 1000))));
+        }
+
+        // 100 x 30 KB is 3 MB: only about a third fit in 1 MiB, and those are the latest to expire.
+        Assert.False(Wire.Have(socket, BitConverter.GetBytes(0)));
+        Assert.True(Wire.Have(socket, BitConverter.GetBytes(99)));
+        int stored = Enumerable.Range(0, 100).Count(i => Wire.Have(socket, BitConverter.GetBytes(i)));
+        Assert.InRange(stored, 20, 35);
+    }
+
+    [Fact]
+    public async Task Activity_line_has_the_1_5_1_format_and_appears_only_when_something_changed()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        Wire.Add(socket, [1], [1]);
+        Wire.Add(socket, [2], [1]);
+        await server.WaitUntilAsync(() => ActivityLine().IsMatch(server.Stderr), TimeSpan.FromSeconds(5), "an activity line");
+        Assert.Contains("Info, total operations =       2  (+     2), total sessions =     2  (+  2)", server.Stderr, StringComparison.Ordinal);
+        await Task.Delay(1500);
+        Assert.Single(ActivityLine().Matches(server.Stderr));
+        Wire.Ask(socket, w => Distcache.Protocol.Requests.WriteIdRequest(w, 1, Distcache.Protocol.Operation.Remove, [1]));
+        await server.WaitUntilAsync(() => server.Stderr.Contains("(+     1), total sessions =     1  (-  1)", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "a line for the remove");
+    }
+
+    [Fact]
+    public async Task Progress_prints_a_line_every_n_operations_even_within_a_second()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync("-progress", "10");
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        var clock = Stopwatch.StartNew();
+        for (int batch = 0; batch < 3; batch++)
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                Wire.Have(socket, [1]);
+            }
+
+            await Task.Delay(150);
+        }
+
+        await server.WaitUntilAsync(() => ActivityLine().Count(server.Stderr) >= 3, TimeSpan.FromSeconds(5), "three progress lines");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3));
+    }
+
+    [Fact]
+    public async Task Daemon_detaches_writes_its_pidfile_serves_and_stops_on_sigterm()
+    {
+        using var dir = new TempDir();
+        string address = $"UNIX:{dir.File("d.sock")}";
+        string pidFile = dir.File("dc_server.pid");
+        var parent = await Tool.RunAsync(Quick, "dc_server", "-listen", address, "-daemon", "-pidfile", pidFile);
+        Assert.Equal(0, parent.ExitCode);
+        int pid = int.Parse(File.ReadAllText(pidFile).Trim(), CultureInfo.InvariantCulture);
+        try
+        {
+            Assert.NotEqual(parent.Pid, pid);
+            Assert.True(Native.IsAlive(pid));
+            // Field 6 of /proc/PID/stat is the session id: a new session led by the daemon itself.
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            Assert.Equal(pid.ToString(CultureInfo.InvariantCulture), fields[3]);
+            Assert.Equal("0", fields[4]); // no controlling terminal
+            using (var socket = Wire.Open(address))
+            {
+                Assert.Equal([0], Wire.Add(socket, [9], [9, 9]));
+            }
+
+            Native.Kill(pid, Native.SIGTERM);
+            var clock = Stopwatch.StartNew();
+            while (Native.IsAlive(pid) && clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                await Task.Delay(20);
+            }
+
+            Assert.False(Native.IsAlive(pid));
+            Assert.False(File.Exists(pidFile));
+            Assert.False(File.Exists(dir.File("d.sock")));
+        }
+        finally
+        {
+            Native.Kill(pid, Native.SIGKILL);
+        }
+    }
+
+    [Fact]
+    public async Task Daemon_start_up_failure_is_reported_by_the_parent()
+    {
+        var parent = await Tool.RunAsync(Quick, "dc_server", "-listen", "UNIX:/nonexistent-dir/x.sock", "-daemon");
+        Assert.NotEqual(0, parent.ExitCode);
+        Assert.Contains("Error, failed to listen", parent.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pidfile_holds_the_server_pid_in_the_foreground_and_is_removed_on_exit()
+    {
+        using var dir = new TempDir();
+        string pidFile = dir.File("s.pid");
+        var (server, _) = await ServerProcess.StartTcpAsync("-pidfile", pidFile);
+        await using (server)
+        {
+            await server.WaitUntilAsync(() => File.Exists(pidFile), Quick, "the pid file");
+            Assert.Equal(server.Pid.ToString(CultureInfo.InvariantCulture), File.ReadAllText(pidFile).Trim());
+            server.Signal(Native.SIGTERM);
+            await server.WaitForExitAsync(Quick);
+            Assert.Equal(0, server.ExitCode);
+        }
+
+        Assert.False(File.Exists(pidFile));
+    }
+
+    [Fact]
+    public async Task User_switches_to_that_user_after_listening()
+    {
+        Assert.SkipUnless(Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root", "needs root to switch user");
+        // A privileged port can be bound only as root: binding succeeds, then the server runs as nobody.
+        string address = "IP:127.0.0.1:" + Tool.FreePort();
+        await using var server = Tool.Start("dc_server", "-listen", address, "-user", "nobody");
+        await server.WaitForListenerAsync(address);
+        var status = File.ReadAllLines($"/proc/{server.Pid}/status");
+        var uids = status.First(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1..];
+        Assert.All(uids, uid => Assert.Equal("65534", uid));
+        using var socket = Wire.Open(address);
+        Assert.Equal([0], Wire.Add(socket, [1], [2]));
+    }
+
+    [Fact]
+    public async Task User_that_does_not_exist_fails_start_up()
+    {
+        var tool = await Tool.RunAsync(Quick, "dc_server", "-listen", "IP:127.0.0.1:" + Tool.FreePort(), "-user", "no-such-user-x");
+        Assert.NotEqual(0, tool.ExitCode);
+        Assert.Contains("no-such-user-x", tool.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Socket_owner_group_and_permissions_are_applied_to_the_unix_socket()
+    {
+        Assert.SkipUnless(Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root", "needs root to give the socket away");
+        using var dir = new TempDir();
+        var (server, address) = await ServerProcess.StartUnixAsync(dir, "-sockowner", "nobody", "-sockgroup", "nogroup", "-sockperms", "640");
+        await using var _ = server;
+        string path = address[5..];
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(path));
+        var owner = Process.Start(new ProcessStartInfo("stat", ["-c", "%u %g", path]) { RedirectStandardOutput = true })!;
+        string ids = (await owner.StandardOutput.ReadToEndAsync()).Trim();
+        await owner.WaitForExitAsync();
+        Assert.Equal("65534 65534", ids);
+    }
+
+    [Theory]
+    [InlineData(Native.SIGTERM)]
+    [InlineData(Native.SIGINT)]
+    public async Task Termination_signals_shut_down_cleanly_and_remove_the_socket_file(int signal)
+    {
+        using var dir = new TempDir();
+        var (server, address) = await ServerProcess.StartUnixAsync(dir);
+        await using var _ = server;
+        using (var socket = Wire.Open(address))
+        {
+            Assert.Equal([0], Wire.Add(socket, [1], [1]));
+        }
+
+        server.Signal(signal);
+        await server.WaitForExitAsync(Quick);
+        Assert.Equal(0, server.ExitCode);
+        Assert.False(File.Exists(address[5..]));
+    }
+
+    [Fact]
+    public async Task User_signals_are_ignored_unless_killable()
+    {
+        var (plain, plainAddress) = await ServerProcess.StartTcpAsync();
+        await using var _ = plain;
+        plain.Signal(Native.SIGUSR1);
+        plain.Signal(Native.SIGUSR2);
+        await Task.Delay(500);
+        Assert.False(plain.HasExited);
+        using var socket = Wire.Open(plainAddress);
+        Assert.False(Wire.Have(socket, [1]));
+
+        foreach (int signal in new[] { Native.SIGUSR1, Native.SIGUSR2 })
+        {
+            var (killable, _) = await ServerProcess.StartTcpAsync("-killable");
+            await using var __ = killable;
+            killable.Signal(signal);
+            await killable.WaitForExitAsync(Quick);
+            Assert.Equal(0, killable.ExitCode);
+        }
+    }
+}

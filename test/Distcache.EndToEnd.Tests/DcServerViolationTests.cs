@@ -1,0 +1,106 @@
+using System.Buffers.Binary;
+using Distcache.EndToEnd.Tests.Support;
+using Distcache.Protocol;
+
+namespace Distcache.EndToEnd.Tests;
+
+/// <summary>
+/// Each framing violation of PROTOCOL.md section 1, sent to the real dc_server: that connection is closed within
+/// a second and logged, the process keeps running, a connection opened before it is unaffected, and a fresh one
+/// is served.
+/// </summary>
+public sealed class DcServerViolationTests
+{
+    private static byte[] Header(uint level = 0x0011_0000, byte resp = 0, uint uid = 1, byte opClass = 0, byte op = 1, byte complete = 1, ushort len = 0)
+    {
+        var h = new byte[14];
+        BinaryPrimitives.WriteUInt32BigEndian(h, level);
+        h[4] = resp;
+        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(5), uid);
+        h[9] = opClass;
+        h[10] = op;
+        h[11] = complete;
+        BinaryPrimitives.WriteUInt16BigEndian(h.AsSpan(12), len);
+        return h;
+    }
+
+    private static byte[] Frame(byte[] header, int length) => [.. header, .. new byte[length]];
+
+    public static TheoryData<string, byte[]> Violations()
+    {
+        var full = Frame(Header(op: 0, complete: 0, len: 2048), 2048);
+        return new TheoryData<string, byte[]>
+        {
+            { "wrong version", Header(level: 0x0010_0000, len: 4) },
+            { "is_response 2", Header(resp: 2) },
+            { "a response sent to the server", Frame(Header(resp: 1, len: 1), 1) },
+            { "op_class 1", Header(opClass: 1) },
+            { "unknown operation", Header(op: 9) },
+            { "complete 2", Header(complete: 2) },
+            { "frame over 2048 bytes", Header(len: 2049) },
+            { "short non-final frame", Frame(Header(complete: 0, len: 100), 100) },
+            { "uid changed within a message", [.. full, .. Header(uid: 2, op: 0, len: 10)] },
+            { "operation changed within a message", [.. full, .. Header(op: 1, len: 10)] },
+            { "more than 16 frames", [.. Enumerable.Repeat(full, 16).SelectMany(f => f), .. Header(op: 0, len: 10)] },
+            { "ADD shorter than 8 bytes", Frame(Header(op: 0, len: 7), 7) },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Violations))]
+    public async Task Violation_closes_only_that_connection(string name, byte[] bytes)
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using var _ = server;
+        using var bystander = Wire.Open(address);
+        Assert.Equal([0], Wire.Add(bystander, [1, 2, 3], [4, 5, 6, 7, 8, 9]));
+
+        using (var offender = Wire.Open(address, timeoutMs: 1000))
+        {
+            offender.Send(bytes);
+            Assert.True(Wire.IsClosedByPeer(offender), $"{name}: the connection was not closed within a second");
+        }
+
+        Assert.False(server.HasExited, name);
+        Assert.True(Wire.Have(bystander, [1, 2, 3]), name);
+        using var fresh = Wire.Open(address);
+        Assert.Equal([4, 5, 6, 7, 8, 9], Wire.Get(fresh, [1, 2, 3]));
+        await server.WaitUntilAsync(() => server.Stderr.Contains("protocol violation", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "the violation is logged");
+    }
+
+    [Fact]
+    public async Task Add_payload_errors_are_answered_and_the_connection_stays_open()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        Assert.Equal([102], Wire.Add(socket, [1], [1], timeoutMs: 604_800_001));
+        Assert.Equal([103], Wire.Add(socket, new byte[65], [1]));
+        Assert.Equal([100], Wire.Ask(socket, w =>
+        {
+            var writer = new MessageWriter(w, false, 1, Operation.Add, 12);
+            writer.WriteUInt32BigEndian(1000);
+            writer.WriteUInt32BigEndian(0x8000_0000);
+            writer.Write([1, 2, 3, 4]);
+            writer.Complete();
+        }));
+        Assert.Equal([0], Wire.Add(socket, [7], [8]));
+        Assert.DoesNotContain("protocol violation", server.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Another_protocol_on_the_port_is_dropped()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using var _ = server;
+        foreach (var garbage in new[] { "GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray(), new byte[] { 0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00 } })
+        {
+            using var socket = Wire.Open(address, timeoutMs: 1000);
+            socket.Send(garbage);
+            Assert.True(Wire.IsClosedByPeer(socket));
+        }
+
+        using var fresh = Wire.Open(address);
+        Assert.False(Wire.Have(fresh, [1]));
+    }
+}
