@@ -155,40 +155,25 @@ public sealed class MemorySessionStore : ISessionStore
     /// <summary>The number of live sessions. Reclaims any expired sessions still held, so the first read
     /// after a long idle period costs time proportional to what expired meanwhile.</summary>
     /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
-    public int Count
-    {
-        get
-        {
-            while (true)
-            {
-                lock (_lock)
-                {
-                    ThrowIfDisposed();
-                    if (ReclaimExpired(_time.GetTimestamp(), ReclaimChunk) < ReclaimChunk)
-                    {
-                        return _count;
-                    }
-                }
-            }
-        }
-    }
+    public int Count => ReadAfterReclaiming(static store => store._count);
 
     /// <summary>The bytes the live sessions account for (ids, data and <see cref="PerSessionOverhead"/> each);
     /// never more than <see cref="MaxBytes"/>. Reclaims expired sessions first, like <see cref="Count"/>.</summary>
     /// <exception cref="ObjectDisposedException">The store has been disposed.</exception>
-    public long BytesUsed
+    public long BytesUsed => ReadAfterReclaiming(static store => store._bytesUsed);
+
+    // Reclaims expired sessions in chunks, releasing the lock between chunks so that a reader after a long idle
+    // period does not stall the server's connections, then reads under the lock once nothing expired is left.
+    private T ReadAfterReclaiming<T>(Func<MemorySessionStore, T> read)
     {
-        get
+        while (true)
         {
-            while (true)
+            lock (_lock)
             {
-                lock (_lock)
+                ThrowIfDisposed();
+                if (ReclaimExpired(_time.GetTimestamp(), ReclaimChunk) < ReclaimChunk)
                 {
-                    ThrowIfDisposed();
-                    if (ReclaimExpired(_time.GetTimestamp(), ReclaimChunk) < ReclaimChunk)
-                    {
-                        return _bytesUsed;
-                    }
+                    return read(this);
                 }
             }
         }
