@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using Distcache.Networking;
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Client.Tests.Support;
+
+internal static class TestHelpers
+{
+    /// <summary>Client options for tests: short timeouts and fast reconnects so that failures show quickly.</summary>
+    public static DistcacheClientOptions Options(Address address, int timeoutMs = 5000, ILoggerFactory? logging = null) => new()
+    {
+        Address = address,
+        OperationTimeout = TimeSpan.FromMilliseconds(timeoutMs),
+        ConnectTimeout = TimeSpan.FromSeconds(5),
+        ReconnectMinDelay = TimeSpan.FromMilliseconds(20),
+        ReconnectMaxDelay = TimeSpan.FromMilliseconds(200),
+        LoggerFactory = logging,
+    };
+
+    public static byte[] Bytes(string text) => System.Text.Encoding.UTF8.GetBytes(text);
+
+    /// <summary>
+    /// Retries <paramref name="operation"/> while it fails with a connection error (the client is reconnecting),
+    /// for at most <paramref name="timeout"/>, with no help from the test: this is how an application sees the
+    /// client recover by itself.
+    /// </summary>
+    public static async Task<T> EventuallyAsync<T>(Func<Task<T>> operation, TimeSpan? timeout = null)
+    {
+        var clock = Stopwatch.StartNew();
+        var limit = timeout ?? TimeSpan.FromSeconds(10);
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await operation();
+            }
+            catch (DistcacheConnectionException) when (clock.Elapsed < limit && attempt < 1000)
+            {
+                await Task.Delay(20);
+            }
+        }
+    }
+
+    /// <summary>Waits until <paramref name="condition"/> holds, for at most <paramref name="timeout"/>.</summary>
+    public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > timeout)
+            {
+                throw new TimeoutException($"{what}: not within {timeout}");
+            }
+
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>
+    /// Runs a sync call on a dedicated thread and measures it there, so that the time is the call's own: measured
+    /// through the thread pool it would include any pool starvation caused by other tests blocking pool threads.
+    /// </summary>
+    public static async Task<(TException Exception, TimeSpan Elapsed)> TimedThrowsOnThreadAsync<TException>(Action call)
+        where TException : Exception
+    {
+        var run = Task.Factory.StartNew(
+            () =>
+            {
+                var clock = Stopwatch.StartNew();
+                var exception = Record.Exception(call);
+                return (exception, clock.Elapsed);
+            },
+            TaskCreationOptions.LongRunning);
+        var (thrown, elapsed) = await run.WaitAsync(TimeSpan.FromSeconds(20));
+        return (Assert.IsAssignableFrom<TException>(thrown), elapsed);
+    }
+
+    /// <summary>Measures how long an awaited failure takes, and returns the exception.</summary>
+    public static async Task<(TException Exception, TimeSpan Elapsed)> TimedThrowsAsync<TException>(Func<Task> operation)
+        where TException : Exception
+    {
+        var clock = Stopwatch.StartNew();
+        var exception = await Assert.ThrowsAnyAsync<TException>(operation);
+        return (exception, clock.Elapsed);
+    }
+}
+
+/// <summary>A logger factory that keeps every message, to check what the client reported (and how often).</summary>
+internal sealed class ListLoggerFactory : ILoggerFactory
+{
+    private readonly List<string> _messages = [];
+
+    public IReadOnlyList<string> Messages
+    {
+        get
+        {
+            lock (_messages)
+            {
+                return [.. _messages];
+            }
+        }
+    }
+
+    public ILogger CreateLogger(string categoryName) => new ListLogger(this);
+
+    public void AddProvider(ILoggerProvider provider)
+    {
+    }
+
+    public void Dispose()
+    {
+    }
+
+    private void Add(string message)
+    {
+        lock (_messages)
+        {
+            _messages.Add(message);
+        }
+    }
+
+    private sealed class ListLogger(ListLoggerFactory owner) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            owner.Add($"{logLevel}: {formatter(state, exception)}");
+    }
+}
