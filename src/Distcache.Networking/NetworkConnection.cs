@@ -292,8 +292,15 @@ public sealed class NetworkConnection : IAsyncDisposable
             DisposeQuietly(stream);
         }
 
-        input?.CancelPendingRead();
-        output?.CancelPendingFlush();
+        // After DisposeAsync the pipes are completed and may refuse these calls; there is nothing left to wake.
+        try
+        {
+            input?.CancelPendingRead();
+            output?.CancelPendingFlush();
+        }
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+        {
+        }
     }
 
     /// <summary>

@@ -24,6 +24,21 @@ public class ConnectionTests : NetworkTest
     }
 
     [Fact]
+    public async Task Regression_abort_after_dispose_is_a_no_op()
+    {
+        // Abort() threw ObjectDisposedException when called after DisposeAsync, although callers that race a
+        // shutdown against a failure rely on it being safe at any time.
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        _ = server.Input;
+        _ = server.Output;
+        await server.DisposeAsync();
+        server.Abort();
+        await client.DisposeAsync();
+        client.Abort();
+    }
+
+    [Fact]
     public async Task Abort_resets_the_connection_and_discards_unsent_output()
     {
         var listener = Listen("IP:127.0.0.1:0");
