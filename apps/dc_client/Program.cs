@@ -1,0 +1,228 @@
+using Distcache.Hosting;
+using Distcache.Networking;
+using Distcache.Proxy;
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Apps.Client;
+
+/// <summary>
+/// dc_client: the local proxy, a drop-in for 1.5.1's. Same options, same defaults, same messages, plus -timeout.
+/// </summary>
+internal static class Program
+{
+    // 1.5.1 caps -retry and -idle at one hour, and refuses a retry period of 0 (it would reconnect in a tight loop).
+    private const uint MaxPeriod = 3_600_000;
+    private const string DefaultListen = "UNIX:/tmp/scache";
+
+    private static readonly ValueOption<Address> ListenOption = new("listen", "addr", "listen on address 'addr': UNIX:/path, IP:port, IP:host:port, IPv6:[addr]:port", ParseListenAddress)
+    {
+        DefaultValue = Address.Parse(DefaultListen),
+        DefaultText = DefaultListen,
+    };
+
+    private static readonly ValueOption<Address> ServerOption = new("server", "addr", "connects to a cache server at 'addr', required", ParseServerAddress)
+    {
+        Aliases = ["connect"],
+    };
+
+    private static readonly FlagOption DaemonFlag = new("daemon", "detach and run in the background, best with -pidfile");
+    private static readonly ValueOption<uint> RetryOption = new("retry", "msecs", "retry period for the cache server link, 1..3600000", ValueParsers.UInt32InRange(1, MaxPeriod)) { DefaultValue = 5000 };
+    private static readonly ValueOption<uint> IdleOption = new("idle", "msecs", "drop a local connection idle this long, 0 = never, at most 3600000", ValueParsers.UInt32InRange(0, MaxPeriod)) { DefaultValue = 0 };
+    private static readonly ValueOption<uint> TimeoutOption = new("timeout", "msecs", "give up on a server link whose oldest request waits this long, and bound each connection attempt; 0 = never", ValueParsers.UInt32InRange(0, MaxPeriod)) { DefaultValue = 5000 };
+    private static readonly ValueOption<string> UserOption = new("user", "user", "switch to this user once the listening socket exists, before connecting to the server", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> SockOwnerOption = new("sockowner", "user", "owner of a unix domain listening socket", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> SockGroupOption = new("sockgroup", "group", "group of a unix domain listening socket", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<UnixFileMode> SockPermsOption = new("sockperms", "oct", "permissions of a unix domain listening socket, e.g. 660", ValueParsers.OctalPermissions);
+    private static readonly ValueOption<string> PidFileOption = new("pidfile", "path", "a file to store the process ID in", ValueParsers.NonEmptyText);
+    private static readonly FlagOption KillableFlag = new("killable", "exit cleanly on a SIGUSR1 or SIGUSR2 signal, otherwise ignored");
+
+    private static readonly CommandLineSpec Spec = new("dc_client",
+    [
+        DaemonFlag, ListenOption, ServerOption, RetryOption, IdleOption, TimeoutOption, UserOption, SockOwnerOption, SockGroupOption,
+        SockPermsOption, PidFileOption, KillableFlag,
+    ])
+    {
+        Epilogue = """
+             Eg. dc_client -listen UNIX:/tmp/scache -server IP:192.168.2.5:9003
+             will listen on a unix domain socket at /tmp/scache and will manage
+             forwarding requests and responses to and from the cache server.
+             While the server is unreachable every request is answered at once with DISCONNECTED.
+             SIGTERM or SIGINT shut down cleanly.
+            """,
+    };
+
+    private static async Task<int> Main(string[] args)
+    {
+        if (!Spec.TryParse(args, out ParseResult options, out int exitCode))
+        {
+            return exitCode;
+        }
+
+        // A later -server would silently replace an earlier one; 1.5.1 refused a second server instead, and so do we.
+        List<string> serverSpellings = ServerSpellings(args);
+        if (!options.TryGetValue(ServerOption, out Address? server))
+        {
+            await Console.Error.WriteLineAsync("Error, no server specified!").ConfigureAwait(false);
+            return 1;
+        }
+
+        if (serverSpellings.Count > 1)
+        {
+            await Console.Error.WriteLineAsync("Error, too many servers").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"Error, {serverSpellings[1]} given an invalid argument").ConfigureAwait(false);
+            Spec.WriteUsage(Console.Error);
+            return 1;
+        }
+
+        if (options.IsSet(DaemonFlag) && !Daemon.IsDaemonChild)
+        {
+            return Daemon.RunDetached(args);
+        }
+
+        using ILoggerFactory loggerFactory = LoggerFactory.Create(logging => logging
+            .SetMinimumLevel(LogLevel.Information)
+            .AddSimpleConsole(console => console.SingleLine = true)
+            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        ILogger logger = loggerFactory.CreateLogger("dc_client");
+        try
+        {
+            if (Daemon.IsDaemonChild)
+            {
+                Daemon.StartSession();
+            }
+
+            using var shutdown = new CancellationTokenSource();
+            using SignalHandlers signals = SignalHandlers.Register(shutdown, options.IsSet(KillableFlag), logger);
+
+            var proxyOptions = new DistcacheProxyOptions
+            {
+                Server = server,
+                RetryInterval = TimeSpan.FromMilliseconds(options.GetValue(RetryOption)),
+                IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
+                OperationTimeout = TimeSpan.FromMilliseconds(options.GetValue(TimeoutOption)),
+            };
+
+            Address address = options.GetValue(ListenOption)!;
+            NetworkListener listener;
+            try
+            {
+                // Owner, group and mode are applied by Listen before listen(2), so no application can connect
+                // while the socket still has the permissions the umask gave it.
+                listener = NetworkListener.Listen(address, new ListenerOptions
+                {
+                    UnixSocketOwner = options.TryGetValue(SockOwnerOption, out string? owner) ? owner : null,
+                    UnixSocketGroup = options.TryGetValue(SockGroupOption, out string? group) ? group : null,
+                    UnixSocketMode = options.TryGetValue(SockPermsOption, out UnixFileMode mode) ? mode : null,
+                    Logger = loggerFactory.CreateLogger<NetworkListener>(),
+                });
+            }
+            catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException or PlatformNotSupportedException)
+            {
+                await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {e.Message}").ConfigureAwait(false);
+                return 1;
+            }
+
+            await using (listener.ConfigureAwait(false))
+            {
+                // As in 1.5.1: the user changes after the listening socket exists and before the server is first
+                // contacted, so connecting works the same at start-up as on every later retry.
+                if (options.TryGetValue(UserOption, out string? user))
+                {
+                    Privileges.SwitchUser(user);
+                }
+
+                PidFile? pidFile = null;
+                if (options.TryGetValue(PidFileOption, out string? pidPath))
+                {
+                    try
+                    {
+                        pidFile = PidFile.Create(pidPath);
+                    }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+                    {
+                        await Console.Error.WriteLineAsync($"Error, couldn't open 'pidfile' at '{pidPath}': {e.Message}").ConfigureAwait(false);
+                        return 1;
+                    }
+                }
+
+                using (pidFile)
+                {
+                    var proxy = new DistcacheProxy(proxyOptions, loggerFactory.CreateLogger<DistcacheProxy>());
+                    Task running = proxy.RunAsync(listener, shutdown.Token);
+
+                    // 1.5.1 made its first connection attempt before detaching, so that a failure shows where the
+                    // user is looking and a script that started the daemon finds it forwarding. The attempt is
+                    // bounded by -timeout; failing it is not fatal, the proxy keeps retrying.
+                    await Task.WhenAny(proxy.FirstConnectAttempt, running).ConfigureAwait(false);
+                    Daemon.NotifyReady();
+                    await running.ConfigureAwait(false);
+                }
+            }
+
+            return 0;
+        }
+        catch (HostingException e)
+        {
+            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
+            return 1;
+        }
+    }
+
+    private static bool ParseListenAddress(string text, out Address value)
+    {
+        // The reason follows on its own line, so the first line stays 1.5.1's "given an invalid argument".
+        if (Address.TryParse(text, out Address? address, out string error) && address.CanListen)
+        {
+            value = address;
+            return true;
+        }
+
+        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot listen on {text}");
+        value = null!;
+        return false;
+    }
+
+    private static bool ParseServerAddress(string text, out Address value)
+    {
+        if (Address.TryParse(text, out Address? address, out string error) && address.CanConnect)
+        {
+            value = address;
+            return true;
+        }
+
+        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot connect to {text}: it needs a host and a port (IP:host:port) or a path (UNIX:/path)");
+        value = null!;
+        return false;
+    }
+
+    // How each server option was spelled, in order (-server, -connect, --server, ...), for 1.5.1's complaint about
+    // a second one. Only called after a successful parse, so every word is an option or the value of one.
+    private static List<string> ServerSpellings(string[] args)
+    {
+        var spellings = new List<string>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string arg = args[i];
+            string name = arg.StartsWith("--", StringComparison.Ordinal) ? arg[2..] : arg.TrimStart('-');
+            int equals = name.IndexOf('=', StringComparison.Ordinal);
+            bool inlineValue = equals >= 0 && arg.StartsWith("--", StringComparison.Ordinal);
+            if (inlineValue)
+            {
+                name = name[..equals];
+            }
+
+            CommandLineOption? option = Spec.Options.FirstOrDefault(o => o.Name == name || o.Aliases.Contains(name));
+            if (option == ServerOption)
+            {
+                spellings.Add(inlineValue ? arg[..(arg.IndexOf('=', StringComparison.Ordinal))] : arg);
+            }
+
+            if (option is { TakesValue: true } && !inlineValue)
+            {
+                i++;
+            }
+        }
+
+        return spellings;
+    }
+}

@@ -1,0 +1,99 @@
+using Distcache.Networking;
+
+namespace Distcache.Proxy;
+
+/// <summary>Settings of a <see cref="DistcacheProxy"/>. The defaults are 1.5.1's where 1.5.1 had the setting.</summary>
+public sealed class DistcacheProxyOptions
+{
+    /// <summary>The longest <see cref="RetryInterval"/> and <see cref="IdleTimeout"/> 1.5.1 accepts: one hour.</summary>
+    public static TimeSpan MaxInterval { get; } = TimeSpan.FromHours(1);
+
+    /// <summary>The <c>dc_server</c> to forward to (<c>-server</c>). Must be an address that can be connected to.</summary>
+    public required Address Server { get; init; }
+
+    /// <summary>
+    /// How long after losing the server link (or failing to connect) the next connection attempt is made
+    /// (<c>-retry</c>). Default 5 seconds, as in 1.5.1; at least 1 ms and at most <see cref="MaxInterval"/>.
+    /// </summary>
+    public TimeSpan RetryInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// A local connection with nothing outstanding (no request waiting for its answer, no answer waiting to be
+    /// written) that has been silent this long is closed (<c>-idle</c>). <see cref="TimeSpan.Zero"/>, the
+    /// default as in 1.5.1, never closes one. At most <see cref="MaxInterval"/>.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// The longest the proxy waits on the server (<c>-timeout</c>): for a connection attempt to complete, and for
+    /// the oldest request in flight to be answered. When the oldest request has waited longer, the server is
+    /// taken to be gone without having closed the connection (a half-open link: host powered off, cable
+    /// pulled, process stopped): the link is closed, every request in flight is answered with
+    /// <c>DISCONNECTED</c>, and reconnection starts. Default 5 seconds: an in-memory cache answers in well
+    /// under a millisecond, so 5 seconds is far outside normal operation (no false alarms under load or GC
+    /// pauses) while still failing TLS handshakes fast enough that clients do not give up on the web server
+    /// itself. <see cref="TimeSpan.Zero"/> disables the check (as in 1.5.1, which has none); connection
+    /// attempts are then bounded by 5 seconds.
+    /// </summary>
+    public TimeSpan OperationTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How many requests of one local connection may be waiting for their answers before the proxy stops
+    /// reading from that connection until some are answered. Default 256. A pipelining client beyond it is
+    /// slowed down, never dropped.
+    /// </summary>
+    public int MaxRequestsInFlightPerConnection { get; init; } = 256;
+
+    /// <summary>
+    /// How many bytes of answers may wait to be written to one local connection before the proxy stops reading
+    /// its requests. Default 256 KiB. A client that sends but does not read thus stops costing the server
+    /// anything once this much is queued for it.
+    /// </summary>
+    public int ConnectionOutputSoftLimit { get; init; } = 256 * 1024;
+
+    /// <summary>
+    /// How many bytes of answers may wait to be written to one local connection before it is dropped. The
+    /// server link never waits for a local connection: answers are queued in memory, and this bounds that
+    /// memory. Default 16 MiB, enough for <see cref="MaxRequestsInFlightPerConnection"/> answers of the largest
+    /// size on top of <see cref="ConnectionOutputSoftLimit"/>, so only a client that stopped reading reaches it.
+    /// </summary>
+    public int ConnectionOutputHardLimit { get; init; } = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// How long shutdown waits for requests already forwarded to be answered by the server before answering
+    /// the rest with <c>DISCONNECTED</c>. Default 2 seconds.
+    /// </summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The connection attempt bound when <see cref="OperationTimeout"/> is zero.</summary>
+    internal static TimeSpan DefaultConnectTimeout { get; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long one connection attempt may take.</summary>
+    internal TimeSpan ConnectTimeout => OperationTimeout > TimeSpan.Zero ? OperationTimeout : DefaultConnectTimeout;
+
+    /// <summary>Throws if a setting is out of range.</summary>
+    internal void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Server);
+        if (!Server.CanConnect)
+        {
+            throw new ArgumentException($"{Server} cannot be connected to; the server address needs a host and a port (IP:host:port) or a path (UNIX:/path)", nameof(Server));
+        }
+
+        CheckRange(RetryInterval, TimeSpan.FromMilliseconds(1), MaxInterval, nameof(RetryInterval));
+        CheckRange(IdleTimeout, TimeSpan.Zero, MaxInterval, nameof(IdleTimeout));
+        CheckRange(OperationTimeout, TimeSpan.Zero, MaxInterval, nameof(OperationTimeout));
+        CheckRange(ShutdownTimeout, TimeSpan.Zero, MaxInterval, nameof(ShutdownTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRequestsInFlightPerConnection, 1, nameof(MaxRequestsInFlightPerConnection));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ConnectionOutputSoftLimit, 1, nameof(ConnectionOutputSoftLimit));
+        ArgumentOutOfRangeException.ThrowIfLessThan(ConnectionOutputHardLimit, ConnectionOutputSoftLimit, nameof(ConnectionOutputHardLimit));
+    }
+
+    private static void CheckRange(TimeSpan value, TimeSpan min, TimeSpan max, string name)
+    {
+        if (value < min || value > max)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"{name} must be between {min} and {max}");
+        }
+    }
+}

@@ -1,0 +1,482 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Distcache.Networking;
+using Distcache.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Proxy;
+
+/// <summary>One complete request found in a local connection's input, located by offset so it can be copied raw.</summary>
+/// <param name="Start">Offset of its first byte in the read buffer.</param>
+/// <param name="Length">Its length on the wire, headers included.</param>
+/// <param name="Uid">The uid the local client gave it.</param>
+/// <param name="Operation">Its operation.</param>
+/// <param name="Frames">How many frames carry it.</param>
+internal readonly record struct RequestLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
+
+/// <summary>
+/// One local client connection: a reader loop that decodes every complete request available and hands them all to
+/// the proxy in one step, and a writer loop that sends the answers queued for it. The two meet only through the
+/// output buffer, so the server link, which queues answers, never waits for this connection's socket.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Answers are queued in request order: all of them are queued under the proxy's lock, the server answers in
+/// order on its one link, and a lost link answers the rest of its requests in order before any later request can
+/// see the link as down.
+/// </para>
+/// <para>
+/// Flow control: the reader stops reading while <see cref="DistcacheProxyOptions.MaxRequestsInFlightPerConnection"/>
+/// requests wait for answers or <see cref="DistcacheProxyOptions.ConnectionOutputSoftLimit"/> bytes of answers wait
+/// to be written, so a client that does not read slows only itself. A connection whose queued answers would exceed
+/// <see cref="DistcacheProxyOptions.ConnectionOutputHardLimit"/> is dropped.
+/// </para>
+/// </remarks>
+internal sealed class LocalConnection
+{
+    private readonly DistcacheProxy _proxy;
+    private readonly NetworkConnection _connection;
+    private readonly DistcacheProxyOptions _options;
+    private readonly ILogger _logger;
+    private readonly Lock _outputLock = new();
+    private readonly List<RequestLocation> _batch = [];
+    private readonly MessageDecoder _decoder = new(MessageDirection.Requests);
+
+    // Both signals are auto-reset events: one pending wake-up at most, never lost, never blocking the setter.
+    private readonly Channel<bool> _writerSignal = CreateSignal();
+    private readonly Channel<bool> _readerSignal = CreateSignal();
+
+    private OutputBuffer _staging = new();
+    private OutputBuffer _writing = new();
+    private int _queuedBytes;
+    private int _inFlight;
+    private long _lastActivity = Environment.TickCount64;
+    private long _requests;
+    private volatile bool _closed;
+    private volatile bool _readerDone;
+    private volatile bool _stopRequested;
+    private volatile bool _idleCloseRequested;
+    private int _aborted;
+
+    public LocalConnection(DistcacheProxy proxy, NetworkConnection connection, DistcacheProxyOptions options, ILogger logger)
+    {
+        _proxy = proxy;
+        _connection = connection;
+        _options = options;
+        _logger = logger;
+    }
+
+    public string Peer => _connection.PeerDescription;
+
+    /// <summary>Requests of this connection waiting for their answers to be queued. Changed only under the proxy's lock.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>True once answers are no longer wanted: the connection failed, broke the rules, or was dropped.</summary>
+    public bool IsClosed => _closed;
+
+    /// <summary>
+    /// Serves the connection until it closes: reads and forwards requests, writes answers, and after the client
+    /// stops sending (or the proxy stops reading) waits for the answers still due before closing in order.
+    /// </summary>
+    public async Task RunAsync()
+    {
+        Task writer = WriteLoopAsync();
+        try
+        {
+            await ReadLoopAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            Log.ClientFailed(_logger, Peer, e.Message);
+            Abort();
+        }
+#pragma warning disable CA1031 // A bug must cost this one connection, never the proxy.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.ClientError(_logger, Peer, e);
+            Abort();
+        }
+        finally
+        {
+            _readerDone = true;
+            _writerSignal.Writer.TryWrite(true);
+        }
+
+        await writer.ConfigureAwait(false);
+
+        // From here on nothing is written: answers still arriving for this connection are discarded.
+        _closed = true;
+        await _connection.DisposeAsync().ConfigureAwait(false);
+        long requests = Interlocked.Read(ref _requests);
+        Log.ClientClosed(_logger, Peer, requests);
+    }
+
+    /// <summary>
+    /// Stops reading requests (shutdown). Answers to requests already read are still written, then the connection
+    /// closes.
+    /// </summary>
+    public void StopReading()
+    {
+        _stopRequested = true;
+        WakeReader();
+    }
+
+    /// <summary>
+    /// Asks the reader to close the connection if it has been idle for <paramref name="idleMilliseconds"/>: nothing in
+    /// flight, nothing queued, nothing received. The reader decides, so a request that arrives at this moment wins.
+    /// </summary>
+    public void CloseIfIdle(long now, long idleMilliseconds)
+    {
+        if (IsIdle(now, idleMilliseconds) && !_idleCloseRequested)
+        {
+            _idleCloseRequested = true;
+            WakeReader();
+        }
+    }
+
+    /// <summary>Counts requests about to be forwarded or answered; called under the proxy's lock.</summary>
+    public void AddInFlight(int count) => Volatile.Write(ref _inFlight, _inFlight + count);
+
+    /// <summary>
+    /// Queues the server's answer to one of this connection's requests, relabelled with the uid the client used, and
+    /// counts the request as answered. Called under the proxy's lock. Returns false when the answer was discarded
+    /// because the connection is gone (or has just been dropped for having too much unread).
+    /// </summary>
+    public bool Answer(in ReadOnlySequence<byte> response, int frames, uint clientUid)
+    {
+        bool queued = false;
+        if (!_closed)
+        {
+            int length = checked((int)response.Length);
+            lock (_outputLock)
+            {
+                if (!WouldOverflow(length))
+                {
+                    Relabel.Append(_staging, response, frames, clientUid, resetLevel: false);
+                    _queuedBytes += length;
+                    queued = true;
+                }
+            }
+        }
+
+        Answered(queued);
+        return queued;
+    }
+
+    /// <summary>
+    /// Queues a one-byte status answer (<c>DISCONNECTED</c>) to one of this connection's requests and counts the
+    /// request as answered. Called under the proxy's lock.
+    /// </summary>
+    public bool AnswerStatus(uint clientUid, Operation operation, StatusCode status)
+    {
+        bool queued = false;
+        if (!_closed)
+        {
+            const int length = ProtocolConstants.FrameHeaderSize + 1;
+            lock (_outputLock)
+            {
+                if (!WouldOverflow(length))
+                {
+                    Responses.WriteStatus(_staging, clientUid, operation, status);
+                    _queuedBytes += length;
+                    queued = true;
+                }
+            }
+        }
+
+        Answered(queued);
+        return queued;
+    }
+
+    /// <summary>Drops the connection at once (TCP reset), from any thread, without running anything inline.</summary>
+    public void Abort()
+    {
+        _closed = true;
+        if (Interlocked.Exchange(ref _aborted, 1) != 0)
+        {
+            return;
+        }
+
+        _writerSignal.Writer.TryWrite(true);
+        _readerSignal.Writer.TryWrite(true);
+
+        // Abort wakes the pipes' pending operations; from the thread pool their continuations cannot run inside
+        // a caller that holds the proxy's lock.
+        ThreadPool.UnsafeQueueUserWorkItem(static c => c.AbortConnection(), this, preferLocal: false);
+    }
+
+    private static Channel<bool> CreateSignal() => Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
+    {
+        FullMode = BoundedChannelFullMode.DropWrite,
+        SingleReader = true,
+    });
+
+    // What the loops see when the client goes away or the connection is aborted under them (the pipes report use
+    // after completion as InvalidOperationException).
+    private static bool IsConnectionFailure(Exception e) =>
+        e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
+
+    private bool IsIdle(long now, long idleMilliseconds) =>
+        Volatile.Read(ref _inFlight) == 0
+        && Volatile.Read(ref _queuedBytes) == 0
+        && now - Volatile.Read(ref _lastActivity) >= idleMilliseconds;
+
+    // Under the output lock. Dropping is decided here, where the bytes would pile up, but carried out elsewhere.
+    private bool WouldOverflow(int length)
+    {
+        long total = (long)_queuedBytes + length;
+        if (total <= _options.ConnectionOutputHardLimit)
+        {
+            return false;
+        }
+
+        if (!_closed)
+        {
+            Log.ClientOverflow(_logger, Peer, total, _options.ConnectionOutputHardLimit);
+            _proxy.Statistics.ClientOverflowed();
+            Abort();
+        }
+
+        return true;
+    }
+
+    private void Answered(bool queued)
+    {
+        // The answer is queued before the request stops counting as in flight, so the writer, which checks the
+        // count first and the queue second, can never close the connection with an answer still unsent.
+        Volatile.Write(ref _inFlight, _inFlight - 1);
+        if (queued)
+        {
+            _writerSignal.Writer.TryWrite(true);
+        }
+
+        _readerSignal.Writer.TryWrite(true);
+    }
+
+    private void WakeReader()
+    {
+        _readerSignal.Writer.TryWrite(true);
+        try
+        {
+            _connection.Input.CancelPendingRead();
+        }
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+        {
+            // Already closed: the reader has finished or is about to.
+        }
+    }
+
+    private void AbortConnection()
+    {
+        try
+        {
+            _connection.Abort();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection finished closing first (its pipes are completed): there is nothing left to interrupt.
+        }
+    }
+
+    private void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);
+
+    private bool MustPause() =>
+        Volatile.Read(ref _inFlight) >= _options.MaxRequestsInFlightPerConnection
+        || Volatile.Read(ref _queuedBytes) >= _options.ConnectionOutputSoftLimit;
+
+    private async Task ReadLoopAsync()
+    {
+        PipeReader input = _connection.Input;
+        long unconsumed = 0;
+        while (true)
+        {
+            while (MustPause() && !_closed && !_stopRequested)
+            {
+                await _readerSignal.Reader.ReadAsync().ConfigureAwait(false);
+            }
+
+            if (_closed || _stopRequested)
+            {
+                return;
+            }
+
+            ReadResult read = await input.ReadAsync().ConfigureAwait(false);
+            ReadOnlySequence<byte> buffer = read.Buffer;
+            if (_closed || _stopRequested)
+            {
+                input.AdvanceTo(buffer.Start);
+                return;
+            }
+
+            bool received = buffer.Length > unconsumed;
+            if (read.IsCanceled && _idleCloseRequested)
+            {
+                _idleCloseRequested = false;
+                long idleFor = Environment.TickCount64 - Volatile.Read(ref _lastActivity);
+                if (!received && IsIdle(Environment.TickCount64, (long)_options.IdleTimeout.TotalMilliseconds))
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    Log.ClientIdle(_logger, Peer, idleFor);
+                    _proxy.Statistics.IdleClose();
+                    return;
+                }
+            }
+
+            if (received)
+            {
+                Touch();
+            }
+
+            bool full = Decode(buffer, out SequencePosition consumed, out ProtocolViolation? violation);
+            if (_batch.Count > 0)
+            {
+                Interlocked.Add(ref _requests, _batch.Count);
+                _proxy.Forward(this, buffer, _batch);
+                _batch.Clear();
+            }
+
+            if (violation is { } v)
+            {
+                input.AdvanceTo(consumed);
+                Log.ClientViolation(_logger, Peer, v.Describe());
+                _proxy.Statistics.ClientViolation();
+                Abort();
+                return;
+            }
+
+            // Stopped for flow control with complete requests left: they are not "examined", so the next read
+            // returns them at once instead of waiting for more bytes.
+            input.AdvanceTo(consumed, full ? consumed : buffer.End);
+            unconsumed = buffer.Slice(consumed).Length;
+            if (read.IsCompleted && !full)
+            {
+                if (unconsumed > 0)
+                {
+                    Log.ClientTruncated(_logger, Peer, unconsumed);
+                    Abort();
+                }
+
+                // End of the client's requests: the answers still due are written before the connection closes.
+                return;
+            }
+        }
+    }
+
+    // Collects every complete request in 'buffer' into _batch, up to the in-flight limit. Returns true when it
+    // stopped at the limit with input left. SequenceReader cannot live across the read loop's awaits.
+    private bool Decode(in ReadOnlySequence<byte> buffer, out SequencePosition consumed, out ProtocolViolation? violation)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        int room = _options.MaxRequestsInFlightPerConnection - Volatile.Read(ref _inFlight);
+        violation = null;
+        while (true)
+        {
+            if (_batch.Count >= room)
+            {
+                consumed = reader.Position;
+                return reader.Remaining > 0;
+            }
+
+            long start = reader.Consumed;
+            DecodeStatus status = _decoder.TryDecode(ref reader, out Message request, out ProtocolViolation broken);
+            if (status == DecodeStatus.NeedMoreData)
+            {
+                break;
+            }
+
+            if (status == DecodeStatus.Violation)
+            {
+                violation = broken;
+                break;
+            }
+
+            if (request.Operation == Operation.Add && request.Payload.Length < ProtocolConstants.AddRequestPrefixSize)
+            {
+                // The server drops the connection that sends this, and here that connection is everyone's link:
+                // it is stopped at the proxy, costing only the client that sent it.
+                violation = new ProtocolViolation(ProtocolViolationKind.AddPayloadTooShort, ProtocolConstants.FrameHeaderSize);
+                reader.Rewind(reader.Consumed - start);
+                break;
+            }
+
+            _batch.Add(new RequestLocation(start, reader.Consumed - start, request.RequestUid, request.Operation, request.FrameCount));
+        }
+
+        consumed = reader.Position;
+        return false;
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        try
+        {
+            PipeWriter output = _connection.Output;
+            while (!_closed)
+            {
+                OutputBuffer? batch = null;
+                lock (_outputLock)
+                {
+                    if (_staging.Length > 0)
+                    {
+                        (_staging, _writing) = (_writing, _staging);
+                        batch = _writing;
+                    }
+                }
+
+                if (batch is not null)
+                {
+                    FlushResult flushed;
+                    int length = batch.Length;
+                    try
+                    {
+                        flushed = await output.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        batch.Reset();
+                        lock (_outputLock)
+                        {
+                            _queuedBytes -= length;
+                        }
+                    }
+
+                    Touch();
+                    _readerSignal.Writer.TryWrite(true);
+                    if (flushed.IsCompleted || flushed.IsCanceled)
+                    {
+                        Abort();
+                        return;
+                    }
+
+                    continue;
+                }
+
+                // Done once the reader has stopped and every request read has been answered and sent. The in-flight
+                // count is read before the queue (see Answered).
+                if (_readerDone && Volatile.Read(ref _inFlight) == 0)
+                {
+                    lock (_outputLock)
+                    {
+                        if (_staging.Length == 0)
+                        {
+                            return;
+                        }
+                    }
+
+                    continue;
+                }
+
+                await _writerSignal.Reader.ReadAsync().ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            // The client went away; its remaining answers are discarded.
+            Log.ClientFailed(_logger, Peer, e.Message);
+            Abort();
+        }
+    }
+}

@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using Distcache.EndToEnd.Tests.Support;
+using Distcache.Networking;
+using Distcache.Protocol;
+using Distcache.Proxy.Tests.Support;
+
+namespace Distcache.Proxy.Tests;
+
+/// <summary>The dc_client executable: its command line, signals, files, and idle timeout.</summary>
+public sealed class ExecutableTests
+{
+    private static readonly TimeSpan Exit = TimeSpan.FromSeconds(20);
+
+    [Theory]
+    [InlineData("-h")]
+    [InlineData("-help")]
+    [InlineData("-?")]
+    public async Task Help_prints_the_usage_and_succeeds(string flag)
+    {
+        await using Tool tool = await Tool.RunAsync(Exit, "dc_client", flag);
+        Assert.Equal(0, tool.ExitCode);
+        Assert.StartsWith("Usage: dc_client [options]", tool.Stdout, StringComparison.Ordinal);
+        foreach (string option in new[] { "-listen", "-server", "-connect", "-retry", "-idle", "-timeout", "-daemon", "-user", "-sockowner", "-sockgroup", "-sockperms", "-pidfile", "-killable" })
+        {
+            Assert.Contains(option, tool.Stdout, StringComparison.Ordinal);
+        }
+
+        Assert.Contains("default: UNIX:/tmp/scache", tool.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("Error, -listen requires an argument", "-server", "IP:127.0.0.1:1", "-listen")]
+    [InlineData("Error, -server requires an argument", "-server")]
+    [InlineData("Error, -connect requires an argument", "-connect")]
+    [InlineData("Error, -retry requires an argument", "-server", "IP:127.0.0.1:1", "-retry")]
+    [InlineData("Error, -idle requires an argument", "-idle")]
+    [InlineData("Error, -pidfile requires an argument", "-pidfile")]
+    [InlineData("Error, -retry given an invalid argument", "-retry", "0")]
+    [InlineData("Error, -retry given an invalid argument", "-retry", "3600001")]
+    [InlineData("Error, -retry given an invalid argument", "-retry", "5s")]
+    [InlineData("Error, -idle given an invalid argument", "-idle", "3600001")]
+    [InlineData("Error, -idle given an invalid argument", "-idle", "-1")]
+    [InlineData("Error, -timeout given an invalid argument", "-timeout", "soon")]
+    [InlineData("Error, -sockperms given an invalid argument", "-sockperms", "999")]
+    [InlineData("Error, -server given an invalid argument", "-server", "IP:9001")]
+    [InlineData("Error, -connect given an invalid argument", "-connect", "nowhere")]
+    [InlineData("Error, -listen given an invalid argument", "-listen", "TCP:1234")]
+    [InlineData("Error, --daemon given an invalid argument", "--daemon=yes")]
+    [InlineData("Error, \"-bogus\" not recognised", "-server", "IP:127.0.0.1:1", "-bogus")]
+    [InlineData("Error, \"stray\" not recognised", "stray")]
+    [InlineData("Error, no server specified!", "-listen", "UNIX:/tmp/never-used-by-this-test")]
+    [InlineData("Error, no server specified!")]
+    [InlineData("Error, -connect given an invalid argument", "-server", "IP:127.0.0.1:1", "-connect", "IP:127.0.0.1:2")]
+    public async Task Argument_errors_are_worded_as_1_5_1_words_them_and_fail(string expected, params string[] args)
+    {
+        await using Tool tool = await Tool.RunAsync(Exit, "dc_client", args);
+        Assert.NotEqual(0, tool.ExitCode);
+        Assert.Contains(expected, tool.Stderr.Split('\n').Select(line => line.TrimEnd('\r')));
+        Assert.False(File.Exists("/tmp/never-used-by-this-test"));
+    }
+
+    [Fact]
+    public async Task A_second_server_is_refused_as_1_5_1_refused_it()
+    {
+        await using Tool tool = await Tool.RunAsync(Exit, "dc_client", "-connect", "IP:127.0.0.1:1", "--server=IP:127.0.0.1:2");
+        Assert.Equal(1, tool.ExitCode);
+        Assert.StartsWith("Error, too many servers\nError, --server given an invalid argument\nUsage: dc_client", tool.Stderr.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_socket_a_live_process_listens_on_is_not_taken_over()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("taken.sock");
+        using NetworkListener owner = NetworkListener.Listen(Address.Parse("UNIX:" + path));
+        await using Tool tool = await Tool.RunAsync(Exit, "dc_client", "-listen", "UNIX:" + path, "-server", "IP:127.0.0.1:1");
+        Assert.Equal(1, tool.ExitCode);
+        Assert.Contains("Error, failed to listen on UNIX:" + path, tool.Stderr, StringComparison.Ordinal);
+        Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task SIGTERM_shuts_down_cleanly_removing_the_socket_and_pid_files()
+    {
+        await using var server = InProcessServer.Start();
+        using var dir = new TempDir();
+        string socket = dir.File("c.sock");
+        string pidFile = dir.File("c.pid");
+        await using Tool tool = Tool.Start("dc_client", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-pidfile", pidFile, "-sockperms", "600");
+        await LoadTests.WaitForLinkAsync(tool);
+        Assert.True(PidFileHolds(pidFile, tool.Pid));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket));
+
+        using TestClient client = await TestClient.ConnectAsync(socket);
+        Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Wire.Have(1, "x"))).Raw);
+
+        tool.Signal(Native.SIGTERM);
+        await tool.WaitForExitAsync(Exit);
+        Assert.Equal(0, tool.ExitCode);
+        Assert.True(await client.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+        Assert.False(File.Exists(socket), "the socket file was left behind");
+        Assert.False(File.Exists(pidFile), "the pid file was left behind");
+    }
+
+    [Fact]
+    public async Task Daemon_mode_detaches_once_the_proxy_is_forwarding()
+    {
+        await using var server = InProcessServer.Start();
+        using var dir = new TempDir();
+        string socket = dir.File("d.sock");
+        string pidFile = dir.File("d.pid");
+        await using Tool parent = await Tool.RunAsync(Exit, "dc_client", "-daemon", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-pidfile", pidFile);
+        Assert.True(parent.ExitCode == 0, parent.Stderr);
+        Assert.True(PidFile(pidFile, out int pid), "no pid file");
+        try
+        {
+            Assert.NotEqual(parent.Pid, pid);
+            using TestClient client = await TestClient.ConnectAsync(socket);
+            Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Wire.Have(1, "x"))).Raw);
+        }
+        finally
+        {
+            _ = Native.Kill(pid, Native.SIGTERM);
+            var clock = Stopwatch.StartNew();
+            while (Native.IsAlive(pid) && clock.Elapsed < Exit)
+            {
+                await Task.Delay(20);
+            }
+
+            if (Native.IsAlive(pid))
+            {
+                _ = Native.Kill(pid, Native.SIGKILL);
+            }
+        }
+
+        Assert.False(Native.IsAlive(pid));
+        Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
+    public async Task Idle_connections_are_dropped_but_not_one_waiting_on_a_stalled_server()
+    {
+        await using var server = new FakeServer();
+        using var dir = new TempDir();
+        string socket = dir.File("idle.sock");
+        await using Tool tool = Tool.Start("dc_client", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-idle", "300", "-timeout", "2000");
+        await LoadTests.WaitForLinkAsync(tool);
+        FakeLink link = await server.NextLinkAsync();
+
+        using TestClient idle = await TestClient.ConnectAsync(socket);
+        using TestClient waiting = await TestClient.ConnectAsync(socket);
+        var clock = Stopwatch.StartNew();
+        await waiting.SendAsync(Wire.Get(5, "stalled"));
+        await link.ReceiveAsync();
+
+        Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "the idle connection stayed open");
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(1500));
+
+        // Still open well past the idle timeout, until the operation timeout answers for the stalled server.
+        Received answer = await waiting.ReceiveAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(Wire.Disconnected(5, Operation.Get), answer.Raw);
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(1900), $"answered after {clock.Elapsed}");
+        Assert.True(await waiting.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "idle after its answer, it should be dropped too");
+    }
+
+    private static bool PidFileHolds(string path, int pid) => PidFile(path, out int found) && found == pid;
+
+    private static bool PidFile(string path, out int pid)
+    {
+        pid = 0;
+        return File.Exists(path) && int.TryParse(File.ReadAllText(path).Trim(), System.Globalization.CultureInfo.InvariantCulture, out pid);
+    }
+}

@@ -1,0 +1,596 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using Distcache.Protocol;
+using Distcache.Proxy.Tests.Support;
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Proxy.Tests;
+
+/// <summary>The multiplexer in process: uid rewriting, ordering, and peers that misbehave on either side.</summary>
+public sealed class MultiplexerTests
+{
+    private static readonly TimeSpan Short = TimeSpan.FromMilliseconds(300);
+
+    [Fact]
+    public async Task Clients_using_the_same_uid_at_once_each_get_their_own_answer_and_the_server_sees_1_2_3()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+
+        const int Clients = 40;
+        var clients = new List<TestClient>();
+        try
+        {
+            for (int i = 0; i < Clients; i++)
+            {
+                clients.Add(await proxy.ConnectAsync());
+            }
+
+            // Everyone asks with uid 7 at the same time; the ids differ so each answer can be told apart.
+            await Task.WhenAll(clients.Select((c, i) => c.SendAsync(Wire.Get(7, $"client-{i}"))));
+
+            // The fake server echoes each id back as session data, under the uid the proxy chose.
+            var seenUids = new List<uint>();
+            for (int i = 0; i < Clients; i++)
+            {
+                Received request = await link.ReceiveAsync();
+                Assert.Equal(ProtocolConstants.ProtoLevel, request.ProtoLevel);
+                seenUids.Add(request.Uid);
+                await link.SendAsync(Wire.Data(request.Uid, Operation.Get, request.Payload));
+            }
+
+            Assert.Equal(Enumerable.Range(1, Clients).Select(i => (uint)i), seenUids);
+            for (int i = 0; i < Clients; i++)
+            {
+                Received answer = await clients[i].ReceiveAsync();
+                Assert.Equal(7u, answer.Uid);
+                Assert.Equal(Operation.Get, answer.Operation);
+                Assert.Equal($"client-{i}", Encoding.ASCII.GetString(answer.Payload));
+            }
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task An_application_connecting_while_the_first_server_connection_is_under_way_is_forwarded_not_refused()
+    {
+        // A server whose accept queue is full: Linux drops further SYNs, so the proxy's first connection attempt
+        // takes a retransmission (about a second) to complete once the queue is drained.
+        await using var server = new FakeServer(backlog: 1, accepting: false);
+        var fillers = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            while (fillers.Count < 8)
+            {
+                var filler = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                fillers.Add(filler);
+                using var quick = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+                try
+                {
+                    await filler.ConnectAsync(server.Address.ToEndPoint(), quick.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+
+            await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address), waitForLink: false);
+            Task<TestClient> connecting = proxy.ConnectAsync();
+            await Task.Delay(200);
+            Assert.False(proxy.Proxy.FirstConnectAttempt.IsCompleted);
+
+            // The application's request waits for the attempt instead of being answered DISCONNECTED...
+            using TestClient client = await connecting;
+            await client.SendAsync(Wire.Have(1, "early"));
+            Assert.True(await client.StaysSilentAsync(TimeSpan.FromMilliseconds(200)));
+
+            // ...and is forwarded once the link is up.
+            // The fillers (including one whose connection the kernel completed late) are accepted too; the proxy's
+            // link is the one its request arrives on.
+            server.StartAccepting();
+            FakeLink? link = null;
+            Received? forwarded = null;
+            for (int i = 0; i < fillers.Count + 2 && forwarded is null; i++)
+            {
+                link = await server.NextLinkAsync();
+                try
+                {
+                    forwarded = await link.ReceiveAsync(TimeSpan.FromMilliseconds(1000));
+                }
+                catch (OperationCanceledException)
+                {
+                    // A filler: it never sends anything.
+                }
+            }
+
+            Assert.True(forwarded is not null, $"nothing forwarded. Log:\n{proxy.Logs}");
+            await link!.SendAsync(Wire.Status(forwarded.Uid, Operation.Have, StatusCode.NotOk));
+            Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await client.ReceiveAsync()).Raw);
+            Assert.True(await proxy.Proxy.FirstConnectAttempt);
+        }
+        finally
+        {
+            fillers.ForEach(f => f.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task Pipelined_requests_are_answered_in_order_with_their_own_uids()
+    {
+        await using var server = InProcessServer.Start();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        using TestClient client = await proxy.ConnectAsync();
+
+        // One write holding 60 requests with arbitrary (and repeated) uids, including multi-frame ADDs.
+        var random = new Random(1234);
+        var requests = new List<(uint Uid, Operation Op, byte[] Bytes, byte[] Expected)>();
+        var model = new Dictionary<string, byte[]>();
+        for (int i = 0; i < 60; i++)
+        {
+            uint uid = (uint)random.Next(0, 5) * 1_000_000_007u;
+            string id = $"pipelined-{random.Next(0, 6)}";
+            byte[] data = RandomData(random, random.Next(5, 9000));
+            (Operation op, byte[] bytes) = random.Next(4) switch
+            {
+                0 => (Operation.Add, Wire.Add(uid, id, data)),
+                1 => (Operation.Get, Wire.Get(uid, id)),
+                2 => (Operation.Remove, Wire.Remove(uid, id)),
+                _ => (Operation.Have, Wire.Have(uid, id)),
+            };
+            byte[] expected = Model.Apply(model, op, id, data);
+            requests.Add((uid, op, bytes, expected));
+        }
+
+        await client.SendAsync(Wire.Concat([.. requests.Select(r => r.Bytes)]));
+        foreach ((uint uid, Operation op, _, byte[] expected) in requests)
+        {
+            Received answer = await client.ReceiveAsync();
+            Assert.Equal(uid, answer.Uid);
+            Assert.Equal(op, answer.Operation);
+            Assert.Equal(expected, answer.Payload);
+        }
+
+        Assert.Equal(60, proxy.Statistics.Forwarded);
+    }
+
+    [Fact]
+    public async Task A_client_vanishing_before_its_answer_harms_no_one()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+
+        TestClient leaving = await proxy.ConnectAsync();
+        await leaving.SendAsync(Wire.Get(1, "gone"));
+        Received forwarded = await link.ReceiveAsync();
+        leaving.Dispose();
+
+        // Another one vanishes half way through sending a request.
+        TestClient halfway = await proxy.ConnectAsync();
+        await halfway.SendAsync(Wire.Get(1, "halfway")[..20]);
+        halfway.Dispose();
+
+        using TestClient staying = await proxy.ConnectAsync();
+        await staying.SendAsync(Wire.Get(1, "here"));
+        Received second = await link.ReceiveAsync();
+
+        // The one that left mid-request is gone at once; the one that left after sending is kept only until its
+        // answer is due (it may merely have closed its sending side), and that answer then goes nowhere.
+        await proxy.WaitUntilAsync(() => proxy.Statistics.OpenConnections == 2, "the half-sent client is closed");
+        await link.SendAsync(Wire.Concat(Wire.Data(forwarded.Uid, Operation.Get, [9, 9, 9]), Wire.Data(second.Uid, Operation.Get, [4, 5, 6])));
+        Received answer = await staying.ReceiveAsync();
+        Assert.Equal(new byte[] { 4, 5, 6 }, answer.Payload);
+        Assert.Equal(1u, answer.Uid);
+        await proxy.WaitUntilAsync(() => proxy.Statistics.OpenConnections == 1, "the vanished client is closed");
+        Assert.Equal(0, proxy.Statistics.UnknownResponses);
+        Assert.Equal(1, proxy.Statistics.ServerConnects);
+        Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
+        Assert.Equal(Wire.Status(2, Operation.Have, StatusCode.Ok), (await CallThroughAsync(staying, link, Wire.Have(2, "still"), StatusCode.Ok)).Raw);
+    }
+
+    [Fact]
+    public async Task A_response_with_an_unknown_or_repeated_uid_is_dropped_and_logged()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+
+        await client.SendAsync(Wire.Have(5, "x"));
+        Received request = await link.ReceiveAsync();
+        Assert.Equal(1u, request.Uid);
+
+        // Never sent (uid 999), then the real answer, then the real answer again.
+        await link.SendAsync(Wire.Status(999, Operation.Have, StatusCode.Ok));
+        await link.SendAsync(Wire.Status(1, Operation.Have, StatusCode.NotOk));
+        await link.SendAsync(Wire.Status(1, Operation.Have, StatusCode.Ok));
+
+        Received answer = await client.ReceiveAsync();
+        Assert.Equal(Wire.Status(5, Operation.Have, StatusCode.NotOk), answer.Raw);
+        await proxy.WaitUntilAsync(() => proxy.Statistics.UnknownResponses == 2, "both strays counted");
+        Assert.True(await client.StaysSilentAsync(Short), "a stray response reached a client");
+        Assert.True(proxy.Logs.Contains(LogLevel.Warning, "with no request in flight, the first with uid 999 (HAVE)"), proxy.Logs.ToString());
+
+        // The link survived: the next request still goes through it.
+        await client.SendAsync(Wire.Have(6, "y"));
+        Received next = await link.ReceiveAsync();
+        Assert.Equal(2u, next.Uid);
+        await link.SendAsync(Wire.Status(2, Operation.Have, StatusCode.Ok));
+        Assert.Equal(Wire.Status(6, Operation.Have, StatusCode.Ok), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
+    }
+
+    [Fact]
+    public async Task A_response_with_the_wrong_operation_breaks_the_link_and_in_flight_requests_get_DISCONNECTED()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 50));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+
+        await client.SendAsync(Wire.Concat(Wire.Get(11, "a"), Wire.Remove(12, "b")));
+        Received first = await link.ReceiveAsync();
+        await link.ReceiveAsync();
+        await link.SendAsync(Wire.Status(first.Uid, Operation.Add, StatusCode.Ok));
+
+        Assert.Equal(Wire.Disconnected(11, Operation.Get), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Wire.Disconnected(12, Operation.Remove), (await client.ReceiveAsync()).Raw);
+        Assert.True(await link.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(proxy.Logs.Contains(LogLevel.Warning, "the request was GET"), proxy.Logs.ToString());
+
+        // And the proxy comes back on a new link by itself.
+        FakeLink again = await server.NextLinkAsync();
+        await proxy.WaitForLinkAsync(up: true);
+        await client.SendAsync(Wire.Get(13, "c"));
+        Received request = await again.ReceiveAsync();
+        Assert.Equal(3u, request.Uid);
+        await again.SendAsync(Wire.Status(request.Uid, Operation.Get, StatusCode.NotOk));
+        Assert.Equal(Wire.Status(13, Operation.Get, StatusCode.NotOk), (await client.ReceiveAsync()).Raw);
+    }
+
+    [Fact]
+    public async Task An_out_of_order_response_breaks_the_link()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+
+        await client.SendAsync(Wire.Concat(Wire.Have(1, "a"), Wire.Have(2, "b")));
+        await link.ReceiveAsync();
+        Received second = await link.ReceiveAsync();
+        await link.SendAsync(Wire.Status(second.Uid, Operation.Have, StatusCode.Ok));
+
+        Assert.Equal(Wire.Disconnected(1, Operation.Have), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Wire.Disconnected(2, Operation.Have), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(1, proxy.Statistics.ServerLinkLosses);
+    }
+
+    [Fact]
+    public async Task A_server_that_stops_answering_without_closing_is_detected_within_the_timeout()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000, timeoutMilliseconds: 400));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+
+        var clock = Stopwatch.StartNew();
+        await client.SendAsync(Wire.Get(77, "never answered"));
+        await link.ReceiveAsync();
+        Received answer = await client.ReceiveAsync(TimeSpan.FromSeconds(5));
+        TimeSpan waited = clock.Elapsed;
+
+        Assert.Equal(Wire.Disconnected(77, Operation.Get), answer.Raw);
+        Assert.InRange(waited, TimeSpan.FromMilliseconds(380), TimeSpan.FromMilliseconds(1500));
+        Assert.Equal(1, proxy.Statistics.ServerTimeouts);
+        Assert.True(await link.ClosesWithinAsync(TimeSpan.FromSeconds(5)), "the half-open link was not closed");
+
+        // Until the next attempt (a retry period away), requests are answered at once.
+        clock.Restart();
+        Received meanwhile = await client.CallAsync(Wire.Have(78, "x"));
+        Assert.Equal(Wire.Disconnected(78, Operation.Have), meanwhile.Raw);
+        Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(250), $"answered after {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task A_client_that_never_reads_does_not_stall_the_others()
+    {
+        await using var server = InProcessServer.Start();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        using TestClient hog = await proxy.ConnectAsync();
+        byte[] big = RandomData(new Random(5), 30_000);
+        await hog.CallAsync(Wire.Add(1, "big", big));
+
+        // The hog asks for 30 KB again and again and never reads: its answers pile up until the proxy stops
+        // reading from it. Its sends then block in its own socket buffer, which is its problem alone.
+        byte[] getBig = Wire.Get(2, "big");
+        using var hogging = new CancellationTokenSource();
+        Task flood = Task.Run(async () =>
+        {
+            byte[] burst = Wire.Concat([.. Enumerable.Repeat(getBig, 100)]);
+            while (!hogging.IsCancellationRequested)
+            {
+                await hog.Socket.SendAsync(burst, System.Net.Sockets.SocketFlags.None, hogging.Token);
+            }
+        });
+
+        await proxy.WaitUntilAsync(() => proxy.Statistics.Requests >= 200, "the hog is flooding");
+        using TestClient other = await proxy.ConnectAsync();
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < 200; i++)
+        {
+            Received answer = await other.CallAsync(Wire.Have((uint)i, "big"), TimeSpan.FromSeconds(2));
+            Assert.Equal(Wire.Status((uint)i, Operation.Have, StatusCode.Ok), answer.Raw);
+        }
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"200 operations took {clock.Elapsed}");
+
+        // The hog is held back, not dropped, and costs bounded memory: no more than a few hundred requests read.
+        long requestsBefore = proxy.Statistics.Requests;
+        await Task.Delay(300);
+        Assert.Equal(requestsBefore, proxy.Statistics.Requests);
+        Assert.Equal(0, proxy.Statistics.ClientsOverflowed);
+        await hogging.CancelAsync();
+        await flood.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext);
+    }
+
+    [Fact]
+    public async Task A_client_whose_unread_answers_exceed_the_hard_limit_is_dropped_alone()
+    {
+        await using var server = InProcessServer.Start();
+        DistcacheProxyOptions options = ProxyHarness.Options(server.Address);
+        options = new DistcacheProxyOptions
+        {
+            Server = options.Server,
+            RetryInterval = options.RetryInterval,
+            ConnectionOutputSoftLimit = 64 * 1024,
+            ConnectionOutputHardLimit = 256 * 1024,
+            MaxRequestsInFlightPerConnection = 1000,
+        };
+        await using var proxy = await ProxyHarness.StartAsync(options);
+        using TestClient hog = await proxy.ConnectAsync();
+        await hog.CallAsync(Wire.Add(1, "big", RandomData(new Random(6), 30_000)));
+
+        // 200 answers of 30 KB, unread, far beyond 256 KB: the proxy gives up on this client.
+        hog.Socket.ReceiveBufferSize = 4096;
+        await hog.SendAsync(Wire.Concat([.. Enumerable.Repeat(Wire.Get(2, "big"), 200)]));
+        await proxy.WaitUntilAsync(() => proxy.Statistics.ClientsOverflowed == 1, "the hog is dropped");
+        Assert.True(proxy.Logs.Contains(LogLevel.Warning, "waiting unread"), proxy.Logs.ToString());
+
+        using TestClient other = await proxy.ConnectAsync();
+        Assert.Equal(Wire.Status(3, Operation.Have, StatusCode.Ok), (await other.CallAsync(Wire.Have(3, "big"))).Raw);
+        Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
+    }
+
+    [Fact]
+    public async Task A_client_breaking_the_framing_is_dropped_and_the_link_is_untouched()
+    {
+        await using var server = InProcessServer.Start();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+
+        using TestClient bad = await proxy.ConnectAsync();
+        byte[] wrongVersion = Wire.Get(1, "x");
+        wrongVersion[1] = 0x12;
+        await bad.SendAsync(wrongVersion);
+        Assert.True(await bad.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+
+        // A response sent as a request is as bad.
+        using TestClient backwards = await proxy.ConnectAsync();
+        await backwards.SendAsync(Wire.Status(1, Operation.Get, StatusCode.Ok));
+        Assert.True(await backwards.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+
+        using TestClient good = await proxy.ConnectAsync();
+        Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await good.CallAsync(Wire.Have(1, "x"))).Raw);
+        Assert.Equal(2, proxy.Statistics.ClientViolations);
+        Assert.Equal(1, proxy.Statistics.ServerConnects);
+        Assert.True(proxy.Logs.Contains(LogLevel.Warning, "wrong protocol version"), proxy.Logs.ToString());
+    }
+
+    [Fact]
+    public async Task An_ADD_too_short_for_its_prefix_is_refused_at_the_proxy_so_the_shared_link_survives()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+
+        using TestClient bad = await proxy.ConnectAsync();
+        byte[] shortAdd = Wire.Data(1, Operation.Add, [0, 0, 1]);
+        shortAdd[4] = 0; // a request, not a response
+        await bad.SendAsync(Wire.Concat(Wire.Have(1, "before"), shortAdd));
+        Received forwarded = await link.ReceiveAsync();
+        Assert.Equal(Operation.Have, forwarded.Operation);
+        Assert.True(await bad.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(proxy.Logs.Contains(LogLevel.Warning, "ADD payload shorter than 8 bytes"), proxy.Logs.ToString());
+
+        // The answer to its earlier, valid request has nobody to go to any more.
+        await link.SendAsync(Wire.Status(forwarded.Uid, Operation.Have, StatusCode.NotOk));
+        await proxy.WaitUntilAsync(() => proxy.Statistics.ResponsesDiscarded == 1, "the orphaned answer is discarded");
+
+        using TestClient good = await proxy.ConnectAsync();
+        Assert.Equal(Wire.Status(2, Operation.Have, StatusCode.Ok), (await CallThroughAsync(good, link, Wire.Have(2, "after"), StatusCode.Ok)).Raw);
+        Assert.Equal(1, server.Accepted);
+        Assert.Equal(0, proxy.Statistics.UnknownResponses);
+    }
+
+    [Fact]
+    public async Task A_request_announcing_extensions_reaches_the_server_at_the_base_level()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+
+        byte[] request = Wire.Add(3, "multi", RandomData(new Random(2), 5000));
+        for (int frame = 0; frame < 3; frame++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(frame * 2062), 0x0011_0007);
+        }
+
+        await client.SendAsync(request);
+        Received forwarded = await link.ReceiveAsync();
+        Assert.Equal(ProtocolConstants.ProtoLevel, forwarded.ProtoLevel);
+        byte[] expected = (byte[])request.Clone();
+        for (int frame = 0; frame < 3; frame++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(expected.AsSpan(frame * 2062), ProtocolConstants.ProtoLevel);
+            BinaryPrimitives.WriteUInt32BigEndian(expected.AsSpan((frame * 2062) + 5), 1);
+        }
+
+        Assert.Equal(expected, forwarded.Raw);
+    }
+
+    [Fact]
+    public async Task Large_answers_spanning_many_frames_are_relabelled_in_every_frame()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+
+        byte[] data = RandomData(new Random(3), ProtocolConstants.MaxMessagePayload);
+        await client.SendAsync(Wire.Get(0xDEADBEEF, "large"));
+        Received request = await link.ReceiveAsync();
+        await link.SendAsync(Wire.Data(request.Uid, Operation.Get, data));
+
+        Received answer = await client.ReceiveAsync();
+        Assert.Equal(Wire.Data(0xDEADBEEF, Operation.Get, data), answer.Raw);
+    }
+
+    [Fact]
+    public async Task While_the_server_is_down_requests_are_answered_DISCONNECTED_at_once_and_service_resumes_by_itself()
+    {
+        InProcessServer server = InProcessServer.Start();
+        int port = server.Port;
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 100));
+        using TestClient client = await proxy.ConnectAsync();
+        Assert.Equal(Wire.Status(1, Operation.Add, StatusCode.Ok), (await client.CallAsync(Wire.Add(1, "s", [1, 2, 3, 4, 5]))).Raw);
+
+        await server.DisposeAsync();
+        await proxy.WaitForLinkAsync(up: false);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal(Wire.Disconnected(2, Operation.Get), (await client.CallAsync(Wire.Get(2, "s"))).Raw);
+        }
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"20 answers during the outage took {clock.Elapsed}");
+
+        await using InProcessServer restarted = InProcessServer.Start(port);
+        clock.Restart();
+        await proxy.WaitForLinkAsync(up: true, TimeSpan.FromSeconds(5));
+        Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(600), $"reconnected after {clock.Elapsed}. Log:\n{proxy.Logs}");
+        Assert.Equal(Wire.Status(3, Operation.Get, StatusCode.NotOk), (await client.CallAsync(Wire.Get(3, "s"))).Raw);
+    }
+
+    [Fact]
+    public async Task Requests_in_flight_when_the_link_drops_are_answered_DISCONNECTED_at_once()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000, timeoutMilliseconds: 60_000));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient a = await proxy.ConnectAsync();
+        using TestClient b = await proxy.ConnectAsync();
+        await a.SendAsync(Wire.Concat(Wire.Get(1, "a1"), Wire.Get(2, "a2")));
+        await b.SendAsync(Wire.Have(3, "b"));
+        for (int i = 0; i < 3; i++)
+        {
+            await link.ReceiveAsync();
+        }
+
+        // The server answers the first and then dies (a reset, as when its host reboots).
+        await link.SendAsync(Wire.Status(1, Operation.Get, StatusCode.NotOk));
+        Assert.Equal(Wire.Status(1, Operation.Get, StatusCode.NotOk), (await a.ReceiveAsync()).Raw);
+        var clock = Stopwatch.StartNew();
+        link.Connection.Abort();
+        Assert.Equal(Wire.Disconnected(2, Operation.Get), (await a.ReceiveAsync()).Raw);
+        Assert.Equal(Wire.Disconnected(3, Operation.Have), (await b.ReceiveAsync()).Raw);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"in-flight requests answered after {clock.Elapsed}");
+        Assert.Equal(2, proxy.Statistics.AnsweredDisconnected);
+    }
+
+    [Fact]
+    public async Task Shutdown_lets_forwarded_requests_finish_then_closes_every_connection()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient client = await proxy.ConnectAsync();
+        using TestClient idle = await proxy.ConnectAsync();
+        await client.SendAsync(Wire.Get(4, "slow"));
+        Received request = await link.ReceiveAsync();
+
+        Task stopping = proxy.StopAsync();
+        await Task.Delay(100);
+        Assert.False(stopping.IsCompleted, "shutdown did not wait for the request in flight");
+        await link.SendAsync(Wire.Data(request.Uid, Operation.Get, [1, 2, 3, 4, 5]));
+        Assert.Equal(Wire.Data(4, Operation.Get, [1, 2, 3, 4, 5]), (await client.ReceiveAsync()).Raw);
+        await stopping.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(await client.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(await link.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+        Assert.False(File.Exists(proxy.SocketPath), "the socket file was left behind");
+        Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
+        Assert.True(proxy.Logs.Contains(LogLevel.Information, "Closed the link to the server"), proxy.Logs.ToString());
+        Assert.DoesNotContain(proxy.Logs.Entries, e => e.Level >= LogLevel.Warning);
+    }
+
+    [Fact]
+    public async Task A_client_that_closes_its_sending_side_still_gets_its_answers()
+    {
+        await using var server = InProcessServer.Start();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
+        using TestClient client = await proxy.ConnectAsync();
+        await client.SendAsync(Wire.Concat(Wire.Add(1, "h", [5, 6, 7, 8, 9]), Wire.Get(2, "h")));
+        client.ShutdownSend();
+        Assert.Equal(Wire.Status(1, Operation.Add, StatusCode.Ok), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Wire.Data(2, Operation.Get, [5, 6, 7, 8, 9]), (await client.ReceiveAsync()).Raw);
+        Assert.True(await client.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
+    public async Task Idle_connections_are_closed_but_never_one_with_a_request_outstanding()
+    {
+        await using var server = new FakeServer();
+        await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, timeoutMilliseconds: 1500, idleMilliseconds: 300));
+        FakeLink link = await server.NextLinkAsync();
+        using TestClient idle = await proxy.ConnectAsync();
+        using TestClient waiting = await proxy.ConnectAsync();
+        await waiting.SendAsync(Wire.Get(9, "stalled"));
+        await link.ReceiveAsync();
+
+        var clock = Stopwatch.StartNew();
+        Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "the idle connection stayed open");
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(150), TimeSpan.FromMilliseconds(1200));
+
+        // The stalled request is answered by the operation timeout, not cut off by the idle timeout...
+        Received answer = await waiting.ReceiveAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(Wire.Disconnected(9, Operation.Get), answer.Raw);
+        Assert.True(clock.Elapsed > TimeSpan.FromMilliseconds(1000), $"answered after only {clock.Elapsed}");
+
+        // ...after which that connection is idle too.
+        Assert.True(await waiting.ClosesWithinAsync(TimeSpan.FromSeconds(3)));
+        Assert.Equal(2, proxy.Statistics.IdleClosed);
+    }
+
+    // Sends a request through the proxy, has the fake server answer it with a status, and returns the client's answer.
+    private static async Task<Received> CallThroughAsync(TestClient client, FakeLink link, byte[] request, StatusCode status)
+    {
+        await client.SendAsync(request);
+        Received forwarded = await link.ReceiveAsync();
+        await link.SendAsync(Wire.Status(forwarded.Uid, forwarded.Operation, status));
+        return await client.ReceiveAsync();
+    }
+
+    internal static byte[] RandomData(Random random, int length)
+    {
+        byte[] data = new byte[length];
+        random.NextBytes(data);
+        return data;
+    }
+}
