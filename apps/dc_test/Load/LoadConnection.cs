@@ -1,0 +1,283 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using Distcache.Networking;
+using Distcache.Protocol;
+
+namespace Distcache.Apps.Test.Load;
+
+/// <summary>
+/// One benchmark connection: keeps <c>-pipeline</c> requests in flight with a single loop that reads whatever
+/// responses have arrived, records them, writes as many new requests as were answered, and flushes once. Requests
+/// are encoded straight into the connection's output pipe and responses decoded straight from its input pipe;
+/// the in-flight requests live in fixed ring arrays, so the steady state allocates nothing.
+/// </summary>
+internal sealed class LoadConnection : IAsyncDisposable
+{
+    // Stopwatch ticks are nanoseconds on Linux; elsewhere they are scaled once per sample.
+    private static readonly double NanosecondsPerTick = 1e9 / Stopwatch.Frequency;
+    private static readonly bool TicksAreNanoseconds = Stopwatch.Frequency == 1_000_000_000;
+
+    // Responses are read in large chunks, with no zero-byte read first: NetworkConnection's own pipe suits a server
+    // holding thousands of mostly idle connections, but a benchmark connection is never idle, and every system call
+    // saved here is CPU left for the server being measured (see docs/tools.md for the figures).
+    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true);
+    private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 16 * 1024, leaveOpen: true);
+
+    private readonly NetworkConnection _connection;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly KeySpace _keys;
+    private readonly OperationMix _mix;
+    private readonly LoadControl _control;
+    private readonly uint _sessionTimeout;
+    private readonly MessageDecoder _decoder = new(MessageDirection.Responses);
+    private readonly Operation[] _operations;
+    private readonly int[] _keysInFlight;
+    private readonly long[] _sentAt;
+    private FastRandom _random;
+    private int _head;
+    private int _inFlight;
+    private uint _nextUid = 1;
+
+    private LoadConnection(NetworkConnection connection, LoadSettings settings, KeySpace keys, LoadControl control, ulong seed)
+    {
+        _connection = connection;
+        _input = PipeReader.Create(connection.Stream, ReaderOptions);
+        _output = PipeWriter.Create(connection.Stream, WriterOptions);
+        _keys = keys;
+        _mix = settings.Mix;
+        _control = control;
+        _sessionTimeout = settings.SessionTimeoutMilliseconds;
+        _operations = new Operation[settings.Pipeline];
+        _keysInFlight = new int[settings.Pipeline];
+        _sentAt = new long[settings.Pipeline];
+        _random = new FastRandom(seed);
+    }
+
+    public LoadStatistics Statistics { get; } = new();
+
+    public static async Task<LoadConnection> ConnectAsync(LoadSettings settings, KeySpace keys, LoadControl control, ulong seed, CancellationToken cancellationToken)
+    {
+        NetworkConnection connection = await NetworkConnection.ConnectAsync(settings.Target, cancellationToken).ConfigureAwait(false);
+        return new LoadConnection(connection, settings, keys, control, seed);
+    }
+
+    /// <summary>Runs until no more requests may be sent and every one sent has been answered.</summary>
+    /// <param name="prefill">Send ADDs of the keys <see cref="LoadControl.NextPrefillKey"/> hands out, instead of the mix.</param>
+    /// <returns>False if the connection failed (the reason has been reported).</returns>
+    public async Task<bool> RunAsync(bool prefill)
+    {
+        try
+        {
+            PipeReader input = _input;
+            PipeWriter output = _output;
+            if (Issue(output, prefill, Stopwatch.GetTimestamp()))
+            {
+                await output.FlushAsync().ConfigureAwait(false);
+            }
+
+            while (_inFlight > 0)
+            {
+                ReadResult read = await input.ReadAsync().ConfigureAwait(false);
+                long now = Stopwatch.GetTimestamp();
+                ReadOnlySequence<byte> buffer = read.Buffer;
+                SequencePosition consumed = Receive(buffer, prefill, now, out string? failure);
+                input.AdvanceTo(consumed, buffer.End);
+                if (failure is not null)
+                {
+                    return Fail(failure);
+                }
+
+                if (Issue(output, prefill, now))
+                {
+                    await output.FlushAsync().ConfigureAwait(false);
+                }
+
+                if (read.IsCompleted && _inFlight > 0)
+                {
+                    return Fail($"the server closed the connection with {_inFlight} requests unanswered");
+                }
+
+                if (read.IsCanceled)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            return Fail($"connection lost: {e.Message}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _input.CompleteAsync().ConfigureAwait(false);
+        await _output.CompleteAsync().ConfigureAwait(false);
+        await _connection.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private bool Fail(string reason)
+    {
+        Statistics.ConnectionErrors++;
+        _control.ReportError(reason);
+        _connection.Abort();
+        return false;
+    }
+
+    /// <summary>Writes requests until the pipeline is full or sending must stop; true if any were written.</summary>
+    private bool Issue(PipeWriter output, bool prefill, long now)
+    {
+        bool wrote = false;
+        int capacity = _operations.Length;
+        while (_inFlight < capacity)
+        {
+            int key;
+            Operation operation;
+            if (prefill)
+            {
+                key = _control.StopSending ? -1 : _control.NextPrefillKey();
+                if (key < 0)
+                {
+                    break;
+                }
+
+                operation = Operation.Add;
+            }
+            else
+            {
+                if (!_control.TryTake(now))
+                {
+                    break;
+                }
+
+                operation = _mix.Pick(_random.Next(_mix.Total));
+                key = _random.Next(_keys.Count);
+            }
+
+            if (operation == Operation.Add)
+            {
+                Requests.WriteAdd(output, _nextUid, _sessionTimeout, _keys.Id(key), _keys.Data(key));
+            }
+            else
+            {
+                Requests.WriteIdRequest(output, _nextUid, operation, _keys.Id(key));
+            }
+
+            int slot = (_head + _inFlight) % capacity;
+            _operations[slot] = operation;
+            _keysInFlight[slot] = key;
+            _sentAt[slot] = now;
+            _inFlight++;
+            _nextUid++;
+            wrote = true;
+        }
+
+        return wrote;
+    }
+
+    /// <summary>Decodes and records every complete response in <paramref name="buffer"/>.</summary>
+    private SequencePosition Receive(ReadOnlySequence<byte> buffer, bool prefill, long now, out string? failure)
+    {
+        failure = null;
+        var reader = new SequenceReader<byte>(buffer);
+        long measureStart = _control.MeasureStart;
+        long measureEnd = _control.MeasureEnd;
+        LoadStatistics stats = Statistics;
+        while (true)
+        {
+            DecodeStatus status = _decoder.TryDecode(ref reader, out Message response, out ProtocolViolation violation);
+            if (status == DecodeStatus.NeedMoreData)
+            {
+                return reader.Position;
+            }
+
+            if (status == DecodeStatus.Violation)
+            {
+                failure = "protocol violation from the server: " + violation.Describe();
+                return reader.Position;
+            }
+
+            if (_inFlight == 0)
+            {
+                failure = "protocol violation from the server: " + ProtocolViolationKind.UnsolicitedResponse.Describe();
+                return reader.Position;
+            }
+
+            // Responses come in request order, so the oldest request in flight is the one answered.
+            int slot = _head;
+            Operation operation = _operations[slot];
+            uint expectedUid = _nextUid - (uint)_inFlight;
+            if (response.RequestUid != expectedUid || response.Operation != operation)
+            {
+                failure = $"protocol violation from the server: response uid {response.RequestUid} {response.Operation.ToWireName()} answers uid {expectedUid} {operation.ToWireName()}";
+                return reader.Position;
+            }
+
+            _head = slot + 1 == _operations.Length ? 0 : slot + 1;
+            _inFlight--;
+            stats.Completed++;
+
+            Outcome outcome = Classify(operation, response.Payload.Span, _keysInFlight[slot]);
+            if (outcome == Outcome.Error)
+            {
+                stats.Errors[(int)operation]++;
+                _control.ReportError(DescribeError(operation, response.Payload.Span));
+            }
+
+            long sent = _sentAt[slot];
+            if (prefill || sent < measureStart || now > measureEnd)
+            {
+                continue;
+            }
+
+            long elapsed = now - sent;
+            stats.Latency.Record(TicksAreNanoseconds ? elapsed : (long)(elapsed * NanosecondsPerTick));
+            stats.Count[(int)operation]++;
+            if (outcome == Outcome.Hit)
+            {
+                stats.Hits[(int)operation]++;
+            }
+            else if (outcome == Outcome.Miss)
+            {
+                stats.Misses[(int)operation]++;
+            }
+        }
+    }
+
+    private Outcome Classify(Operation operation, ReadOnlySpan<byte> payload, int key)
+    {
+        if (payload.Length == 1)
+        {
+            var status = (StatusCode)payload[0];
+            return (operation, status) switch
+            {
+                (_, StatusCode.Ok) when operation != Operation.Get => Outcome.Hit,
+                (Operation.Add, StatusCode.AddErrMatchingSession) => Outcome.Miss,
+                (Operation.Get or Operation.Remove or Operation.Have, StatusCode.NotOk) => Outcome.Miss,
+                _ => Outcome.Error,
+            };
+        }
+
+        // Every copy of a key carries the same data, so a GET hit of another length is a wrong answer.
+        return operation == Operation.Get && payload.Length == _keys.DataLength(key) ? Outcome.Hit : Outcome.Error;
+    }
+
+    private static string DescribeError(Operation operation, ReadOnlySpan<byte> payload) => payload.Length switch
+    {
+        0 => $"{operation.ToWireName()} answered with an empty response (a proxy without its server?)",
+        1 => $"{operation.ToWireName()} answered with status {((StatusCode)payload[0]).ToWireName()}",
+        _ => $"{operation.ToWireName()} answered with {payload.Length} bytes of data{(operation == Operation.Get ? " of the wrong length" : string.Empty)}",
+    };
+
+    private enum Outcome
+    {
+        Hit,
+        Miss,
+        Error,
+    }
+}

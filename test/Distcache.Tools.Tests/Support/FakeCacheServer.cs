@@ -1,0 +1,198 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Distcache.Protocol;
+
+namespace Distcache.Tools.Tests.Support;
+
+/// <summary>The deliberate mistake a <see cref="FakeCacheServer"/> makes.</summary>
+public enum Fault
+{
+    /// <summary>A correct cache.</summary>
+    None,
+
+    /// <summary>REMOVE answers OK whether or not the session existed.</summary>
+    RemoveAlwaysOk,
+
+    /// <summary>ADD stores and answers OK even over a live session (never ADD_ERR_MATCHING_SESSION).</summary>
+    AddAlwaysOk,
+
+    /// <summary>GET returns the session data with its last byte changed.</summary>
+    CorruptGetData,
+
+    /// <summary>GET answers DISCONNECTED, as a proxy without its server does.</summary>
+    GetDisconnected,
+}
+
+/// <summary>
+/// A tiny in-test session cache on loopback TCP, correct except for one chosen <see cref="Fault"/>, so that a test
+/// can show dc_test noticing a wrong answer. Expiry is ignored: the tests run for seconds.
+/// </summary>
+internal sealed class FakeCacheServer : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly Fault _fault;
+    private readonly Dictionary<string, byte[]> _store = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _connections = [];
+    private readonly Task _accepting;
+    private long _requests;
+
+    public FakeCacheServer(Fault fault)
+    {
+        _fault = fault;
+        _listener.Start();
+        _accepting = AcceptLoopAsync();
+    }
+
+    public string Address => $"IP:127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
+
+    /// <summary>How many requests were answered.</summary>
+    public long Requests => Interlocked.Read(ref _requests);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        try
+        {
+            await _accepting;
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+
+        Task[] connections;
+        lock (_connections)
+        {
+            connections = [.. _connections];
+        }
+
+        await Task.WhenAll(connections).WaitAsync(TimeSpan.FromSeconds(10));
+        _stop.Dispose();
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket socket = await _listener.AcceptSocketAsync(_stop.Token);
+            lock (_connections)
+            {
+                _connections.Add(ServeAsync(socket));
+            }
+        }
+    }
+
+    private async Task ServeAsync(Socket socket)
+    {
+        using (socket)
+        {
+            var decoder = new MessageDecoder(MessageDirection.Requests);
+            var buffer = new byte[2 * ProtocolConstants.MaxEncodedMessage];
+            var responses = new ArrayBufferWriter<byte>();
+            int filled = 0;
+            try
+            {
+                while (true)
+                {
+                    int n = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _stop.Token);
+                    if (n == 0)
+                    {
+                        return;
+                    }
+
+                    filled += n;
+                    int consumed = Answer(decoder, buffer.AsMemory(0, filled), responses);
+                    if (consumed < 0)
+                    {
+                        return;
+                    }
+
+                    Buffer.BlockCopy(buffer, consumed, buffer, 0, filled - consumed);
+                    filled -= consumed;
+                    if (responses.WrittenCount > 0)
+                    {
+                        await socket.SendAsync(responses.WrittenMemory, SocketFlags.None, _stop.Token);
+                        responses.ResetWrittenCount();
+                    }
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException)
+            {
+            }
+        }
+    }
+
+    // Returns the bytes consumed, or -1 on a violation (the connection is then dropped, as a real server does).
+    private int Answer(MessageDecoder decoder, ReadOnlyMemory<byte> received, ArrayBufferWriter<byte> responses)
+    {
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(received));
+        while (true)
+        {
+            DecodeStatus status = decoder.TryDecode(ref reader, out Message request, out _);
+            if (status == DecodeStatus.NeedMoreData)
+            {
+                return (int)reader.Consumed;
+            }
+
+            if (status == DecodeStatus.Violation)
+            {
+                return -1;
+            }
+
+            Interlocked.Increment(ref _requests);
+            lock (_store)
+            {
+                Respond(request, responses);
+            }
+        }
+    }
+
+    private void Respond(in Message request, ArrayBufferWriter<byte> output)
+    {
+        uint uid = request.RequestUid;
+        if (request.Operation == Operation.Add)
+        {
+            AddRequest.TryParse(request.Payload, out AddRequest add);
+            string key = Convert.ToHexString(add.Id.Span);
+            if (_store.ContainsKey(key) && _fault != Fault.AddAlwaysOk)
+            {
+                Responses.WriteStatus(output, uid, Operation.Add, StatusCode.AddErrMatchingSession);
+                return;
+            }
+
+            _store[key] = add.Data.ToArray();
+            Responses.WriteStatus(output, uid, Operation.Add, StatusCode.Ok);
+            return;
+        }
+
+        string id = Convert.ToHexString(request.Payload.Span);
+        bool found = _store.TryGetValue(id, out byte[]? data);
+        switch (request.Operation)
+        {
+            case Operation.Get when _fault == Fault.GetDisconnected:
+                Responses.WriteStatus(output, uid, Operation.Get, StatusCode.Disconnected);
+                break;
+            case Operation.Get when found:
+                byte[] answer = (byte[])data!.Clone();
+                if (_fault == Fault.CorruptGetData)
+                {
+                    answer[^1] ^= 0xFF;
+                }
+
+                Responses.WriteData(output, uid, Operation.Get, answer);
+                break;
+            case Operation.Get:
+                Responses.WriteStatus(output, uid, Operation.Get, StatusCode.NotOk);
+                break;
+            case Operation.Remove:
+                _store.Remove(id);
+                Responses.WriteStatus(output, uid, Operation.Remove, found || _fault == Fault.RemoveAlwaysOk ? StatusCode.Ok : StatusCode.NotOk);
+                break;
+            default:
+                Responses.WriteStatus(output, uid, Operation.Have, found ? StatusCode.Ok : StatusCode.NotOk);
+                break;
+        }
+    }
+}
