@@ -96,6 +96,9 @@ internal static class Program
 
             await using (listener.ConfigureAwait(false))
             {
+                // Says where it listens, which matters when the port was 0 (any free port) or a name was given.
+                await Console.Error.WriteLineAsync($"Info, listening on {listener.LocalAddress}").ConfigureAwait(false);
+
                 // Privileges are dropped only once the socket exists, so a root-started server can bind a
                 // privileged port or a socket in a root-owned directory.
                 if (options.TryGetValue(UserOption, out string? user))

@@ -62,9 +62,8 @@ public sealed partial class DcServerOptionTests
     [Fact]
     public async Task Gnu_style_long_options_are_aliases()
     {
-        string address = $"IP:127.0.0.1:{Tool.FreePort()}";
-        await using var server = Tool.Start("dc_server", $"--listen={address}", "--sessions", "100");
-        await server.WaitForListenerAsync(address);
+        await using var server = Tool.Start("dc_server", "--listen=IP:127.0.0.1:0", "--sessions", "100");
+        await server.WaitUntilAsync(() => ServerProcess.ListeningAddress(server.Stderr) is not null, Quick, "listening");
     }
 
     [Fact]
@@ -234,21 +233,27 @@ public sealed partial class DcServerOptionTests
     public async Task User_switches_to_that_user_after_listening()
     {
         Assert.SkipUnless(Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root", "needs root to switch user");
-        // A privileged port can be bound only as root: binding succeeds, then the server runs as nobody.
-        string address = "IP:127.0.0.1:" + Tool.FreePort();
-        await using var server = Tool.Start("dc_server", "-listen", address, "-user", "nobody");
-        await server.WaitForListenerAsync(address);
-        var status = File.ReadAllLines($"/proc/{server.Pid}/status");
-        var uids = status.First(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1..];
-        Assert.All(uids, uid => Assert.Equal("65534", uid));
-        using var socket = Wire.Open(address);
-        Assert.Equal([0], Wire.Add(socket, [1], [2]));
+        var (server, address) = await ServerProcess.StartTcpAsync("-user", "nobody");
+        await using var _ = server;
+        // The socket exists before the switch, so wait for the switch itself rather than for the listener.
+        string[] Uids() => File.ReadAllLines($"/proc/{server.Pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1..];
+        await server.WaitUntilAsync(() => Uids().All(uid => uid == "65534"), Quick, "running as nobody");
+        try
+        {
+            using var socket = Wire.Open(address);
+            Assert.Equal([0], Wire.Add(socket, [1], [2]));
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            // Once seen in CI as a reset; the server's own account is what tells why.
+            throw new InvalidOperationException($"request after the user switch failed ({e.SocketErrorCode}); exited={server.HasExited}; stderr:\n{server.Stderr}", e);
+        }
     }
 
     [Fact]
     public async Task User_that_does_not_exist_fails_start_up()
     {
-        var tool = await Tool.RunAsync(Quick, "dc_server", "-listen", "IP:127.0.0.1:" + Tool.FreePort(), "-user", "no-such-user-x");
+        var tool = await Tool.RunAsync(Quick, "dc_server", "-listen", "IP:127.0.0.1:0", "-user", "no-such-user-x");
         Assert.NotEqual(0, tool.ExitCode);
         Assert.Contains("no-such-user-x", tool.Stderr, StringComparison.Ordinal);
     }

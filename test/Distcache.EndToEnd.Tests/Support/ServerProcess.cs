@@ -3,23 +3,28 @@ namespace Distcache.EndToEnd.Tests.Support;
 /// <summary>Starts the real dc_server on a fresh loopback port or unix socket and waits until it accepts.</summary>
 internal static class ServerProcess
 {
+    /// <summary>Listens on port 0, so the kernel picks a free port and no other test can race for it; the
+    /// port is read from the server's "Info, listening on ..." line.</summary>
     public static async Task<(Tool Server, string Address)> StartTcpAsync(params string[] extra)
     {
-        for (int attempt = 0; ; attempt++)
+        var server = Tool.Start("dc_server", ["-listen", "IP:127.0.0.1:0", .. extra]);
+        string? address = null;
+        await server.WaitUntilAsync(() => (address = ListeningAddress(server.Stderr)) is not null, TimeSpan.FromSeconds(20), "the listening line");
+        await server.WaitForListenerAsync(address!);
+        return (server, address!);
+    }
+
+    public static string? ListeningAddress(string stderr)
+    {
+        const string prefix = "Info, listening on ";
+        int at = stderr.IndexOf(prefix, StringComparison.Ordinal);
+        if (at < 0)
         {
-            string address = $"IP:127.0.0.1:{Tool.FreePort()}";
-            var server = Tool.Start("dc_server", ["-listen", address, .. extra]);
-            try
-            {
-                await server.WaitForListenerAsync(address);
-                return (server, address);
-            }
-            catch (InvalidOperationException) when (attempt < 3 && server.Stderr.Contains("in use", StringComparison.OrdinalIgnoreCase))
-            {
-                // Another process took the free port between the probe and the bind: try another.
-                await server.DisposeAsync();
-            }
+            return null;
         }
+
+        int end = stderr.IndexOf('\n', at);
+        return end < 0 ? null : stderr[(at + prefix.Length)..end].Trim();
     }
 
     public static async Task<(Tool Server, string Address)> StartUnixAsync(TempDir dir, params string[] extra)
