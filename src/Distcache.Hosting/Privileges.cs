@@ -1,5 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Runtime.Loader;
 
 namespace Distcache.Hosting;
 
@@ -121,6 +123,7 @@ public static class Privileges
             return account;
         }
 
+        PreloadApplicationAssemblies();
         Check(NativeMethods.InitGroups(account!.Name, account.GroupId), $"cannot set the supplementary groups of user \"{account.Name}\"");
         Check(NativeMethods.SetGid(account.GroupId), $"cannot change the group to {account.GroupId}");
         Check(NativeMethods.SetUid(account.UserId), $"cannot change the user to \"{account.Name}\" ({account.UserId})");
@@ -172,6 +175,26 @@ public static class Privileges
         {
             var errno = Marshal.GetLastPInvokeError();
             throw new HostingException($"{step}: {NativeMethods.ErrorText(errno)}", errno);
+        }
+    }
+
+    // .NET loads an assembly on its first use, from the application's directory. After the switch that directory
+    // may not be readable by the new user (a root-owned install with mode 0700, a home directory), and the first
+    // connection would then fail to load the code that serves it: seen as connections reset right after start-up.
+    // Loading every assembly of the application while still privileged avoids that; the shared framework lives in
+    // a world-readable directory.
+    private static void PreloadApplicationAssemblies()
+    {
+        foreach (string path in Directory.EnumerateFiles(AppContext.BaseDirectory, "*.dll"))
+        {
+            try
+            {
+                AssemblyLoadContext.Default.LoadFromAssemblyName(AssemblyName.GetAssemblyName(path));
+            }
+            catch (Exception e) when (e is BadImageFormatException or FileLoadException or FileNotFoundException)
+            {
+                // A native library or an assembly this application does not bind to: nothing to preload.
+            }
         }
     }
 }

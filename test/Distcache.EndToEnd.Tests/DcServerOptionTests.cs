@@ -251,6 +251,33 @@ public sealed partial class DcServerOptionTests
     }
 
     [Fact]
+    public async Task Regression_user_switch_with_an_install_directory_the_user_cannot_read()
+    {
+        // Connections were reset right after start-up when the binaries sat in a directory only root could read:
+        // .NET loaded the code for the first connection after the switch to the new user, and could not.
+        Assert.SkipUnless(Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root", "needs root to switch user");
+        using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string install = Path.Combine(dir.Path, "bin");
+        string built = Path.GetDirectoryName(Tool.PathOf("dc_server"))!;
+        Directory.CreateDirectory(install);
+        foreach (var file in Directory.GetFiles(built))
+        {
+            File.Copy(file, Path.Combine(install, Path.GetFileName(file)));
+        }
+
+        string path = Path.Combine(install, "dc_server");
+        File.SetUnixFileMode(path, File.GetUnixFileMode(Tool.PathOf("dc_server")));
+        await using var server = Tool.StartPath(path, "-listen", "IP:127.0.0.1:0", "-user", "nobody");
+        string? address = null;
+        await server.WaitUntilAsync(() => (address = ServerProcess.ListeningAddress(server.Stderr)) is not null, Quick, "listening");
+        await server.WaitUntilAsync(() => File.ReadAllText($"/proc/{server.Pid}/status").Contains("Uid:\t65534", StringComparison.Ordinal), Quick, "running as nobody");
+        using var socket = Wire.Open(address!);
+        Assert.Equal([0], Wire.Add(socket, [1], [2]));
+        Assert.Equal([2], Wire.Get(socket, [1]));
+    }
+
+    [Fact]
     public async Task User_that_does_not_exist_fails_start_up()
     {
         var tool = await Tool.RunAsync(Quick, "dc_server", "-listen", "IP:127.0.0.1:0", "-user", "no-such-user-x");

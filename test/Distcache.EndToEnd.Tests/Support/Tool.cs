@@ -67,9 +67,12 @@ internal sealed class Tool : IAsyncDisposable
         return path;
     }
 
-    public static Tool Start(string name, params string[] args)
+    public static Tool Start(string name, params string[] args) => StartPath(PathOf(name), args);
+
+    /// <summary>Starts an executable by path (a tool copied elsewhere, say).</summary>
+    public static Tool StartPath(string path, params string[] args)
     {
-        var info = new ProcessStartInfo(PathOf(name))
+        var info = new ProcessStartInfo(path)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
