@@ -9,9 +9,13 @@ server_listen="${DC_SERVER_LISTEN:-IP:127.0.0.1:9001}"
 client_listen="${DC_CLIENT_LISTEN:-UNIX:/tmp/scache}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-echo "Building dc_server and dc_client (Release)..."
-dotnet build apps/dc_server/dc_server.csproj -c Release -nologo -v quiet
-dotnet build apps/dc_client/dc_client.csproj -c Release -nologo -v quiet
+echo "Building dc_server, dc_client and dc_test (Release)..."
+for tool in dc_server dc_client dc_test; do
+  if ! log="$(dotnet build "apps/$tool/$tool.csproj" -c Release -nologo -v quiet 2>&1)"; then
+    printf '%s\n' "$log" >&2
+    exit 1
+  fi
+done
 bin() { echo "apps/$1/bin/Release/net10.0/$1"; }
 
 pids=()
