@@ -36,6 +36,7 @@ internal sealed class LoadConnection : IAsyncDisposable
     private readonly Operation[] _operations;
     private readonly int[] _keysInFlight;
     private readonly long[] _sentAt;
+    private readonly bool[] _measured;
     private FastRandom _random;
     private int _head;
     private int _inFlight;
@@ -53,6 +54,7 @@ internal sealed class LoadConnection : IAsyncDisposable
         _operations = new Operation[settings.Pipeline];
         _keysInFlight = new int[settings.Pipeline];
         _sentAt = new long[settings.Pipeline];
+        _measured = new bool[settings.Pipeline];
         _random = new FastRandom(seed);
     }
 
@@ -138,6 +140,7 @@ internal sealed class LoadConnection : IAsyncDisposable
         {
             int key;
             Operation operation;
+            bool measured = false;
             if (prefill)
             {
                 key = _control.StopSending ? -1 : _control.NextPrefillKey();
@@ -150,7 +153,7 @@ internal sealed class LoadConnection : IAsyncDisposable
             }
             else
             {
-                if (!_control.TryTake(now))
+                if (!_control.TryTake(now, out measured))
                 {
                     break;
                 }
@@ -172,6 +175,7 @@ internal sealed class LoadConnection : IAsyncDisposable
             _operations[slot] = operation;
             _keysInFlight[slot] = key;
             _sentAt[slot] = now;
+            _measured[slot] = measured;
             _inFlight++;
             _nextUid++;
             wrote = true;
@@ -185,7 +189,6 @@ internal sealed class LoadConnection : IAsyncDisposable
     {
         failure = null;
         var reader = new SequenceReader<byte>(buffer);
-        long measureStart = _control.MeasureStart;
         long measureEnd = _control.MeasureEnd;
         LoadStatistics stats = Statistics;
         while (true)
@@ -230,7 +233,7 @@ internal sealed class LoadConnection : IAsyncDisposable
             }
 
             long sent = _sentAt[slot];
-            if (prefill || sent < measureStart || now > measureEnd)
+            if (prefill || !_measured[slot] || now > measureEnd)
             {
                 continue;
             }

@@ -41,16 +41,24 @@ internal sealed class LoadControl
 
     public void Stop() => _stopSending = true;
 
-    /// <summary>Whether another request may be sent now (<paramref name="now"/> is the batch's timestamp).</summary>
-    public bool TryTake(long now)
+    /// <summary>
+    /// Whether another request may be sent now (<paramref name="now"/> is the batch's timestamp), and whether it
+    /// is measured. The decision is made once, here, and travels with the request: deciding again from the
+    /// timestamps when the response arrives raced with <see cref="StartMeasuring"/> (a request sent just after the
+    /// start was taken but before it was published counted as measured without being taken from the budget).
+    /// </summary>
+    public bool TryTake(long now, out bool measured)
     {
+        measured = false;
         if (_stopSending)
         {
             return false;
         }
 
+        measured = now >= MeasureStart;
+
         // The budget counts measured requests only, so that a warm-up does not eat into -requests.
-        if (!_budgeted || now < MeasureStart)
+        if (!_budgeted || !measured)
         {
             return true;
         }
@@ -61,6 +69,7 @@ internal sealed class LoadControl
         }
 
         _stopSending = true;
+        measured = false;
         return false;
     }
 
