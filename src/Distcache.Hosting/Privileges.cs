@@ -123,7 +123,11 @@ public static class Privileges
             return account;
         }
 
-        PreloadApplicationAssemblies();
+        if (NativeMethods.GetEUid() == 0)
+        {
+            PreloadApplicationAssemblies();
+        }
+
         Check(NativeMethods.InitGroups(account!.Name, account.GroupId), $"cannot set the supplementary groups of user \"{account.Name}\"");
         Check(NativeMethods.SetGid(account.GroupId), $"cannot change the group to {account.GroupId}");
         Check(NativeMethods.SetUid(account.UserId), $"cannot change the user to \"{account.Name}\" ({account.UserId})");
@@ -185,13 +189,24 @@ public static class Privileges
     // a world-readable directory.
     private static void PreloadApplicationAssemblies()
     {
-        foreach (string path in Directory.EnumerateFiles(AppContext.BaseDirectory, "*.dll"))
+        string[] paths;
+        try
+        {
+            paths = Directory.GetFiles(AppContext.BaseDirectory, "*.dll");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Unreadable even now: the switch itself will go on, and loading will fail as it would have.
+            return;
+        }
+
+        foreach (string path in paths)
         {
             try
             {
                 AssemblyLoadContext.Default.LoadFromAssemblyName(AssemblyName.GetAssemblyName(path));
             }
-            catch (Exception e) when (e is BadImageFormatException or FileLoadException or FileNotFoundException)
+            catch (Exception e) when (e is BadImageFormatException or IOException or UnauthorizedAccessException)
             {
                 // A native library or an assembly this application does not bind to: nothing to preload.
             }
