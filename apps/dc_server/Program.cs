@@ -18,6 +18,8 @@ internal static class Program
     // client certificate), and never less than 64 MiB, so that -sessions stays the binding limit as in 1.5.1.
     private const ulong BytesPerSessionAllowance = 4096;
 
+    private static readonly DistcacheServerOptions Defaults = new();
+
     private static readonly ValueOption<Address> ListenOption = new("listen", "address", "where to accept connections (IP:port, IP:host:port, UNIX:/path, IPv6:[addr]:port)", ParseListenAddress);
     private static readonly FlagOption DaemonFlag = new("daemon", "detach from the terminal after start-up (best with -pidfile)");
     private static readonly ValueOption<string> UserOption = new("user", "user", "switch to this user after the listening socket exists", ValueParsers.NonEmptyText);
@@ -28,12 +30,19 @@ internal static class Program
     private static readonly ValueOption<ulong> MemoryOption = new("memory", "size", "maximum bytes of session storage, e.g. 512M, 2G", ValueParsers.SizeInRange((ulong)MemorySessionStoreOptions.MinMaxBytes, long.MaxValue)) { DefaultText = "64M, or 4K per session if more" };
     private static readonly ValueOption<uint> ProgressOption = new("progress", "num", "also print the activity line every num operations", ValueParsers.UInt32InRange(0, uint.MaxValue)) { DefaultValue = 0 };
     private static readonly ValueOption<string> PidFileOption = new("pidfile", "path", "write the process id here after start-up", ValueParsers.NonEmptyText);
+    // The limits that keep one peer from exhausting the server; the defaults and their reasons are those of
+    // DistcacheServerOptions, this only maps flags to it. A day in milliseconds is a generous ceiling.
+    private const uint MaxTimeoutMs = 86_400_000;
+    private static readonly ValueOption<uint> MaxConnsOption = new("maxconns", "num", "most connections served at once; more are accepted and closed at once. 0 = no cap", ValueParsers.UInt32InRange(0, int.MaxValue)) { DefaultValue = DistcacheServerOptions.DefaultMaxConnections };
+    private static readonly ValueOption<uint> MsgTimeoutOption = new("msgtimeout", "msecs", "a started request must arrive in full within this time, or the connection is closed. 0 = no limit", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.MessageTimeout.TotalMilliseconds };
+    private static readonly ValueOption<uint> IdleOption = new("idle", "msecs", "close a connection idle for this long. 0 = never (as 1.5.1)", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.IdleTimeout.TotalMilliseconds };
+    private static readonly ValueOption<uint> WriteTimeoutOption = new("writetimeout", "msecs", "drop a client that leaves its responses unread for this long. 0 = never", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.WriteTimeout.TotalMilliseconds };
     private static readonly FlagOption KillableFlag = new("killable", "let SIGUSR1 and SIGUSR2 shut the server down (otherwise ignored)");
 
     private static readonly CommandLineSpec Spec = new("dc_server",
     [
         ListenOption, DaemonFlag, UserOption, SockOwnerOption, SockGroupOption, SockPermsOption, SessionsOption, MemoryOption,
-        ProgressOption, PidFileOption, KillableFlag,
+        ProgressOption, PidFileOption, KillableFlag, MaxConnsOption, MsgTimeoutOption, IdleOption, WriteTimeoutOption,
     ])
     {
         Epilogue = "'-listen' is required. Activity is reported on stderr in the foreground; SIGTERM or SIGINT shut down cleanly.",
@@ -107,7 +116,14 @@ internal static class Program
                 }
 
                 using PidFile? pidFile = options.TryGetValue(PidFileOption, out string? pidPath) ? PidFile.Create(pidPath) : null;
-                var server = new DistcacheServer(store, logger: loggerFactory.CreateLogger<DistcacheServer>());
+                var serverOptions = new DistcacheServerOptions
+                {
+                    MaxConnections = (int)options.GetValue(MaxConnsOption),
+                    MessageTimeout = TimeSpan.FromMilliseconds(options.GetValue(MsgTimeoutOption)),
+                    IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
+                    WriteTimeout = TimeSpan.FromMilliseconds(options.GetValue(WriteTimeoutOption)),
+                };
+                var server = new DistcacheServer(store, serverOptions, loggerFactory.CreateLogger<DistcacheServer>());
                 Daemon.NotifyReady();
 
                 Task reporting = Task.CompletedTask;

@@ -20,15 +20,38 @@ public sealed class DistcacheServer
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<long, Task> _connections = new();
     private readonly ConcurrentDictionary<long, NetworkConnection> _open = new();
+
+    // Every connection being served (by RunAsync or ServeAsync), for the sweep; the network connection is null
+    // when the caller of ServeAsync owns the transport.
+    private readonly ConcurrentDictionary<ServerConnection, NetworkConnection?> _live = new();
+    private readonly Lock _sweepGate = new();
+    private Timer? _sweepTimer;
     private long _nextConnectionId;
+
+    // Connections RunAsync is serving, counted before their task starts so that a burst of accepts cannot
+    // overshoot the cap.
+    private long _served;
+
+    // Refusals not yet logged, and when the last refusal line was written: at most one line a second.
+    private long _refusedUnlogged;
+    private long _refusedLoggedAt;
+    private string _lastRefusedPeer = string.Empty;
 
     /// <summary>Creates a server over a store.</summary>
     public DistcacheServer(ISessionStore store, DistcacheServerOptions? options = null, ILogger<DistcacheServer>? logger = null)
     {
         _processor = new RequestProcessor(store);
         _options = options ?? new DistcacheServerOptions();
+        ArgumentOutOfRangeException.ThrowIfNegative(_options.MaxConnections);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.MessageTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.IdleTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.WriteTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(_options.SweepInterval, TimeSpan.Zero);
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
+
+    /// <summary>The settings the server runs with.</summary>
+    public DistcacheServerOptions Options => _options;
 
     /// <summary>The store the server answers from.</summary>
     public ISessionStore Store => _processor.Store;
@@ -45,23 +68,36 @@ public sealed class DistcacheServer
     /// <param name="peer">The peer's description for logs (e.g. <c>IP:127.0.0.1:40312</c>).</param>
     /// <param name="cancellationToken">Shutdown.</param>
     /// <returns>The violation that closed the connection, if one did.</returns>
-    public async Task<ProtocolViolation?> ServeAsync(IDuplexPipe transport, string peer, CancellationToken cancellationToken = default)
+    /// <remarks>The timeouts of <see cref="DistcacheServerOptions"/> apply: on expiry the loop is woken through
+    /// <see cref="PipeReader.CancelPendingRead"/> and <see cref="PipeWriter.CancelPendingFlush"/> and ends; a message
+    /// timeout is returned as a <see cref="ProtocolViolationKind.TruncatedMessage"/> violation.</remarks>
+    public Task<ProtocolViolation?> ServeAsync(IDuplexPipe transport, string peer, CancellationToken cancellationToken = default) =>
+        ServeCoreAsync(transport, peer, network: null, cancellationToken);
+
+    private async Task<ProtocolViolation?> ServeCoreAsync(IDuplexPipe transport, string peer, NetworkConnection? network, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transport);
         var connection = new ServerConnection(transport, peer, _processor, Statistics, _logger);
         Statistics.ConnectionOpened();
         Log.ConnectionOpened(_logger, peer);
         using CancellationTokenRegistration stop = cancellationToken.Register(static c => ((ServerConnection)c!).Stop(), connection);
+        Register(connection, network);
         try
         {
             // The loop watches the token through Stop() rather than through ReadAsync, so that a shutdown lets the
             // batch being answered finish and be flushed.
-            return await connection.RunAsync(CancellationToken.None).ConfigureAwait(false);
+            ProtocolViolation? violation = await connection.RunAsync(CancellationToken.None).ConfigureAwait(false);
+            return ExpiryViolation(connection) ?? violation;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
         {
-            Log.ConnectionFailed(_logger, peer, e.Message);
-            return null;
+            // An expired connection was aborted by the sweep, which has logged why; the failure is its echo.
+            if (connection.Expiry == ConnectionExpiry.None)
+            {
+                Log.ConnectionFailed(_logger, peer, e.Message);
+            }
+
+            return ExpiryViolation(connection);
         }
         catch (Exception e)
         {
@@ -71,9 +107,124 @@ public sealed class DistcacheServer
         }
         finally
         {
+            _live.TryRemove(connection, out _);
             Statistics.ConnectionClosed();
             Log.ConnectionClosed(_logger, peer, connection.Requests);
         }
+    }
+
+    private static ProtocolViolation? ExpiryViolation(ServerConnection connection) =>
+        connection.Expiry == ConnectionExpiry.MessageTimeout
+            ? new ProtocolViolation(ProtocolViolationKind.TruncatedMessage, connection.PendingBytes)
+            : null;
+
+    private void Register(ServerConnection connection, NetworkConnection? network)
+    {
+        _live[connection] = network;
+        if (_options.MessageTimeout == TimeSpan.Zero && _options.IdleTimeout == TimeSpan.Zero && _options.WriteTimeout == TimeSpan.Zero && _options.MaxConnections == 0)
+        {
+            return;
+        }
+
+        // One timer for the whole server, running only while there are connections: the hot path never touches
+        // a timer, and an idle server (or one only used in tests) keeps none alive.
+        lock (_sweepGate)
+        {
+            _sweepTimer ??= new Timer(static s => ((DistcacheServer)s!).Sweep(), this, _options.SweepInterval, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void Sweep()
+    {
+        try
+        {
+            SweepConnections();
+        }
+        catch (Exception e)
+        {
+            // A timer callback that throws ends the process; a bug here must cost at most one sweep.
+            Log.SweepFailed(_logger, e);
+        }
+
+        lock (_sweepGate)
+        {
+            if (_live.IsEmpty && Interlocked.Read(ref _refusedUnlogged) == 0)
+            {
+                _sweepTimer?.Dispose();
+                _sweepTimer = null;
+            }
+            else
+            {
+                _sweepTimer?.Change(_options.SweepInterval, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    private void SweepConnections()
+    {
+        long now = Environment.TickCount64;
+        long messageMs = (long)_options.MessageTimeout.TotalMilliseconds;
+        long idleMs = (long)_options.IdleTimeout.TotalMilliseconds;
+        long writeMs = (long)_options.WriteTimeout.TotalMilliseconds;
+        foreach ((ServerConnection connection, NetworkConnection? network) in _live)
+        {
+            ConnectionExpiry expiry = connection.Check(now, messageMs, idleMs, writeMs);
+            if (expiry == ConnectionExpiry.None || !connection.Expire(expiry))
+            {
+                continue;
+            }
+
+            switch (expiry)
+            {
+                case ConnectionExpiry.MessageTimeout:
+                    Statistics.Violation();
+                    Statistics.MessageTimedOut();
+                    Log.ProtocolViolation(_logger, connection.Peer, $"message not complete within {messageMs} ms ({connection.PendingBytes} bytes pending)");
+                    break;
+                case ConnectionExpiry.IdleTimeout:
+                    Statistics.IdleTimedOut();
+                    Log.IdleTimeout(_logger, connection.Peer, idleMs);
+                    break;
+                default:
+                    Statistics.WriteTimedOut();
+                    Log.WriteTimeout(_logger, connection.Peer, writeMs);
+                    break;
+            }
+
+            // Over a socket, closing it is what wakes a loop blocked in a socket write, and it frees the kernel's
+            // buffers at once (RST) instead of after a drain the peer would never allow.
+            network?.Abort();
+        }
+
+        LogRefusals(now, force: false);
+    }
+
+    /// <summary>Writes the refusal line if one is due: at most one a second, with the count since the last.</summary>
+    private void LogRefusals(long now, bool force)
+    {
+        if (Interlocked.Read(ref _refusedUnlogged) == 0 || (!force && now - Interlocked.Read(ref _refusedLoggedAt) < 1000))
+        {
+            return;
+        }
+
+        Interlocked.Exchange(ref _refusedLoggedAt, now);
+        long count = Interlocked.Exchange(ref _refusedUnlogged, 0);
+        if (count > 0)
+        {
+            Log.ConnectionsRefused(_logger, count, Volatile.Read(ref _lastRefusedPeer), Interlocked.Read(ref _served), _options.MaxConnections);
+        }
+    }
+
+    private async ValueTask RefuseAsync(NetworkConnection connection)
+    {
+        Statistics.ConnectionRefused();
+        Volatile.Write(ref _lastRefusedPeer, connection.PeerDescription);
+        Interlocked.Increment(ref _refusedUnlogged);
+        LogRefusals(Environment.TickCount64, force: false);
+
+        // Its pipes were never created, so this closes the socket at once with an orderly end of stream: the peer
+        // sees EOF straight away rather than waiting in the backlog for a slot.
+        await connection.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>
@@ -105,10 +256,18 @@ public sealed class DistcacheServer
                 continue;
             }
 
+            if (_options.MaxConnections > 0 && Interlocked.Read(ref _served) >= _options.MaxConnections)
+            {
+                await RefuseAsync(connection).ConfigureAwait(false);
+                continue;
+            }
+
+            Interlocked.Increment(ref _served);
             long id = Interlocked.Increment(ref _nextConnectionId);
             _connections[id] = HandleAsync(id, connection, stoppingToken);
         }
 
+        LogRefusals(Environment.TickCount64, force: true);
         Log.ShuttingDown(_logger, _connections.Count);
         Task all = Task.WhenAll(_connections.Values);
         if (await Task.WhenAny(all, Task.Delay(_options.ShutdownTimeout, CancellationToken.None)).ConfigureAwait(false) != all)
@@ -129,10 +288,11 @@ public sealed class DistcacheServer
         _open[id] = connection;
         try
         {
-            await ServeAsync(new DuplexPipe(connection.Input, connection.Output), connection.PeerDescription, stoppingToken).ConfigureAwait(false);
+            await ServeCoreAsync(new DuplexPipe(connection.Input, connection.Output), connection.PeerDescription, connection, stoppingToken).ConfigureAwait(false);
         }
         finally
         {
+            Interlocked.Decrement(ref _served);
             try
             {
                 await connection.DisposeAsync().ConfigureAwait(false);

@@ -26,6 +26,15 @@ internal static partial class Log
     [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "Shutting down: {Open} connections finishing their responses")]
     public static partial void ShuttingDown(ILogger logger, long open);
 
-    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Refused a connection from {Peer}: {Open} connections open, the limit is {Limit}")]
-    public static partial void ConnectionRefused(ILogger logger, string peer, long open, int limit);
+    [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Refused {Count} connections (the latest from {Peer}): {Open} connections open, the limit is {Limit}")]
+    public static partial void ConnectionsRefused(ILogger logger, long count, string peer, long open, int limit);
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Information, Message = "Closing {Peer}: idle for {IdleMs} ms")]
+    public static partial void IdleTimeout(ILogger logger, string peer, long idleMs);
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "Dropping {Peer}: it has not read its responses for {WriteMs} ms")]
+    public static partial void WriteTimeout(ILogger logger, string peer, long writeMs);
+
+    [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "Checking the connections' timeouts failed; retrying at the next sweep")]
+    public static partial void SweepFailed(ILogger logger, Exception exception);
 }

@@ -11,6 +11,9 @@ namespace Distcache.Server;
 /// </summary>
 internal sealed class ServerConnection
 {
+    /// <summary>Responses buffered beyond this are flushed before the next request of the batch is answered.</summary>
+    internal const int MaxUnflushedBytes = 64 * 1024;
+
     private readonly IDuplexPipe _transport;
     private readonly string _peer;
     private readonly RequestProcessor _processor;
@@ -18,6 +21,15 @@ internal sealed class ServerConnection
     private readonly ILogger _logger;
     private readonly MessageDecoder _decoder = new(MessageDirection.Requests);
     private volatile bool _stopping;
+
+    // The timestamps the server's sweep reads (Environment.TickCount64, milliseconds; 0 = not in that state).
+    // The loop updates them with plain volatile writes: no timer, allocation or lock per request. A sweep that
+    // reads a value a moment stale merely fires one sweep period later.
+    private long _lastActivityAt;
+    private long _messageStartedAt;
+    private long _flushStartedAt;
+    private long _pendingBytes;
+    private int _expiry;
 
     public ServerConnection(IDuplexPipe transport, string peer, RequestProcessor processor, ServerStatistics statistics, ILogger logger)
     {
@@ -32,6 +44,59 @@ internal sealed class ServerConnection
 
     public long Requests { get; private set; }
 
+    /// <summary>Why the sweep closed this connection, or <see cref="ConnectionExpiry.None"/>.</summary>
+    public ConnectionExpiry Expiry => (ConnectionExpiry)Volatile.Read(ref _expiry);
+
+    /// <summary>Bytes of an incomplete message that were held when the connection expired (for the log).</summary>
+    public long PendingBytes => Volatile.Read(ref _pendingBytes);
+
+    /// <summary>
+    /// The timeout that has passed at <paramref name="now"/>, if any. Called by the server's sweep, concurrently
+    /// with the loop. A connection waiting in a flush is judged only by the write timeout: it is not reading then,
+    /// so neither a message still arriving nor silence is the peer's doing.
+    /// </summary>
+    public ConnectionExpiry Check(long now, long messageTimeoutMs, long idleTimeoutMs, long writeTimeoutMs)
+    {
+        long flushStarted = Volatile.Read(ref _flushStartedAt);
+        if (flushStarted != 0)
+        {
+            return writeTimeoutMs > 0 && now - flushStarted >= writeTimeoutMs ? ConnectionExpiry.WriteTimeout : ConnectionExpiry.None;
+        }
+
+        long messageStarted = Volatile.Read(ref _messageStartedAt);
+        if (messageTimeoutMs > 0 && messageStarted != 0 && now - messageStarted >= messageTimeoutMs)
+        {
+            return ConnectionExpiry.MessageTimeout;
+        }
+
+        return idleTimeoutMs > 0 && now - Volatile.Read(ref _lastActivityAt) >= idleTimeoutMs ? ConnectionExpiry.IdleTimeout : ConnectionExpiry.None;
+    }
+
+    /// <summary>
+    /// Marks the connection expired and wakes the loop, which then ends without answering further. Returns false
+    /// if it had already expired, so that the caller counts and logs each connection once.
+    /// </summary>
+    public bool Expire(ConnectionExpiry reason)
+    {
+        if (Interlocked.CompareExchange(ref _expiry, (int)reason, 0) != 0)
+        {
+            return false;
+        }
+
+        // Over in-memory pipes these are the only way to wake the loop; over a socket the caller also aborts it.
+        // The loop may have ended and its pipes been completed meanwhile: then there is nothing left to wake.
+        try
+        {
+            _transport.Input.CancelPendingRead();
+            _transport.Output.CancelPendingFlush();
+        }
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+        {
+        }
+
+        return true;
+    }
+
     /// <summary>Asks the loop to finish the batch it is answering and stop.</summary>
     public void Stop()
     {
@@ -45,9 +110,17 @@ internal sealed class ServerConnection
     {
         PipeReader input = _transport.Input;
         PipeWriter output = _transport.Output;
+        Volatile.Write(ref _lastActivityAt, Environment.TickCount64);
         while (true)
         {
             ReadResult read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            long readAt = Environment.TickCount64;
+            Volatile.Write(ref _lastActivityAt, readAt);
+            if (Expiry != ConnectionExpiry.None)
+            {
+                return null;
+            }
+
             ReadOnlySequence<byte> buffer = read.Buffer;
             SequencePosition position = buffer.Start;
             long answered = 0;
@@ -78,7 +151,21 @@ internal sealed class ServerConnection
 
                 position = next;
                 answered++;
+
+                // Flushing within a batch once enough is buffered bounds the memory a connection holds for a
+                // client that pipelines many GETs of large sessions: one read of small requests could otherwise
+                // queue megabytes of responses before the single flush at its end.
+                if (output.CanGetUnflushedBytes && output.UnflushedBytes >= MaxUnflushedBytes && !await FlushAsync(output, cancellationToken).ConfigureAwait(false))
+                {
+                    input.AdvanceTo(position, buffer.End);
+                    Requests += answered;
+                    _statistics.AddOperations(answered);
+                    return null;
+                }
             }
+
+            // Measured before AdvanceTo, after which the buffer's segments may be reused.
+            long pendingBytes = buffer.Slice(position).Length;
 
             // Responses to everything before a violation are still sent: those requests were well-formed.
             input.AdvanceTo(position, buffer.End);
@@ -86,12 +173,26 @@ internal sealed class ServerConnection
             {
                 Requests += answered;
                 _statistics.AddOperations(answered);
-                FlushResult flushed = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
-                if (flushed.IsCompleted)
+                if (!await FlushAsync(output, cancellationToken).ConfigureAwait(false))
                 {
                     return null;
                 }
             }
+
+            // The message clock starts when the first bytes of a message are in and we go back to waiting for the
+            // rest; it is not moved by later reads that still leave the message incomplete (slowloris). A batch
+            // that answered something completed the previous message, so what is left started in this read.
+            if (pendingBytes == 0)
+            {
+                Volatile.Write(ref _messageStartedAt, 0);
+            }
+            else if (answered > 0 || Volatile.Read(ref _messageStartedAt) == 0)
+            {
+                // After a flush the clock starts from its end: while we were blocked writing, we were not reading.
+                Volatile.Write(ref _messageStartedAt, answered > 0 ? Environment.TickCount64 : readAt);
+            }
+
+            Volatile.Write(ref _pendingBytes, pendingBytes);
 
             if (violation is { } v)
             {
@@ -102,7 +203,7 @@ internal sealed class ServerConnection
 
             if (read.IsCompleted)
             {
-                long pending = buffer.Slice(position).Length;
+                long pending = pendingBytes;
                 if (pending > 0)
                 {
                     var truncated = new ProtocolViolation(ProtocolViolationKind.TruncatedMessage, pending);
@@ -114,11 +215,23 @@ internal sealed class ServerConnection
                 return null;
             }
 
-            if (read.IsCanceled && _stopping)
+            if (read.IsCanceled && (_stopping || Expiry != ConnectionExpiry.None))
             {
                 return null;
             }
         }
+    }
+
+    /// <summary>Flushes the responses written so far, under the sweep's write timeout. Returns false if the
+    /// connection must end: the peer is gone, or the flush was cut short because it expired.</summary>
+    private async ValueTask<bool> FlushAsync(PipeWriter output, CancellationToken cancellationToken)
+    {
+        // Tick counts are never 0 on a running system (they count from boot), so 0 can mean "not flushing".
+        Volatile.Write(ref _flushStartedAt, Environment.TickCount64);
+        FlushResult flushed = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        Volatile.Write(ref _flushStartedAt, 0);
+        Volatile.Write(ref _lastActivityAt, Environment.TickCount64);
+        return !flushed.IsCompleted && !(flushed.IsCanceled && Expiry != ConnectionExpiry.None);
     }
 
     // SequenceReader is a ref struct and cannot live across the awaits of the loop, so each decode gets its own.

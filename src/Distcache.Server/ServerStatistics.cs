@@ -8,6 +8,9 @@ public sealed class ServerStatistics
     private long _connectionsOpen;
     private long _connectionsRefused;
     private long _violations;
+    private long _messageTimeouts;
+    private long _idleTimeouts;
+    private long _writeTimeouts;
 
     /// <summary>Requests answered since start (1.5.1's "total operations").</summary>
     public long Operations => Volatile.Read(ref _operations);
@@ -23,6 +26,22 @@ public sealed class ServerStatistics
 
     /// <summary>Connections closed because the peer broke the protocol.</summary>
     public long ProtocolViolations => Volatile.Read(ref _violations);
+
+    /// <summary>Connections closed because a message did not arrive in full within the message timeout (also
+    /// counted in <see cref="ProtocolViolations"/>, as a truncated message).</summary>
+    public long MessageTimeouts => Volatile.Read(ref _messageTimeouts);
+
+    /// <summary>Connections closed because they stayed idle beyond the idle timeout.</summary>
+    public long IdleTimeouts => Volatile.Read(ref _idleTimeouts);
+
+    /// <summary>Connections dropped because they did not read their responses within the write timeout.</summary>
+    public long WriteTimeouts => Volatile.Read(ref _writeTimeouts);
+
+    internal void MessageTimedOut() => Interlocked.Increment(ref _messageTimeouts);
+
+    internal void IdleTimedOut() => Interlocked.Increment(ref _idleTimeouts);
+
+    internal void WriteTimedOut() => Interlocked.Increment(ref _writeTimeouts);
 
     internal void AddOperations(long count) => Interlocked.Add(ref _operations, count);
 

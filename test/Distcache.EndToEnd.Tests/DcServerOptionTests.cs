@@ -22,7 +22,7 @@ public sealed partial class DcServerOptionTests
     {
         var tool = await Tool.RunAsync(Quick, "dc_server", flag);
         Assert.Equal(0, tool.ExitCode);
-        foreach (var option in new[] { "-listen", "-daemon", "-user", "-sockowner", "-sockgroup", "-sockperms", "-sessions", "-progress", "-pidfile", "-killable", "-memory" })
+        foreach (var option in new[] { "-listen", "-daemon", "-user", "-sockowner", "-sockgroup", "-sockperms", "-sessions", "-progress", "-pidfile", "-killable", "-memory", "-maxconns", "-msgtimeout", "-idle", "-writetimeout" })
         {
             Assert.Contains(option, tool.Stdout, StringComparison.Ordinal);
         }
@@ -38,6 +38,9 @@ public sealed partial class DcServerOptionTests
     [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sockperms", "999" }, "Error, -sockperms given an invalid argument")]
     [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-memory", "lots" }, "Error, -memory given an invalid argument")]
     [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-progress", "-1" }, "Error, -progress given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-maxconns", "-1" }, "Error, -maxconns given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-msgtimeout", "soon" }, "Error, -msgtimeout given an invalid argument")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-writetimeout" }, "Error, -writetimeout requires an argument")]
     [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-bogus" }, "Error, \"-bogus\" not recognised")]
     public async Task Bad_arguments_get_1_5_1_messages_and_fail(string[] args, string message)
     {

@@ -1,0 +1,17 @@
+namespace Distcache.Server;
+
+/// <summary>Why the server's sweep closed a connection.</summary>
+internal enum ConnectionExpiry
+{
+    /// <summary>Not expired.</summary>
+    None = 0,
+
+    /// <summary>A message started but did not complete within the message timeout.</summary>
+    MessageTimeout = 1,
+
+    /// <summary>Nothing arrived or was sent within the idle timeout.</summary>
+    IdleTimeout = 2,
+
+    /// <summary>A flush stayed blocked (the peer does not read) beyond the write timeout.</summary>
+    WriteTimeout = 3,
+}
