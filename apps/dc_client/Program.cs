@@ -14,13 +14,13 @@ internal static class Program
     private const uint MaxPeriod = 3_600_000;
     private const string DefaultListen = "UNIX:/tmp/scache";
 
-    private static readonly ValueOption<Address> ListenOption = new("listen", "addr", "listen on address 'addr': UNIX:/path, IP:port, IP:host:port, IPv6:[addr]:port", ParseListenAddress)
+    private static readonly ValueOption<Address> ListenOption = new("listen", "addr", "listen on address 'addr': UNIX:/path, IP:port, IP:host:port, IPv6:[addr]:port", AddressParsers.Listen)
     {
         DefaultValue = Address.Parse(DefaultListen),
         DefaultText = DefaultListen,
     };
 
-    private static readonly ValueOption<Address> ServerOption = new("server", "addr", "connects to a cache server at 'addr', required", ParseServerAddress)
+    private static readonly ValueOption<Address> ServerOption = new("server", "addr", "connects to a cache server at 'addr', required", AddressParsers.Connect)
     {
         Aliases = ["connect"],
     };
@@ -166,33 +166,6 @@ internal static class Program
             await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
             return 1;
         }
-    }
-
-    private static bool ParseListenAddress(string text, out Address value)
-    {
-        // The reason follows on its own line, so the first line stays 1.5.1's "given an invalid argument".
-        if (Address.TryParse(text, out Address? address, out string error) && address.CanListen)
-        {
-            value = address;
-            return true;
-        }
-
-        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot listen on {text}");
-        value = null!;
-        return false;
-    }
-
-    private static bool ParseServerAddress(string text, out Address value)
-    {
-        if (Address.TryParse(text, out Address? address, out string error) && address.CanConnect)
-        {
-            value = address;
-            return true;
-        }
-
-        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot connect to {text}: it needs a host and a port (IP:host:port) or a path (UNIX:/path)");
-        value = null!;
-        return false;
     }
 
     // How each server option was spelled, in order (-server, -connect, --server, ...), for 1.5.1's complaint about

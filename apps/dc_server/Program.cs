@@ -20,7 +20,7 @@ internal static class Program
 
     private static readonly DistcacheServerOptions Defaults = new();
 
-    private static readonly ValueOption<Address> ListenOption = new("listen", "address", "where to accept connections (IP:port, IP:host:port, UNIX:/path, IPv6:[addr]:port)", ParseListenAddress);
+    private static readonly ValueOption<Address> ListenOption = new("listen", "address", "where to accept connections (IP:port, IP:host:port, UNIX:/path, IPv6:[addr]:port)", AddressParsers.Listen);
     private static readonly FlagOption DaemonFlag = new("daemon", "detach from the terminal after start-up (best with -pidfile)");
     private static readonly ValueOption<string> UserOption = new("user", "user", "switch to this user after the listening socket exists", ValueParsers.NonEmptyText);
     private static readonly ValueOption<string> SockOwnerOption = new("sockowner", "user", "owner of a unix socket file", ValueParsers.NonEmptyText);
@@ -144,20 +144,5 @@ internal static class Program
             await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
             return 1;
         }
-    }
-
-    private static bool ParseListenAddress(string text, out Address value)
-    {
-        // A bad address is reported with 1.5.1's "given an invalid argument"; the reason follows on its own line
-        // so that the first line stays what scripts match on.
-        if (Address.TryParse(text, out Address? address, out string error) && address.CanListen)
-        {
-            value = address;
-            return true;
-        }
-
-        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot listen on {text}");
-        value = null!;
-        return false;
     }
 }

@@ -13,8 +13,8 @@ namespace Distcache.Apps.Snoop;
 /// </summary>
 internal static class Program
 {
-    private static readonly ValueOption<Address> ListenOption = new("listen", "address", "where to accept connections (IP:port, IP:host:port, UNIX:/path)", ParseListenAddress);
-    private static readonly ValueOption<Address> ServerOption = new("server", "address", "where to forward each accepted connection", ParseServerAddress) { Aliases = ["connect"] };
+    private static readonly ValueOption<Address> ListenOption = new("listen", "address", "where to accept connections (IP:port, IP:host:port, UNIX:/path)", AddressParsers.Listen);
+    private static readonly ValueOption<Address> ServerOption = new("server", "address", "where to forward each accepted connection", AddressParsers.Connect) { Aliases = ["connect"] };
     private static readonly FlagOption JsonFlag = new("json", "print one JSON object per message instead of a line of text");
 
     private static readonly CommandLineSpec Spec = new("dc_snoop", [ListenOption, ServerOption, JsonFlag])
@@ -129,32 +129,5 @@ internal static class Program
 
         // Shutdown has reset every open connection (through the token); let their closing lines be written.
         await Task.WhenAll(running.Values).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
-    }
-
-    private static bool ParseListenAddress(string text, out Address value)
-    {
-        // As dc_server does: the first line stays 1.5.1's wording, the reason follows on its own line.
-        if (Address.TryParse(text, out Address? address, out string error) && address.CanListen)
-        {
-            value = address;
-            return true;
-        }
-
-        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot listen on {text}");
-        value = null!;
-        return false;
-    }
-
-    private static bool ParseServerAddress(string text, out Address value)
-    {
-        if (Address.TryParse(text, out Address? address, out string error) && address.CanConnect)
-        {
-            value = address;
-            return true;
-        }
-
-        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot connect to {text}: it names no host (use IP:host:port)");
-        value = null!;
-        return false;
     }
 }

@@ -14,7 +14,7 @@ internal static class Program
     // An ADD carries 8 bytes of prefix, the id (up to 63 bytes here) and the data in at most 32768 bytes.
     private const uint MaxData = ProtocolConstants.MaxMessagePayload - ProtocolConstants.AddRequestPrefixSize - 63;
 
-    private static readonly ValueOption<Address> ConnectOption = new("connect", "address", "the server or proxy to test (IP:host:port, UNIX:/path)", ParseConnectAddress);
+    private static readonly ValueOption<Address> ConnectOption = new("connect", "address", "the server or proxy to test (IP:host:port, UNIX:/path)", AddressParsers.Connect);
     private static readonly ValueOption<uint> ProgressOption = new("progress", "num", "print a line every num operations", ValueParsers.UInt32InRange(0, uint.MaxValue)) { DefaultValue = 0 };
     private static readonly ValueOption<uint> SessionsOption = new("sessions", "num", "how many random test sessions to use (1..100000); the server must hold them all", ValueParsers.UInt32InRange(1, 100_000)) { DefaultValue = 10 };
     private static readonly ValueOption<uint> DataMinOption = new("datamin", "num", "shortest session data in bytes", ValueParsers.UInt32InRange(1, MaxData)) { DefaultValue = 50 };
@@ -186,19 +186,5 @@ internal static class Program
         // docs/tools.md. The runtime reads this when the first socket is created, which has not happened yet.
         Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
         return await LoadGenerator.RunAsync(settings, cancellationToken).ConfigureAwait(false);
-    }
-
-    private static bool ParseConnectAddress(string text, out Address value)
-    {
-        // The first line stays 1.5.1's wording; the reason follows on its own line, as dc_server does it.
-        if (Address.TryParse(text, out Address? address, out string error) && address.CanConnect)
-        {
-            value = address;
-            return true;
-        }
-
-        Console.Error.WriteLine(address is null ? $"Info, {error}" : $"Info, cannot connect to {text}: it names no host (use IP:host:port)");
-        value = null!;
-        return false;
     }
 }
