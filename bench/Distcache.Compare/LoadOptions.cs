@@ -1,0 +1,108 @@
+using System.Globalization;
+
+namespace Distcache.Compare;
+
+internal enum Protocol
+{
+    Memcache,
+    Redis,
+}
+
+/// <summary>The load's shape, named and defaulted as dc_test -bench's options.</summary>
+internal sealed class LoadOptions
+{
+    public Protocol Protocol { get; private set; } = Protocol.Memcache;
+    public string Host { get; private set; } = "127.0.0.1";
+    public int Port { get; private set; }
+    public int Clients { get; private set; } = 50;
+    public int Pipeline { get; private set; } = 1;
+    public double Duration { get; private set; } = 10;
+    public double Warmup { get; private set; } = 1;
+    public int GetWeight { get; private set; } = 90;
+    public int AddWeight { get; private set; } = 10;
+    public int Keys { get; private set; } = 100_000;
+    public int Prefill { get; private set; } = -1;
+    public int DataSize { get; private set; } = 1000;
+    public int IdSize { get; private set; } = 32;
+    public int ServerPid { get; private set; }
+    public string? Json { get; private set; }
+    public bool PrefillOnly { get; private set; }
+
+    public static LoadOptions Parse(ReadOnlySpan<string> args)
+    {
+        var o = new LoadOptions();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string name = args[i];
+            if (name == "-prefillonly")
+            {
+                o.PrefillOnly = true;
+                continue;
+            }
+
+            if (i + 1 >= args.Length)
+            {
+                throw new ArgumentException($"{name} requires an argument");
+            }
+
+            string v = args[++i];
+            switch (name)
+            {
+                case "-proto": o.Protocol = v == "redis" ? Protocol.Redis : v == "memcache" ? Protocol.Memcache : throw new ArgumentException($"unknown protocol {v}"); break;
+                case "-host": o.Host = v; break;
+                case "-port": o.Port = Int(v); break;
+                case "-clients": o.Clients = Int(v); break;
+                case "-pipeline": o.Pipeline = Int(v); break;
+                case "-duration": o.Duration = double.Parse(v, CultureInfo.InvariantCulture); break;
+                case "-warmup": o.Warmup = double.Parse(v, CultureInfo.InvariantCulture); break;
+                case "-keys": o.Keys = Int(v); break;
+                case "-prefill": o.Prefill = Int(v); break;
+                case "-datasize": o.DataSize = Int(v); break;
+                case "-idsize": o.IdSize = Int(v); break;
+                case "-serverpid": o.ServerPid = Int(v); break;
+                case "-json": o.Json = v; break;
+                case "-mix": o.ParseMix(v); break;
+                default: throw new ArgumentException($"\"{name}\" not recognised");
+            }
+        }
+
+        if (o.Port <= 0 || o.Clients <= 0 || o.Pipeline <= 0 || o.Keys <= 0 || o.IdSize < KeyNames.Digits + 1 || o.GetWeight + o.AddWeight <= 0)
+        {
+            throw new ArgumentException("-port, -clients, -pipeline, -keys must be positive, -idsize at least 13, a mix weight non-zero");
+        }
+
+        if (o.Prefill < 0 || o.Prefill > o.Keys)
+        {
+            o.Prefill = o.Prefill < 0 ? o.Keys : o.Keys;
+        }
+
+        return o;
+    }
+
+    private void ParseMix(string text)
+    {
+        GetWeight = 0;
+        AddWeight = 0;
+        foreach (string part in text.Split(','))
+        {
+            string[] kv = part.Split('=');
+            switch (kv[0])
+            {
+                case "get": GetWeight = Int(kv[1]); break;
+                case "add": AddWeight = Int(kv[1]); break;
+                default: throw new ArgumentException($"-mix: only get and add are supported, not {kv[0]}");
+            }
+        }
+    }
+
+    private static int Int(string v) => int.Parse(v, NumberStyles.Integer, CultureInfo.InvariantCulture);
+}
+
+/// <summary>Key i is a fixed prefix and i in 12 decimal digits, idsize bytes in all: exactly the names
+/// redis-benchmark makes of <c>PREFIX__rand_int__</c> with <c>-r</c>, so both generators share one key space.</summary>
+internal static class KeyNames
+{
+    public const int Digits = 12;
+
+    public static string Prefix(int idSize) => "distcache-bench-key:".PadRight(idSize - Digits, '-')[..(idSize - Digits)];
+}
