@@ -79,10 +79,7 @@ internal static class Program
             return Daemon.RunDetached(args);
         }
 
-        using ILoggerFactory loggerFactory = LoggerFactory.Create(logging => logging
-            .SetMinimumLevel(LogLevel.Information)
-            .AddSimpleConsole(console => console.SingleLine = true)
-            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        using ILoggerFactory loggerFactory = ToolLogging.CreateFactory();
         ILogger logger = loggerFactory.CreateLogger("dc_client");
         try
         {

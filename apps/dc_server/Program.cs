@@ -66,11 +66,7 @@ internal static class Program
             return Daemon.RunDetached(args);
         }
 
-        using ILoggerFactory loggerFactory = LoggerFactory.Create(logging => logging
-            .SetMinimumLevel(LogLevel.Information)
-            .AddSimpleConsole(console => console.SingleLine = true)
-            .AddFilter("Distcache.Server", LogLevel.Warning)
-            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        using ILoggerFactory loggerFactory = ToolLogging.CreateFactory(logging => logging.AddFilter("Distcache.Server", LogLevel.Warning));
         ILogger logger = loggerFactory.CreateLogger("dc_server");
         try
         {

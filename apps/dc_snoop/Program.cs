@@ -47,10 +47,7 @@ internal static class Program
             return 1;
         }
 
-        using ILoggerFactory loggerFactory = LoggerFactory.Create(logging => logging
-            .SetMinimumLevel(LogLevel.Information)
-            .AddSimpleConsole(console => console.SingleLine = true)
-            .AddConsole(console => console.LogToStandardErrorThreshold = LogLevel.Trace));
+        using ILoggerFactory loggerFactory = ToolLogging.CreateFactory();
         ILogger logger = loggerFactory.CreateLogger("dc_snoop");
 
         using var shutdown = new CancellationTokenSource();
