@@ -278,14 +278,23 @@ public sealed class MemorySessionStoreTests
         }
 
         long evictedBefore = store.EvictedByCount;
-        long before = GC.GetAllocatedBytesForCurrentThread();
         int wrongAnswers = 0;
-        for (int round = 0; round < 10; round++)
+
+        // Measured three times, keeping the least: an allocation per operation would show in every attempt (each
+        // runs thousands of operations), whereas the runtime has once been seen to charge a single allocation of a
+        // few KB to this thread while the rest of the suite ran in parallel.
+        long allocated = long.MaxValue;
+        for (int attempt = 0; attempt < 3 && allocated > 0; attempt++)
         {
-            wrongAnswers += Round();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int round = 0; round < 10; round++)
+            {
+                wrongAnswers += Round();
+            }
+
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(0, wrongAnswers);
         Assert.True(store.EvictedByCount > evictedBefore, "the measured rounds should have evicted");
         Assert.Equal(0, allocated);
