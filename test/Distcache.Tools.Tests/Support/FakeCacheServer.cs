@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net;
 using System.Net.Sockets;
 using Distcache.Protocol;
 
@@ -28,99 +27,55 @@ public enum Fault
 /// A tiny in-test session cache on loopback TCP, correct except for one chosen <see cref="Fault"/>, so that a test
 /// can show dc_test noticing a wrong answer. Expiry is ignored: the tests run for seconds.
 /// </summary>
-internal sealed class FakeCacheServer : IAsyncDisposable
+internal sealed class FakeCacheServer : LoopbackServer
 {
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly Fault _fault;
     private readonly Dictionary<string, byte[]> _store = new(StringComparer.Ordinal);
-    private readonly CancellationTokenSource _stop = new();
-    private readonly List<Task> _connections = [];
-    private readonly Task _accepting;
     private long _requests;
 
     public FakeCacheServer(Fault fault)
     {
         _fault = fault;
-        _listener.Start();
-        _accepting = AcceptLoopAsync();
+        Start();
     }
-
-    public string Address => $"IP:127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
     /// <summary>How many requests were answered.</summary>
     public long Requests => Interlocked.Read(ref _requests);
 
-    public async ValueTask DisposeAsync()
+    protected override async Task ServeAsync(Socket socket)
     {
-        await _stop.CancelAsync();
-        _listener.Stop();
+        var decoder = new MessageDecoder(MessageDirection.Requests);
+        var buffer = new byte[2 * ProtocolConstants.MaxEncodedMessage];
+        var responses = new ArrayBufferWriter<byte>();
+        int filled = 0;
         try
         {
-            await _accepting;
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-
-        Task[] connections;
-        lock (_connections)
-        {
-            connections = [.. _connections];
-        }
-
-        await Task.WhenAll(connections).WaitAsync(TimeSpan.FromSeconds(10));
-        _stop.Dispose();
-    }
-
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket socket = await _listener.AcceptSocketAsync(_stop.Token);
-            lock (_connections)
+            while (true)
             {
-                _connections.Add(ServeAsync(socket));
-            }
-        }
-    }
-
-    private async Task ServeAsync(Socket socket)
-    {
-        using (socket)
-        {
-            var decoder = new MessageDecoder(MessageDirection.Requests);
-            var buffer = new byte[2 * ProtocolConstants.MaxEncodedMessage];
-            var responses = new ArrayBufferWriter<byte>();
-            int filled = 0;
-            try
-            {
-                while (true)
+                int n = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, Stopping);
+                if (n == 0)
                 {
-                    int n = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, _stop.Token);
-                    if (n == 0)
-                    {
-                        return;
-                    }
+                    return;
+                }
 
-                    filled += n;
-                    int consumed = Answer(decoder, buffer.AsMemory(0, filled), responses);
-                    if (consumed < 0)
-                    {
-                        return;
-                    }
+                filled += n;
+                int consumed = Answer(decoder, buffer.AsMemory(0, filled), responses);
+                if (consumed < 0)
+                {
+                    return;
+                }
 
-                    Buffer.BlockCopy(buffer, consumed, buffer, 0, filled - consumed);
-                    filled -= consumed;
-                    if (responses.WrittenCount > 0)
-                    {
-                        await socket.SendAsync(responses.WrittenMemory, SocketFlags.None, _stop.Token);
-                        responses.ResetWrittenCount();
-                    }
+                Buffer.BlockCopy(buffer, consumed, buffer, 0, filled - consumed);
+                filled -= consumed;
+                if (responses.WrittenCount > 0)
+                {
+                    await socket.SendAsync(responses.WrittenMemory, SocketFlags.None, Stopping);
+                    responses.ResetWrittenCount();
                 }
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException)
-            {
-            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException)
+        {
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 
 namespace Distcache.Tools.Tests.Support;
@@ -8,25 +7,18 @@ namespace Distcache.Tools.Tests.Support;
 /// the peer finishes sending, answers with a farewell and closes: enough to see exactly what a relay forwarded,
 /// in both directions, and how it passed a half-close on.
 /// </summary>
-internal sealed class RecordingServer : IAsyncDisposable
+internal sealed class RecordingServer : LoopbackServer
 {
-    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private readonly bool _echo;
     private readonly byte[] _farewell;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly List<Task> _connections = [];
     private readonly List<MemoryStream> _received = [];
-    private readonly Task _accepting;
 
     public RecordingServer(bool echo, byte[]? farewell = null)
     {
         _echo = echo;
         _farewell = farewell ?? [];
-        _listener.Start();
-        _accepting = AcceptLoopAsync();
+        Start();
     }
-
-    public string Address => $"IP:127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
     /// <summary>Connections that have ended (the peer finished sending), with everything they received.</summary>
     public List<byte[]> Finished { get; } = [];
@@ -54,46 +46,15 @@ internal sealed class RecordingServer : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    protected override async ValueTask OnStoppedAsync()
     {
-        await _stop.CancelAsync();
-        _listener.Stop();
-        try
-        {
-            await _accepting;
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-
-        Task[] connections;
-        lock (_connections)
-        {
-            connections = [.. _connections];
-        }
-
-        await Task.WhenAll(connections).WaitAsync(TimeSpan.FromSeconds(10));
         foreach (MemoryStream stream in _received)
         {
             await stream.DisposeAsync();
         }
-
-        _stop.Dispose();
     }
 
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Socket socket = await _listener.AcceptSocketAsync(_stop.Token);
-            lock (_connections)
-            {
-                _connections.Add(ServeAsync(socket));
-            }
-        }
-    }
-
-    private async Task ServeAsync(Socket socket)
+    protected override async Task ServeAsync(Socket socket)
     {
         var received = new MemoryStream();
         lock (_received)
@@ -101,41 +62,38 @@ internal sealed class RecordingServer : IAsyncDisposable
             _received.Add(received);
         }
 
-        using (socket)
+        var buffer = new byte[8192];
+        try
         {
-            var buffer = new byte[8192];
-            try
+            while (true)
             {
-                while (true)
+                int n = await socket.ReceiveAsync(buffer, SocketFlags.None, Stopping);
+                if (n == 0)
                 {
-                    int n = await socket.ReceiveAsync(buffer, SocketFlags.None, _stop.Token);
-                    if (n == 0)
-                    {
-                        break;
-                    }
-
-                    received.Write(buffer, 0, n);
-                    if (_echo)
-                    {
-                        await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _stop.Token);
-                    }
+                    break;
                 }
 
-                lock (Finished)
+                received.Write(buffer, 0, n);
+                if (_echo)
                 {
-                    Finished.Add(received.ToArray());
+                    await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, Stopping);
                 }
-
-                if (_farewell.Length > 0)
-                {
-                    await socket.SendAsync(_farewell, SocketFlags.None, _stop.Token);
-                }
-
-                socket.Shutdown(SocketShutdown.Both);
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException)
+
+            lock (Finished)
             {
+                Finished.Add(received.ToArray());
             }
+
+            if (_farewell.Length > 0)
+            {
+                await socket.SendAsync(_farewell, SocketFlags.None, Stopping);
+            }
+
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException)
+        {
         }
     }
 }
