@@ -14,6 +14,10 @@ internal sealed class ServerConnection
     /// <summary>Responses buffered beyond this are flushed before the next request of the batch is answered.</summary>
     internal const int MaxUnflushedBytes = 64 * 1024;
 
+    // How many batches in a row a connection may answer without giving up its thread. Small enough that a
+    // busy client cannot hold a core for long, large enough that the yield costs nothing per request.
+    internal const int MaxInlineBatches = 4;
+
     private readonly IDuplexPipe _transport;
     private readonly string _peer;
     private readonly RequestProcessor _processor;
@@ -111,9 +115,24 @@ internal sealed class ServerConnection
         PipeReader input = _transport.Input;
         PipeWriter output = _transport.Output;
         Volatile.Write(ref _lastActivityAt, Environment.TickCount64);
+        int inlineBatches = 0;
         while (true)
         {
-            ReadResult read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ValueTask<ReadResult> reading = input.ReadAsync(cancellationToken);
+            if (!reading.IsCompleted)
+            {
+                inlineBatches = 0;
+            }
+            else if (++inlineBatches > MaxInlineBatches)
+            {
+                // A client that keeps its socket full (large pipelined ADDs) would otherwise be served batch after
+                // batch on this thread, because each read completes at once: the other connections wait and their
+                // latency grows without bound. Going to the back of the thread pool's queue shares the cores.
+                inlineBatches = 0;
+                await Task.Yield();
+            }
+
+            ReadResult read = await reading.ConfigureAwait(false);
             long readAt = Environment.TickCount64;
             Volatile.Write(ref _lastActivityAt, readAt);
             if (Expiry != ConnectionExpiry.None)
