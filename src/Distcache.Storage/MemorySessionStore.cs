@@ -50,7 +50,6 @@ public sealed class MemorySessionStore : ISessionStore
     private const int ReclaimChunk = 4096;
 
     private const int InitialCapacity = 1024;
-    private const int MaxBuckets = 1 << 30;
 
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
@@ -64,15 +63,22 @@ public sealed class MemorySessionStore : ISessionStore
 
     // Hash table: _buckets holds the first entry of each chain (-1 for none), chained through
     // Entry.Next. Free entries are chained through Entry.Next too and have HeapIndex == -1.
-    private Entry[] _entries;
-    private int[] _buckets;
-    private int _bucketMask;
+    // Every table is chunked, so growing never copies what is stored (see ChunkedArray).
+    private ChunkedArray<Entry> _entries;
     private int _entryHighWater;
     private int _freeEntry = -1;
 
+    // Linear hashing: the table has 2^_level + _split buckets. A hash addresses bucket h mod 2^_level, or
+    // h mod 2^(_level+1) if that bucket has already been split this round. Each add that takes the count past
+    // the bucket count splits one bucket (rehashing one short chain), so the table grows a bucket at a time
+    // and never stops the world to rehash, as a doubling table must.
+    private ChunkedArray<int> _buckets;
+    private int _level;
+    private int _split;
+
     // Expiry order: a 4-ary min-heap on ExpiresAt whose nodes carry the key, so sifting reads
     // contiguous memory; every stored entry is in it exactly once, so its size is the stored count.
-    private HeapNode[] _heap;
+    private ChunkedArray<HeapNode> _heap;
     private int _count;
     private long _bytesUsed;
 
@@ -136,10 +142,10 @@ public sealed class MemorySessionStore : ISessionStore
         _key1 = BinaryPrimitives.ReadUInt64LittleEndian(key[8..]);
 
         int capacity = _maxSessions > 0 ? Math.Min(_maxSessions, InitialCapacity) : InitialCapacity;
-        _entries = new Entry[capacity];
-        _heap = new HeapNode[capacity];
-        _buckets = NewBuckets(capacity);
-        _bucketMask = _buckets.Length - 1;
+        _entries = new ChunkedArray<Entry>(capacity, default);
+        _heap = new ChunkedArray<HeapNode>(capacity, default);
+        _level = BitOperations.Log2(BitOperations.RoundUpToPowerOf2((uint)capacity));
+        _buckets = new ChunkedArray<int>(1 << _level, -1);
     }
 
     /// <summary>Bytes counted against <see cref="MaxBytes"/> for each session on top of its id and data:
@@ -326,9 +332,9 @@ public sealed class MemorySessionStore : ISessionStore
         {
             _disposed = true;
             _segments = [];
-            _entries = [];
-            _heap = [];
-            _buckets = [];
+            _entries.Clear();
+            _heap.Clear();
+            _buckets.Clear();
             _count = 0;
             _bytesUsed = 0;
             _segmentCount = 0;
@@ -341,14 +347,26 @@ public sealed class MemorySessionStore : ISessionStore
     /// <summary>The keyed hash of an id; differs between stores because each has its own random key.</summary>
     internal ulong HashId(ReadOnlySpan<byte> id) => SipHash.Hash13(_key0, _key1, id);
 
-    /// <summary>The bytes held by the entry, heap and bucket arrays (they grow by doubling).</summary>
+    /// <summary>The bytes held by the entry, heap and bucket tables.</summary>
     internal long TableBytes
     {
         get
         {
             lock (_lock)
             {
-                return ((long)_entries.Length * Unsafe.SizeOf<Entry>()) + ((long)_heap.Length * Unsafe.SizeOf<HeapNode>()) + ((long)_buckets.Length * sizeof(int));
+                return _entries.Bytes + _heap.Bytes + _buckets.Bytes;
+            }
+        }
+    }
+
+    /// <summary>The number of hash buckets (one per stored session at most, grown a bucket at a time).</summary>
+    internal int BucketCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (1 << _level) + _split;
             }
         }
     }
@@ -434,21 +452,84 @@ public sealed class MemorySessionStore : ISessionStore
         entry.IdLength = (byte)id.Length;
         entry.DataLength = data.Length;
 
-        ref int bucket = ref _buckets[(int)hash & _bucketMask];
+        ref int bucket = ref _buckets[BucketOf(hash)];
         entry.Next = bucket;
         bucket = index;
 
+        if (_count == _heap.Capacity)
+        {
+            _heap.Grow(_count + 1, _maxSessions > 0 ? _maxSessions : int.MaxValue, default);
+        }
+
         SiftUp(_count++, new HeapNode { ExpiresAt = expiresAt, Entry = index });
         _bytesUsed += cost;
+
+        if (_count > (1 << _level) + _split)
+        {
+            SplitBucket();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int BucketOf(ulong hash)
+    {
+        int bucket = (int)hash & ((1 << _level) - 1);
+        return bucket < _split ? (int)hash & ((2 << _level) - 1) : bucket;
+    }
+
+    /// <summary>Adds one bucket: the chain of bucket <see cref="_split"/> is divided between it and its
+    /// new partner 2^level higher, by the next bit of each entry's stored hash (ids are not read again).</summary>
+    private void SplitBucket()
+    {
+        int low = _split;
+        int high = low + (1 << _level);
+        if (high < 0 || _level >= 30)
+        {
+            return; // 2^30 buckets is as far as an int index goes; chains simply get longer beyond that.
+        }
+
+        if (high >= _buckets.Capacity)
+        {
+            _buckets.Grow(high + 1, int.MaxValue, -1);
+        }
+
+        int mask = (2 << _level) - 1;
+        int index = _buckets[low];
+        int lowHead = -1;
+        int highHead = -1;
+        while (index >= 0)
+        {
+            ref Entry entry = ref _entries[index];
+            int next = entry.Next;
+            if (((int)entry.Hash & mask) == low)
+            {
+                entry.Next = lowHead;
+                lowHead = index;
+            }
+            else
+            {
+                entry.Next = highHead;
+                highHead = index;
+            }
+
+            index = next;
+        }
+
+        _buckets[low] = lowHead;
+        _buckets[high] = highHead;
+        if (++_split == 1 << _level)
+        {
+            _level++;
+            _split = 0;
+        }
     }
 
     private int Find(ReadOnlySpan<byte> id, ulong hash)
     {
-        Entry[] entries = _entries;
-        int index = _buckets[(int)hash & _bucketMask];
+        int index = _buckets[BucketOf(hash)];
         while (index >= 0)
         {
-            ref Entry entry = ref entries[index];
+            ref Entry entry = ref _entries[index];
             if (entry.Hash == hash && entry.IdLength == id.Length
                 && _segments[entry.Segment].AsSpan(entry.Offset + RecordHeaderSize, entry.IdLength).SequenceEqual(id))
             {
@@ -498,7 +579,7 @@ public sealed class MemorySessionStore : ISessionStore
     {
         ref Entry entry = ref _entries[index];
 
-        ref int link = ref _buckets[(int)entry.Hash & _bucketMask];
+        ref int link = ref _buckets[BucketOf(entry.Hash)];
         while (link != index)
         {
             link = ref _entries[link].Next;
@@ -524,76 +605,40 @@ public sealed class MemorySessionStore : ISessionStore
             return index;
         }
 
-        if (_entryHighWater == _entries.Length)
+        if (_entryHighWater == _entries.Capacity)
         {
-            Grow();
+            // Only reached with every entry live, and eviction keeps the live count under MaxSessions, so a
+            // bounded store's first chunk never grows past MaxSessions.
+            _entries.Grow(_entryHighWater + 1, _maxSessions > 0 ? _maxSessions : int.MaxValue, default);
         }
 
         return _entryHighWater++;
-    }
-
-    private void Grow()
-    {
-        // Only reached with every entry live, and eviction keeps the live count under MaxSessions, so a
-        // bounded store never grows its table past MaxSessions.
-        long limit = _maxSessions > 0 ? _maxSessions : Array.MaxLength;
-        int capacity = (int)Math.Min(Math.Max(_entries.Length * 2L, 16), limit);
-        Array.Resize(ref _entries, capacity);
-        Array.Resize(ref _heap, capacity);
-
-        if (capacity > _buckets.Length && _buckets.Length < MaxBuckets)
-        {
-            // Rehashing uses the stored hashes, so ids are not read again.
-            _buckets = NewBuckets(capacity);
-            _bucketMask = _buckets.Length - 1;
-            for (int i = 0; i < _entryHighWater; i++)
-            {
-                ref Entry entry = ref _entries[i];
-                if (entry.HeapIndex >= 0)
-                {
-                    ref int bucket = ref _buckets[(int)entry.Hash & _bucketMask];
-                    entry.Next = bucket;
-                    bucket = i;
-                }
-            }
-        }
-    }
-
-    private static int[] NewBuckets(int capacity)
-    {
-        int[] buckets = new int[(int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)capacity), MaxBuckets)];
-        buckets.AsSpan().Fill(-1);
-        return buckets;
     }
 
     // ---- Expiry heap (4-ary: half the depth of a binary heap, and a node's children are adjacent) ----
 
     private void SiftUp(int position, HeapNode node)
     {
-        HeapNode[] heap = _heap;
-        Entry[] entries = _entries;
         while (position > 0)
         {
             int parent = (position - 1) >> 2;
-            HeapNode above = heap[parent];
+            HeapNode above = _heap[parent];
             if (above.ExpiresAt <= node.ExpiresAt)
             {
                 break;
             }
 
-            heap[position] = above;
-            entries[above.Entry].HeapIndex = position;
+            _heap[position] = above;
+            _entries[above.Entry].HeapIndex = position;
             position = parent;
         }
 
-        heap[position] = node;
-        entries[node.Entry].HeapIndex = position;
+        _heap[position] = node;
+        _entries[node.Entry].HeapIndex = position;
     }
 
     private void SiftDown(int position, HeapNode node)
     {
-        HeapNode[] heap = _heap;
-        Entry[] entries = _entries;
         int count = _count;
         while (true)
         {
@@ -604,14 +649,15 @@ public sealed class MemorySessionStore : ISessionStore
             }
 
             int best = (int)first;
-            long bestKey = heap[best].ExpiresAt;
+            long bestKey = _heap[best].ExpiresAt;
             int end = (int)Math.Min(first + 4, count);
             for (int child = best + 1; child < end; child++)
             {
-                if (heap[child].ExpiresAt < bestKey)
+                long key = _heap[child].ExpiresAt;
+                if (key < bestKey)
                 {
                     best = child;
-                    bestKey = heap[child].ExpiresAt;
+                    bestKey = key;
                 }
             }
 
@@ -620,13 +666,14 @@ public sealed class MemorySessionStore : ISessionStore
                 break;
             }
 
-            heap[position] = heap[best];
-            entries[heap[position].Entry].HeapIndex = position;
+            HeapNode moved = _heap[best];
+            _heap[position] = moved;
+            _entries[moved.Entry].HeapIndex = position;
             position = best;
         }
 
-        heap[position] = node;
-        entries[node.Entry].HeapIndex = position;
+        _heap[position] = node;
+        _entries[node.Entry].HeapIndex = position;
     }
 
     private void HeapRemoveAt(int position)
