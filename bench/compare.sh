@@ -220,6 +220,16 @@ for count in "${scale[@]}"; do
     -json "$out/$name.json" >"$out/$name.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/$name.txt")"; exit 1; }
 done
 
+# Latency at half of the maximum GET throughput just measured with the largest store: dc_test -rate paces the
+# requests evenly (an open loop), so queueing at saturation does not hide pauses.
+count="${scale[-1]}"
+half=$(awk -v r="$(json_field "$out/scale-$count.json" ops_per_sec)" 'BEGIN { printf "%d", r / 2 }')
+say "half-load: dc_server GET only at $half ops/s (half of the maximum), $count stored sessions"
+start ours
+"$dc_test" -connect "IP:127.0.0.1:$port" -bench -clients "$clients" -pipeline 16 -rate "$half" -duration "$duration" \
+  -warmup "$warmup" -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" \
+  -serverpid "$server_pid" -json "$out/half-load.json" >"$out/half-load.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/half-load.txt")"; exit 1; }
+
 echo "server count rss_empty_kib rss_full_kib" >"$out/memory.txt"
 for kind in ours redis memcached; do
   say "memory: $kind with $memcount sessions"

@@ -38,16 +38,17 @@ internal static class Program
     private static readonly ValueOption<uint> DataSizeOption = new("datasize", "num", "-bench: session data size in bytes (sets -datamin and -datamax)", ValueParsers.UInt32InRange(1, MaxData));
     private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
     private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<uint> RateOption = new("rate", "num", "-bench: send this many requests per second in all, paced evenly over the connections (open loop), instead of as fast as answers come", ValueParsers.UInt32InRange(1, 100_000_000));
     private static readonly ValueOption<uint> ServerPidOption = new("serverpid", "pid", "-bench: also measure the CPU time of this (server) process", ValueParsers.UInt32InRange(1, int.MaxValue));
 
     private static readonly CommandLineOption[] CorrectnessOnly = [ProgressOption, SessionsOption, TimevarOption, OpsOption, PersistentFlag, WithCertOption];
-    private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption];
+    private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption];
 
     private static readonly CommandLineSpec Spec = new("dc_test",
     [
         ConnectOption, ProgressOption, SessionsOption, DataMinOption, DataMaxOption, TimeoutOption, TimevarOption, OpsOption, PersistentFlag,
         WithCertOption, SeedOption, BenchFlag, ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption,
-        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption,
+        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption,
     ])
     {
         Epilogue = """
@@ -180,6 +181,7 @@ internal static class Program
             Seed = seed,
             JsonPath = options.TryGetValue(JsonOption, out string? json) ? json : null,
             ServerPid = options.TryGetValue(ServerPidOption, out uint pid) ? (int)pid : null,
+            Rate = options.TryGetValue(RateOption, out uint rate) ? (int)rate : null,
         };
         // Run socket continuations on the epoll threads instead of handing each to the thread pool: the load loops
         // never block, and skipping the hand-off cut our user CPU per operation by about 40% in the measurements of

@@ -96,6 +96,15 @@ internal static partial class Report
             md.AppendLine(Inv, $"GET throughput at {scale[1].Count:N0} / at {scale[0].Count:N0} sessions: {scale[1].Row.OpsPerSec / scale[0].Row.OpsPerSec:F2}; server CPU per GET: {scale[1].Row.ServerUsPerOp / scale[0].Row.ServerUsPerOp:F2}.");
         }
 
+        // Latency at half of the maximum throughput, largest store (open loop, paced with dc_test -rate).
+        string halfPath = Path.Combine(dir, "half-load.json");
+        if (File.Exists(halfPath) && scale.Length > 0)
+        {
+            Row h = Row.FromJson(halfPath);
+            md.AppendLine();
+            md.AppendLine(Inv, $"At half of that maximum ({h.OpsPerSec:N0} ops/s offered evenly, {scale[^1].Count:N0} stored sessions): p50 {F(h.P50)} µs, p99 {F(h.P99)} µs, p99.9 {F(h.P999)} µs, server CPU {h.ServerUsPerOp:F2} µs/op.");
+        }
+
         File.WriteAllText(mdPath, md.ToString());
         File.WriteAllText(svgPath, Svg(rows, memory.ToDictionary(kv => kv.Key, kv => PerSession(kv.Key)), scale));
         Console.Write(md.ToString());

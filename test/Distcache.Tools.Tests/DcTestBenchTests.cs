@@ -95,6 +95,27 @@ public sealed class DcTestBenchTests
     }
 
     [Fact]
+    public async Task Rate_paces_the_requests_at_the_asked_rate_and_the_json_records_it()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using (server)
+        {
+            await using Tool bench = await Tool.RunAsync(RunLimit, "dc_test",
+                "-connect", address, "-bench", "-rate", "2000", "-duration", "2", "-warmup", "1", "-clients", "4", "-pipeline", "4",
+                "-keys", "200", "-datasize", "100", "-json", "-");
+            Assert.True(bench.ExitCode == 0, bench.Stdout + bench.Stderr);
+            using JsonDocument document = JsonDocument.Parse(bench.Stdout);
+            JsonElement result = document.RootElement;
+            Assert.Equal(2000, result.GetProperty("rate").GetInt32());
+            Assert.Contains("paced at 2000 requests/s", bench.Stderr, StringComparison.Ordinal);
+
+            // An open loop never sends ahead of its schedule; a busy machine may make it fall a little behind.
+            double opsPerSec = result.GetProperty("ops_per_sec").GetDouble();
+            Assert.InRange(opsPerSec, 1000, 2000 * 1.05);
+        }
+    }
+
+    [Fact]
     public async Task Runs_through_dc_client()
     {
         Assert.SkipWhen(DcClient.IsPlaceholder, "apps/dc_client is still the placeholder that prints 'not implemented yet'");

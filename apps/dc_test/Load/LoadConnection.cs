@@ -37,7 +37,9 @@ internal sealed class LoadConnection : IAsyncDisposable
     private readonly int[] _keysInFlight;
     private readonly long[] _sentAt;
     private readonly bool[] _measured;
+    private readonly long _interval;
     private FastRandom _random;
+    private long _nextSlot;
     private int _head;
     private int _inFlight;
     private uint _nextUid = 1;
@@ -56,6 +58,10 @@ internal sealed class LoadConnection : IAsyncDisposable
         _sentAt = new long[settings.Pipeline];
         _measured = new bool[settings.Pipeline];
         _random = new FastRandom(seed);
+
+        // With -rate each connection sends one request every clients/rate seconds: an open loop, so a slow answer
+        // does not slow the offered load (up to -pipeline requests may wait for answers).
+        _interval = settings.Rate is int rate ? Math.Max(1, (long)(Stopwatch.Frequency * (double)settings.Clients / rate)) : 0;
     }
 
     public LoadStatistics Statistics { get; } = new();
@@ -75,13 +81,40 @@ internal sealed class LoadConnection : IAsyncDisposable
         {
             PipeReader input = _input;
             PipeWriter output = _output;
+            bool paced = _interval > 0 && !prefill;
+            if (paced)
+            {
+                // Staggered starts, so the connections' requests do not all fall due together.
+                _nextSlot = Stopwatch.GetTimestamp() + _random.Next((int)Math.Min(_interval, int.MaxValue));
+            }
+
             if (Issue(output, prefill, Stopwatch.GetTimestamp()))
             {
                 await output.FlushAsync().ConfigureAwait(false);
             }
 
-            while (_inFlight > 0)
+            while (_inFlight > 0 || (paced && !_control.StopSending))
             {
+                if (_inFlight == 0)
+                {
+                    // Nothing to read until the next request falls due. Timers tick in milliseconds, so a few due
+                    // requests may go out together; each is timed from when it is sent.
+                    long wait = _nextSlot - Stopwatch.GetTimestamp();
+                    if (wait > 0)
+                    {
+                        // Rounded up to whole milliseconds: a delay that rounds to zero would spin, taking the CPU
+                        // the server being measured needs.
+                        await Task.Delay((int)Math.Ceiling(wait * 1000.0 / Stopwatch.Frequency)).ConfigureAwait(false);
+                    }
+
+                    if (Issue(output, prefill, Stopwatch.GetTimestamp()))
+                    {
+                        await output.FlushAsync().ConfigureAwait(false);
+                    }
+
+                    continue;
+                }
+
                 ReadResult read = await input.ReadAsync().ConfigureAwait(false);
                 long now = Stopwatch.GetTimestamp();
                 ReadOnlySequence<byte> buffer = read.Buffer;
@@ -153,10 +186,17 @@ internal sealed class LoadConnection : IAsyncDisposable
             }
             else
             {
+                if (_interval > 0 && now < _nextSlot)
+                {
+                    break;
+                }
+
                 if (!_control.TryTake(now, out measured))
                 {
                     break;
                 }
+
+                _nextSlot += _interval;
 
                 operation = _mix.Pick(_random.Next(_mix.Total));
                 key = _random.Next(_keys.Count);

@@ -38,6 +38,9 @@ internal sealed record LoadSettings
     /// <summary>Where the JSON result goes: a file path, "-" for stdout, or null for nowhere.</summary>
     public string? JsonPath { get; init; }
 
+    /// <summary>Requests per second across all connections (open loop), or null to send as fast as answers come.</summary>
+    public int? Rate { get; init; }
+
     /// <summary>A server process whose CPU time is measured over the same window, to compare with ours.</summary>
     public int? ServerPid { get; init; }
 }
