@@ -39,16 +39,17 @@ internal static class Program
     private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
     private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
     private static readonly ValueOption<uint> RateOption = new("rate", "num", "-bench: send this many requests per second in all, paced evenly over the connections (open loop), instead of as fast as answers come", ValueParsers.UInt32InRange(1, 100_000_000));
+    private static readonly FlagOption ShortFlag = new("short", "-bench: a new connection for every request (with -pipeline 1), as applications of dc_client make them; latency includes the connect");
     private static readonly ValueOption<uint> ServerPidOption = new("serverpid", "pid", "-bench: also measure the CPU time of this (server) process", ValueParsers.UInt32InRange(1, int.MaxValue));
 
     private static readonly CommandLineOption[] CorrectnessOnly = [ProgressOption, SessionsOption, TimevarOption, OpsOption, PersistentFlag, WithCertOption];
-    private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption];
+    private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag];
 
     private static readonly CommandLineSpec Spec = new("dc_test",
     [
         ConnectOption, ProgressOption, SessionsOption, DataMinOption, DataMaxOption, TimeoutOption, TimevarOption, OpsOption, PersistentFlag,
         WithCertOption, SeedOption, BenchFlag, ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption,
-        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption,
+        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag,
     ])
     {
         Epilogue = """
@@ -163,11 +164,19 @@ internal static class Program
             return 1;
         }
 
+        bool shortConnections = options.IsSet(ShortFlag);
+        if (shortConnections && options.TryGetValue(PipelineOption, out uint asked) && asked != 1)
+        {
+            await Console.Error.WriteLineAsync("Error, -short sends one request per connection, so -pipeline must be 1").ConfigureAwait(false);
+            return 1;
+        }
+
         var settings = new LoadSettings
         {
             Target = target,
+            ShortConnections = shortConnections,
             Clients = (int)options.GetValue(ClientsOption),
-            Pipeline = (int)options.GetValue(PipelineOption),
+            Pipeline = shortConnections ? 1 : (int)options.GetValue(PipelineOption),
             Duration = TimeSpan.FromSeconds(options.GetValue(DurationOption)),
             Requests = options.TryGetValue(RequestsOption, out ulong requests) ? (long)requests : null,
             Warmup = TimeSpan.FromSeconds(options.GetValue(WarmupOption)),

@@ -116,6 +116,29 @@ public sealed class DcTestBenchTests
     }
 
     [Fact]
+    public async Task Short_opens_a_connection_per_request_and_refuses_a_deeper_pipeline()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using (server)
+        {
+            await using Tool bench = await Tool.RunAsync(RunLimit, "dc_test",
+                "-connect", address, "-bench", "-short", "-rate", "200", "-duration", "2", "-warmup", "1", "-clients", "2",
+                "-keys", "100", "-datasize", "100", "-json", "-");
+            Assert.True(bench.ExitCode == 0, bench.Stdout + bench.Stderr);
+            using JsonDocument document = JsonDocument.Parse(bench.Stdout);
+            JsonElement result = document.RootElement;
+            Assert.True(result.GetProperty("short_connections").GetBoolean());
+            Assert.Equal(1, result.GetProperty("pipeline").GetInt32());
+            long operations = result.GetProperty("operations").GetInt64();
+            Assert.InRange(operations, 200, 420); // 2 s at 200/s, give or take a busy machine
+
+            await using Tool stats = await Tool.RunAsync(RunLimit, "dc_test", "-connect", address, "-bench", "-short", "-pipeline", "4");
+            Assert.Equal(1, stats.ExitCode);
+            Assert.Contains("-short sends one request per connection, so -pipeline must be 1", stats.Stderr, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Runs_through_dc_client()
     {
         Assert.SkipWhen(DcClient.IsPlaceholder, "apps/dc_client is still the placeholder that prints 'not implemented yet'");

@@ -25,9 +25,10 @@ internal sealed class LoadConnection : IAsyncDisposable
     private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true);
     private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: 16 * 1024, leaveOpen: true);
 
-    private readonly NetworkConnection _connection;
-    private readonly PipeReader _input;
-    private readonly PipeWriter _output;
+    private readonly LoadSettings _settings;
+    private NetworkConnection _connection;
+    private PipeReader _input;
+    private PipeWriter _output;
     private readonly KeySpace _keys;
     private readonly OperationMix _mix;
     private readonly LoadControl _control;
@@ -46,6 +47,7 @@ internal sealed class LoadConnection : IAsyncDisposable
 
     private LoadConnection(NetworkConnection connection, LoadSettings settings, KeySpace keys, LoadControl control, ulong seed)
     {
+        _settings = settings;
         _connection = connection;
         _input = PipeReader.Create(connection.Stream, ReaderOptions);
         _output = PipeWriter.Create(connection.Stream, WriterOptions);
@@ -79,6 +81,11 @@ internal sealed class LoadConnection : IAsyncDisposable
     {
         try
         {
+            if (!prefill && _settings.ShortConnections)
+            {
+                return await RunShortAsync().ConfigureAwait(false);
+            }
+
             PipeReader input = _input;
             PipeWriter output = _output;
             bool paced = _interval > 0 && !prefill;
@@ -149,12 +156,64 @@ internal sealed class LoadConnection : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>The measured phase of -short: for each request, connect, send, read the answer, close.</summary>
+    private async Task<bool> RunShortAsync()
+    {
+        if (_interval > 0)
+        {
+            _nextSlot = Stopwatch.GetTimestamp() + _random.Next((int)Math.Min(_interval, int.MaxValue));
+        }
+
+        while (!_control.StopSending)
+        {
+            // A timer may fire up to a millisecond early (it counts whole milliseconds), hence the loop.
+            long wait;
+            while (_interval > 0 && (wait = _nextSlot - Stopwatch.GetTimestamp()) > 0)
+            {
+                await Task.Delay((int)Math.Ceiling(wait * 1000.0 / Stopwatch.Frequency)).ConfigureAwait(false);
+            }
+
+            // The clock starts before the connect: a short-lived client pays for it on every request.
+            long start = Stopwatch.GetTimestamp();
+            await CloseAsync().ConfigureAwait(false);
+            _connection = await NetworkConnection.ConnectAsync(_settings.Target).ConfigureAwait(false);
+            _input = PipeReader.Create(_connection.Stream, ReaderOptions);
+            _output = PipeWriter.Create(_connection.Stream, WriterOptions);
+            _nextUid = 1;
+            if (!Issue(_output, prefill: false, start))
+            {
+                break;
+            }
+
+            await _output.FlushAsync().ConfigureAwait(false);
+            while (_inFlight > 0)
+            {
+                ReadResult read = await _input.ReadAsync().ConfigureAwait(false);
+                SequencePosition consumed = Receive(read.Buffer, prefill: false, Stopwatch.GetTimestamp(), out string? failure);
+                _input.AdvanceTo(consumed, read.Buffer.End);
+                if (failure is not null)
+                {
+                    return Fail(failure);
+                }
+
+                if (read.IsCompleted && _inFlight > 0)
+                {
+                    return Fail("the server closed the connection before answering");
+                }
+            }
+        }
+
+        return true;
+    }
+
+    private async ValueTask CloseAsync()
     {
         await _input.CompleteAsync().ConfigureAwait(false);
         await _output.CompleteAsync().ConfigureAwait(false);
         await _connection.DisposeAsync().ConfigureAwait(false);
     }
+
+    public ValueTask DisposeAsync() => CloseAsync();
 
     private bool Fail(string reason)
     {

@@ -42,7 +42,7 @@ internal sealed class LoadResult
         LoadSettings s = _settings;
         var text = new System.Text.StringBuilder();
         var c = CultureInfo.InvariantCulture;
-        text.AppendLine(c, $"dc_test -bench: {s.Target}, {s.Clients} clients x pipeline {s.Pipeline}{(s.Rate is int rate ? $", paced at {rate} requests/s" : "")}, mix {s.Mix}, {s.Keys} keys ({s.Prefill} prefilled), ids of {s.IdSize} bytes, data {s.DataMin}..{s.DataMax} bytes");
+        text.AppendLine(c, $"dc_test -bench: {s.Target}, {s.Clients} clients x pipeline {s.Pipeline}{(s.ShortConnections ? ", a new connection per request" : "")}{(s.Rate is int rate ? $", paced at {rate} requests/s" : "")}, mix {s.Mix}, {s.Keys} keys ({s.Prefill} prefilled), ids of {s.IdSize} bytes, data {s.DataMin}..{s.DataMax} bytes");
         text.AppendLine(c, $"  measured     {_elapsed.TotalSeconds:F2} s after {s.Warmup.TotalSeconds:F1} s of warm-up{(_interrupted ? " (interrupted)" : string.Empty)}");
         text.AppendLine(c, $"  operations   {_total.Measured,10}   {OpsPerSecond,12:F0} ops/s");
         foreach (Operation operation in OperationMix.DisplayOrder)
@@ -104,6 +104,7 @@ internal sealed class LoadResult
         w.WriteString("target", s.Target.ToString());
         w.WriteNumber("clients", s.Clients);
         w.WriteNumber("pipeline", s.Pipeline);
+        w.WriteBoolean("short_connections", s.ShortConnections);
         if (s.Rate is int offered)
         {
             w.WriteNumber("rate", offered);

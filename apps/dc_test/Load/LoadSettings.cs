@@ -38,6 +38,10 @@ internal sealed record LoadSettings
     /// <summary>Where the JSON result goes: a file path, "-" for stdout, or null for nowhere.</summary>
     public string? JsonPath { get; init; }
 
+    /// <summary>A new connection for every measured request (closed after its answer), as applications of
+    /// dc_client make them; each request's latency then includes the connect.</summary>
+    public bool ShortConnections { get; init; }
+
     /// <summary>Requests per second across all connections (open loop), or null to send as fast as answers come.</summary>
     public int? Rate { get; init; }
 
