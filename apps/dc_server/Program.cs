@@ -50,6 +50,8 @@ internal static class Program
 
     private static async Task<int> Main(string[] args)
     {
+        // Before any socket exists: the engine reads the setting once (see SocketEngine for why).
+        SocketEngine.UseInlineCompletions();
         if (!Spec.TryParse(args, out ParseResult options, out int exitCode))
         {
             return exitCode;
