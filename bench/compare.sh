@@ -218,6 +218,12 @@ for count in "${scale[@]}"; do
   "$dc_test" -connect "IP:127.0.0.1:$port" -bench -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
     -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
     -json "$out/$name.json" >"$out/$name.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/$name.txt")"; exit 1; }
+  # The same for Redis, so the slowdown with store size can be compared with a mature in-memory store's.
+  say "redis-$name: redis GET only, $count stored sessions, pipeline 16"
+  start redis
+  "$compare" load -proto redis -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
+    -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
+    -json "$out/redis-$name.json" >"$out/redis-$name.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/redis-$name.txt")"; exit 1; }
 done
 
 # Latency at half of the maximum GET throughput just measured with the largest store: dc_test -rate paces the

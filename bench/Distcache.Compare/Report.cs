@@ -94,6 +94,14 @@ internal static partial class Report
         {
             md.AppendLine();
             md.AppendLine(Inv, $"GET throughput at {scale[1].Count:N0} / at {scale[0].Count:N0} sessions: {scale[1].Row.OpsPerSec / scale[0].Row.OpsPerSec:F2}; server CPU per GET: {scale[1].Row.ServerUsPerOp / scale[0].Row.ServerUsPerOp:F2}.");
+            string redisSmall = Path.Combine(dir, $"redis-scale-{scale[0].Count}.json");
+            string redisLarge = Path.Combine(dir, $"redis-scale-{scale[1].Count}.json");
+            if (File.Exists(redisSmall) && File.Exists(redisLarge))
+            {
+                Row rs = Row.FromJson(redisSmall);
+                Row rl = Row.FromJson(redisLarge);
+                md.AppendLine(Inv, $"Redis, same shape and generator: {rs.OpsPerSec:N0} ops/s at {scale[0].Count:N0} and {rl.OpsPerSec:N0} at {scale[1].Count:N0} sessions, a ratio of {rl.OpsPerSec / rs.OpsPerSec:F2}; server CPU per GET {rl.ServerUsPerOp / rs.ServerUsPerOp:F2}. Ours / Redis at {scale[1].Count:N0}: {scale[1].Row.OpsPerSec / rl.OpsPerSec:F2} in throughput, {scale[1].Row.ServerUsPerOp / rl.ServerUsPerOp:F2} in CPU per GET.");
+            }
         }
 
         // Latency at half of the maximum throughput, largest store (open loop, paced with dc_test -rate).
