@@ -92,12 +92,22 @@ public sealed class DistcacheServer
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
         {
             // An expired connection was aborted by the sweep, which has logged why; the failure is its echo.
-            if (connection.Expiry == ConnectionExpiry.None)
+            if (connection.Expiry != ConnectionExpiry.None)
             {
-                Log.ConnectionFailed(_logger, peer, e.Message);
+                return ExpiryViolation(connection);
             }
 
-            return ExpiryViolation(connection);
+            // A reset in the middle of a message cuts it short just as an end of stream there does, and is counted
+            // alike, so that operators see peers that abandon requests half-sent however they leave.
+            long pending = connection.PendingBytes;
+            if (pending > 0)
+            {
+                Log.ProtocolViolation(_logger, peer, $"{ProtocolViolationKind.TruncatedMessage.Describe()} ({pending} bytes pending; {e.Message})", Statistics.Violation());
+                return new ProtocolViolation(ProtocolViolationKind.TruncatedMessage, pending);
+            }
+
+            Log.ConnectionFailed(_logger, peer, e.Message);
+            return null;
         }
         catch (Exception e)
         {
@@ -177,9 +187,8 @@ public sealed class DistcacheServer
             switch (expiry)
             {
                 case ConnectionExpiry.MessageTimeout:
-                    Statistics.Violation();
                     Statistics.MessageTimedOut();
-                    Log.ProtocolViolation(_logger, connection.Peer, $"message not complete within {messageMs} ms ({connection.PendingBytes} bytes pending)");
+                    Log.ProtocolViolation(_logger, connection.Peer, $"message not complete within {messageMs} ms ({connection.PendingBytes} bytes pending)", Statistics.Violation());
                     break;
                 case ConnectionExpiry.IdleTimeout:
                     Statistics.IdleTimedOut();

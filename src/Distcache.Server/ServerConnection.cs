@@ -196,8 +196,7 @@ internal sealed class ServerConnection
 
             if (violation is { } v)
             {
-                _statistics.Violation();
-                Log.ProtocolViolation(_logger, _peer, v.Describe());
+                Log.ProtocolViolation(_logger, _peer, v.Describe(), _statistics.Violation());
                 return v;
             }
 
@@ -207,8 +206,7 @@ internal sealed class ServerConnection
                 if (pending > 0)
                 {
                     var truncated = new ProtocolViolation(ProtocolViolationKind.TruncatedMessage, pending);
-                    _statistics.Violation();
-                    Log.ProtocolViolation(_logger, _peer, $"{truncated.Kind.Describe()} ({pending} bytes pending)");
+                    Log.ProtocolViolation(_logger, _peer, $"{truncated.Kind.Describe()} ({pending} bytes pending)", _statistics.Violation());
                     return truncated;
                 }
 
