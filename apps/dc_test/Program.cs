@@ -40,14 +40,21 @@ internal static class Program
     private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
     private static readonly ValueOption<uint> ServerPidOption = new("serverpid", "pid", "-bench: also measure the CPU time of this (server) process", ValueParsers.UInt32InRange(1, int.MaxValue));
 
+    private static readonly FlagOption CheckFlag = new("check", "run for -duration checking that the cache never lies (wrong bytes, a hit after REMOVE or after expiry)");
+    private static readonly ValueOption<uint> SlackOption = new("slack", "msecs", "-check: clock slack allowed around a session's expiry", ValueParsers.UInt32InRange(0, 3_600_000)) { DefaultValue = 1000 };
+
     private static readonly CommandLineOption[] CorrectnessOnly = [ProgressOption, SessionsOption, TimevarOption, OpsOption, PersistentFlag, WithCertOption];
     private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption];
+
+    // -check shares the load options that shape its traffic, and prints progress like the correctness test.
+    private static readonly CommandLineOption[] CheckAlso = [ClientsOption, PipelineOption, DurationOption, MixOption, KeysOption, DataSizeOption, IdSizeOption, ProgressOption];
+    private static readonly CommandLineOption[] CheckOnly = [SlackOption];
 
     private static readonly CommandLineSpec Spec = new("dc_test",
     [
         ConnectOption, ProgressOption, SessionsOption, DataMinOption, DataMaxOption, TimeoutOption, TimevarOption, OpsOption, PersistentFlag,
         WithCertOption, SeedOption, BenchFlag, ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption,
-        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption,
+        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, CheckFlag, SlackOption,
     ])
     {
         Epilogue = """
@@ -56,6 +63,9 @@ internal static class Program
             "Info, all tests complete" (exit 0).
             With -bench, keeps -clients x -pipeline requests in flight for -duration seconds and reports ops/s,
             latency percentiles, hits and misses; exit 1 if any answer was an error.
+            With -check, runs -clients x -pipeline workers for -duration seconds and fails (exit 1) at the first
+            answer that is a lie: bytes that are not the session's, a hit after an acknowledged REMOVE, or a hit
+            after expiry beyond -slack. Misses and DISCONNECTED answers are allowed.
             """,
     };
 
@@ -73,11 +83,23 @@ internal static class Program
         }
 
         bool bench = options.IsSet(BenchFlag);
-        foreach (CommandLineOption misplaced in bench ? CorrectnessOnly : BenchOnly)
+        bool check = options.IsSet(CheckFlag);
+        if (bench && check)
+        {
+            Console.Error.WriteLine("Error, -bench and -check exclude each other");
+            return 1;
+        }
+
+        foreach (CommandLineOption misplaced in check ? CorrectnessOnly.Concat(BenchOnly).Except(CheckAlso) : bench ? CorrectnessOnly.Concat(CheckOnly) : BenchOnly.Concat(CheckOnly))
         {
             if (options.IsSet(misplaced))
             {
-                Console.Error.WriteLine(bench ? $"Error, -{misplaced.Name} does not apply with -bench" : $"Error, -{misplaced.Name} only applies with -bench");
+                string message = check ? "does not apply with -check"
+                    : bench ? (CheckOnly.Contains(misplaced) ? "only applies with -check" : "does not apply with -bench")
+                    : CheckOnly.Contains(misplaced) ? "only applies with -check"
+                    : CheckAlso.Contains(misplaced) ? "only applies with -bench or -check"
+                    : "only applies with -bench";
+                Console.Error.WriteLine($"Error, -{misplaced.Name} {message}");
                 return 1;
             }
         }
@@ -98,9 +120,50 @@ internal static class Program
         ulong seed = options.TryGetValue(SeedOption, out ulong given) ? given : (ulong)Random.Shared.NextInt64(long.MaxValue);
         using var shutdown = new CancellationTokenSource();
         using SignalHandlers signals = SignalHandlers.Register(shutdown, killable: false);
+        if (check)
+        {
+            return await RunCheckAsync(options, target, dataMin, dataMax, seed, shutdown.Token).ConfigureAwait(false);
+        }
+
         return bench
             ? await RunBenchAsync(options, target, dataMin, dataMax, seed, shutdown.Token).ConfigureAwait(false)
             : RunCorrectness(options, target, dataMin, dataMax, seed, shutdown.Token);
+    }
+
+    private static async Task<int> RunCheckAsync(ParseResult options, Address target, int dataMin, int dataMax, ulong seed, CancellationToken cancellationToken)
+    {
+        // Every session carries a four-byte version and at least one byte derived from it, and a one-byte GET answer
+        // would read as a status.
+        if (dataMin < 5)
+        {
+            await Console.Error.WriteLineAsync("Error, -check needs session data of at least 5 bytes").ConfigureAwait(false);
+            return 1;
+        }
+
+        int idSize = (int)options.GetValue(IdSizeOption);
+        if (dataMax > ProtocolConstants.MaxMessagePayload - ProtocolConstants.AddRequestPrefixSize - idSize)
+        {
+            await Console.Error.WriteLineAsync("Error, -idsize and -datamax together exceed the 32768-byte message limit").ConfigureAwait(false);
+            return 1;
+        }
+
+        var settings = new CheckSettings
+        {
+            Target = target,
+            Clients = (int)options.GetValue(ClientsOption),
+            Pipeline = (int)options.GetValue(PipelineOption),
+            Duration = TimeSpan.FromSeconds(options.GetValue(DurationOption)),
+            Mix = options.TryGetValue(MixOption, out OperationMix? mix) ? mix : OperationMix.CheckDefault,
+            Keys = (int)options.GetValue(KeysOption),
+            IdSize = idSize,
+            DataMin = dataMin,
+            DataMax = dataMax,
+            SessionTimeoutMilliseconds = options.GetValue(TimeoutOption) * 1000,
+            Slack = TimeSpan.FromMilliseconds(options.GetValue(SlackOption)),
+            Progress = options.GetValue(ProgressOption),
+            Seed = seed,
+        };
+        return await Checker.RunAsync(settings, cancellationToken).ConfigureAwait(false);
     }
 
     private static int RunCorrectness(ParseResult options, Address target, int dataMin, int dataMax, ulong seed, CancellationToken cancellationToken)
