@@ -27,16 +27,16 @@ internal static class Program
     private static readonly ValueOption<ulong> SeedOption = new("seed", "num", "seed of the random choices, to repeat a run", ValueParsers.UInt64InRange(0, ulong.MaxValue)) { DefaultText = "random" };
 
     private static readonly FlagOption BenchFlag = new("bench", "measure throughput and latency instead of testing correctness");
-    private static readonly ValueOption<uint> ClientsOption = new("clients", "num", "-bench: connections", ValueParsers.UInt32InRange(1, 1000)) { DefaultValue = 4 };
-    private static readonly ValueOption<uint> PipelineOption = new("pipeline", "num", "-bench: requests in flight per connection", ValueParsers.UInt32InRange(1, 4096)) { DefaultValue = 8 };
-    private static readonly ValueOption<uint> DurationOption = new("duration", "secs", "-bench: how long to measure", ValueParsers.UInt32InRange(1, 86_400)) { DefaultValue = 10 };
+    private static readonly ValueOption<uint> ClientsOption = new("clients", "num", "-bench, -check: connections", ValueParsers.UInt32InRange(1, 1000)) { DefaultValue = 4 };
+    private static readonly ValueOption<uint> PipelineOption = new("pipeline", "num", "-bench: requests in flight per connection; -check: workers per connection, each on its own keys", ValueParsers.UInt32InRange(1, 4096)) { DefaultValue = 8 };
+    private static readonly ValueOption<uint> DurationOption = new("duration", "secs", "-bench: how long to measure; -check: how long to run", ValueParsers.UInt32InRange(1, 86_400)) { DefaultValue = 10 };
     private static readonly ValueOption<ulong> RequestsOption = new("requests", "num", "-bench: measure this many requests instead of a duration", ValueParsers.UInt64InRange(1, long.MaxValue));
     private static readonly ValueOption<uint> WarmupOption = new("warmup", "secs", "-bench: run this long before measuring", ValueParsers.UInt32InRange(0, 3600)) { DefaultValue = 1 };
-    private static readonly ValueOption<OperationMix> MixOption = new("mix", "list", "-bench: operation weights, e.g. get=90,add=10 (get, add, remove, have)", OperationMix.TryParse) { DefaultText = "get=90,add=10" };
-    private static readonly ValueOption<uint> KeysOption = new("keys", "num", "-bench: size of the key space; the server's -sessions should be at least this", ValueParsers.UInt32InRange(1, 10_000_000)) { DefaultValue = 500 };
+    private static readonly ValueOption<OperationMix> MixOption = new("mix", "list", "-bench, -check: operation weights, e.g. get=90,add=10 (get, add, remove, have)", OperationMix.TryParse) { DefaultText = "get=90,add=10; -check: get=40,add=30,remove=15,have=15" };
+    private static readonly ValueOption<uint> KeysOption = new("keys", "num", "-bench, -check: size of the key space; the server's -sessions should be at least this", ValueParsers.UInt32InRange(1, 10_000_000)) { DefaultValue = 500 };
     private static readonly ValueOption<uint> PrefillOption = new("prefill", "num", "-bench: add this many keys before measuring, so GETs hit", ValueParsers.UInt32InRange(0, 10_000_000)) { DefaultText = "all keys" };
-    private static readonly ValueOption<uint> DataSizeOption = new("datasize", "num", "-bench: session data size in bytes (sets -datamin and -datamax)", ValueParsers.UInt32InRange(1, MaxData));
-    private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
+    private static readonly ValueOption<uint> DataSizeOption = new("datasize", "num", "-bench, -check: session data size in bytes (sets -datamin and -datamax)", ValueParsers.UInt32InRange(1, MaxData));
+    private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench, -check: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
     private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
     private static readonly ValueOption<uint> ServerPidOption = new("serverpid", "pid", "-bench: also measure the CPU time of this (server) process", ValueParsers.UInt32InRange(1, int.MaxValue));
 
