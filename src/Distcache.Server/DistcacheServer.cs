@@ -87,12 +87,13 @@ public sealed class DistcacheServer
             // The loop watches the token through Stop() rather than through ReadAsync, so that a shutdown lets the
             // batch being answered finish and be flushed.
             ProtocolViolation? violation = await connection.RunAsync(CancellationToken.None).ConfigureAwait(false);
+            connection.TryEnd();
             return ExpiryViolation(connection) ?? violation;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
         {
             // An expired connection was aborted by the sweep, which has logged why; the failure is its echo.
-            if (connection.Expiry != ConnectionExpiry.None)
+            if (!connection.TryEnd())
             {
                 return ExpiryViolation(connection);
             }
@@ -112,6 +113,7 @@ public sealed class DistcacheServer
         catch (Exception e)
         {
             // A bug in a store or in our own code must cost one connection, never the process.
+            connection.TryEnd();
             Log.ConnectionError(_logger, peer, e);
             return null;
         }
