@@ -50,13 +50,22 @@ internal sealed record CheckSettings
 /// from the id and the version, so any hit names the ADD it came from and wrong bytes cannot pass. Each key
 /// belongs to one worker, which has at most one request on it at a time, so its answers are in a known order.
 /// An ADD whose outcome is unknown (the proxy answered DISCONNECTED, the link failed, no answer in time) may have
-/// been stored at any time, even after later operations on the key (its request may still sit in a dying
-/// connection's buffers); its version stays possible and is exempt from the REMOVE and expiry checks, but not from
-/// the byte check.
+/// been stored, even after later operations on the key (its request may still sit in a dying connection's
+/// buffers). Its version stays possible: a REMOVE or a successful ADD retires it only if sent more than
+/// <see cref="UnknownWindow"/> after the failure, and it expires at the failure plus that window plus the timeout.
+/// The window assumes no request is acted on more than that long after its client gave up on it.
 /// </remarks>
 internal static class Checker
 {
     private const int VersionBytes = 4;
+
+    /// <summary>How long after its client gave up an ADD of unknown outcome may still be acted on.</summary>
+    internal static readonly TimeSpan UnknownWindow = TimeSpan.FromSeconds(10);
+
+    // Records of versions that can no longer be live are pruned beyond this many per key (a hit of a pruned version
+    // is still a lie, reported with less detail); a long run would otherwise keep one record per ADD.
+    private const int MaxVersionRecords = 64;
+    private const int KeptRecentRecords = 8;
 
     public static async Task<int> RunAsync(CheckSettings settings, CancellationToken cancellationToken)
     {
@@ -155,6 +164,12 @@ internal static class Checker
         /// <summary>Acknowledged not stored (the ADD was answered with an error status), with that status.</summary>
         public AddOutcome? Refused { get; set; }
 
+        /// <summary>Stopwatch ticks when its outcome became unknown (0 if it did not).</summary>
+        public long UnknownSince { get; set; }
+
+        /// <summary>Neither confirmed nor refused.</summary>
+        public bool Unknown => !Confirmed && Refused is null;
+
         /// <summary>Stopwatch ticks by which the server has certainly let it expire (its ADD's answer plus the timeout).</summary>
         public long ExpiresBy { get; set; }
 
@@ -178,6 +193,7 @@ internal static class Checker
     {
         private readonly long _slackTicks = (long)(settings.Slack.TotalSeconds * Stopwatch.Frequency);
         private readonly long _timeoutTicks = (long)(settings.SessionTimeoutMilliseconds / 1000.0 * Stopwatch.Frequency);
+        private readonly long _unknownWindowTicks = (long)(UnknownWindow.TotalSeconds * Stopwatch.Frequency);
         private readonly long _start = Stopwatch.GetTimestamp();
         private readonly Lock _lock = new();
         private string? _lie;
@@ -275,6 +291,7 @@ internal static class Checker
                         }
                         catch (Exception e) when (e is DistcacheConnectionException or TimeoutException)
                         {
+                            version.UnknownSince = Stopwatch.GetTimestamp();
                             Interlocked.Increment(ref _unknown);
                             return null;
                         }
@@ -283,20 +300,15 @@ internal static class Checker
                         switch (outcome)
                         {
                             case AddOutcome.Stored:
-                                // Nothing else was live when it was stored: every acknowledged version before it is gone.
-                                foreach (Version older in key.Versions.Values)
-                                {
-                                    if (older != version && older.Confirmed && older.Gone is null)
-                                    {
-                                        older.Gone = string.Create(CultureInfo.InvariantCulture, $"replaced by version {number}, whose ADD succeeded at {At(answered):0.000} s");
-                                    }
-                                }
-
+                                // Nothing else was live when it was stored: every version before it is gone.
+                                Retire(key, sent, string.Create(CultureInfo.InvariantCulture, $"replaced by version {number}, whose ADD succeeded at {At(answered):0.000} s"), version);
                                 version.Confirmed = true;
                                 version.ExpiresBy = answered + _timeoutTicks;
                                 Interlocked.Increment(ref _stored);
+                                Prune(key);
                                 break;
                             case AddOutcome.Disconnected:
+                                version.UnknownSince = answered;
                                 Interlocked.Increment(ref _unknown);
                                 break;
                             default:
@@ -332,13 +344,7 @@ internal static class Checker
                         {
                             // Answered either way, the server has looked: whatever was stored before is gone now.
                             long answered = Stopwatch.GetTimestamp();
-                            foreach (Version v in key.Versions.Values)
-                            {
-                                if (v.Confirmed && v.Gone is null)
-                                {
-                                    v.Gone = string.Create(CultureInfo.InvariantCulture, $"removed by a REMOVE acknowledged ({(found ? "OK" : "NOTOK")}) at {At(answered):0.000} s");
-                                }
-                            }
+                            Retire(key, sent, string.Create(CultureInfo.InvariantCulture, $"removed by a REMOVE acknowledged ({(found ? "OK" : "NOTOK")}) at {At(answered):0.000} s"), except: null);
                         }
 
                         return null;
@@ -349,6 +355,38 @@ internal static class Checker
             {
                 Interlocked.Increment(ref _unknown);
                 return null;
+            }
+        }
+
+        /// <summary>Marks every version that cannot have survived an operation sent at <paramref name="sent"/> as gone:
+        /// the confirmed ones, and those of unknown outcome whose window had passed by then.</summary>
+        private void Retire(KeyState key, long sent, string reason, Version? except)
+        {
+            foreach (Version v in key.Versions.Values)
+            {
+                if (v == except || v.Gone is not null || v.Refused is not null)
+                {
+                    continue;
+                }
+
+                if (v.Confirmed || (v.UnknownSince != 0 && sent - v.UnknownSince > _unknownWindowTicks))
+                {
+                    v.Gone = reason;
+                }
+            }
+        }
+
+        private static void Prune(KeyState key)
+        {
+            if (key.Versions.Count <= MaxVersionRecords)
+            {
+                return;
+            }
+
+            uint keepFrom = key.NextVersion > KeptRecentRecords ? key.NextVersion - KeptRecentRecords : 0;
+            foreach (Version v in key.Versions.Values.Where(v => (v.Gone is not null || v.Refused is not null) && v.Number < keepFrom).ToList())
+            {
+                key.Versions.Remove(v.Number);
             }
         }
 
@@ -363,7 +401,9 @@ internal static class Checker
             uint number = BinaryPrimitives.ReadUInt32BigEndian(data);
             if (!key.Versions.TryGetValue(number, out Version? version))
             {
-                return string.Create(CultureInfo.InvariantCulture, $"{what} claiming to be version {number}, which was never added (wrong bytes)");
+                return number != 0 && number < key.NextVersion
+                    ? string.Create(CultureInfo.InvariantCulture, $"{what} claiming to be version {number}, an old version that was refused, removed or replaced long before (a session that cannot be live)")
+                    : string.Create(CultureInfo.InvariantCulture, $"{what} claiming to be version {number}, which was never added (wrong bytes)");
             }
 
             if (data.Length != version.Length || !data.AsSpan().SequenceEqual(MakeData(key.Id, number, version.Length)))
@@ -378,16 +418,23 @@ internal static class Checker
                 return string.Create(CultureInfo.InvariantCulture, $"{what}: version {number}, which was never stored (its ADD was answered {refused})");
             }
 
-            if (!version.Confirmed)
-            {
-                // Its ADD's outcome is unknown: it may have been stored at any time (see the class remarks).
-                Interlocked.Increment(ref _unconfirmedHits);
-                return null;
-            }
-
             if (version.Gone is { } gone)
             {
                 return string.Create(CultureInfo.InvariantCulture, $"{what}: version {number}, which was {gone} (hit after an acknowledged REMOVE or replacement)");
+            }
+
+            if (version.Unknown)
+            {
+                // Its ADD's outcome is unknown: it may have been stored late (see the class remarks).
+                long latest = version.UnknownSince + _unknownWindowTicks + _timeoutTicks;
+                if (version.UnknownSince != 0 && sent - latest > _slackTicks)
+                {
+                    return string.Create(CultureInfo.InvariantCulture,
+                        $"{what}: version {number}, whose ADD had an unknown outcome at {At(version.UnknownSince):0.000} s and which expired by {At(latest):0.000} s at the latest; the GET was {Ms(sent - latest):0} ms later, beyond the {settings.Slack.TotalMilliseconds:0} ms slack (hit after expiry)");
+                }
+
+                Interlocked.Increment(ref _unconfirmedHits);
+                return null;
             }
 
             long late = sent - version.ExpiresBy;
