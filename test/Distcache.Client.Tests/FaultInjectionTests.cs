@@ -19,11 +19,11 @@ public sealed class FaultInjectionTests
 
     private static void Report(string line) => TestContext.Current.TestOutputHelper?.WriteLine(line);
 
-    private static async Task<(InProcessServer Server, FaultProxy Proxy)> StartAsync()
+    /// <summary>A real server in process, and the fault proxy in front of it that the client connects to.</summary>
+    private static (InProcessServer Server, FaultProxy Proxy) Start()
     {
         var server = InProcessServer.Start("IP:127.0.0.1:0");
         var proxy = FaultProxy.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, server.Address.Port));
-        await Task.CompletedTask;
         return (server, proxy);
     }
 
@@ -41,7 +41,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 30_000)]
     public async Task Added_latency_delays_every_answer_and_each_is_its_own()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy)));
@@ -61,7 +61,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 30_000)]
     public async Task A_bandwidth_cap_slows_a_large_answer_which_still_arrives_whole()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy)));
@@ -81,7 +81,7 @@ public sealed class FaultInjectionTests
     [InlineData(FaultDirection.ToClient)]
     public async Task Silence_is_answered_by_the_timeout_promptly_and_the_client_recovers(FaultDirection direction)
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy), timeoutMs: 300));
@@ -113,7 +113,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 60_000)]
     public async Task Late_answers_after_timeouts_are_never_matched_to_later_requests()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy), timeoutMs: 200));
@@ -159,7 +159,7 @@ public sealed class FaultInjectionTests
     [InlineData(FaultDirection.ToClient, 3000)]
     public async Task A_reset_mid_frame_fails_the_request_promptly_and_the_client_reconnects(FaultDirection direction, int afterBytes)
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy)));
@@ -182,7 +182,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 30_000)]
     public async Task Garbage_in_the_answers_drops_the_link_and_the_client_reconnects()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy)));
@@ -204,7 +204,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 30_000)]
     public async Task Garbage_towards_the_server_costs_the_link_which_the_client_replaces()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         await using var client = await DistcacheClient.ConnectAsync(Options(At(proxy)));
@@ -219,7 +219,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 30_000)]
     public async Task Dc_ctx_times_out_promptly_on_silence_and_heals_on_the_next_call()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         using var context = DcContext.Create(Options(At(proxy), timeoutMs: 300), DcContextFlags.Persistent);
@@ -242,7 +242,7 @@ public sealed class FaultInjectionTests
     [Fact(Timeout = 30_000)]
     public async Task Dc_ctx_with_retry_rides_over_a_reset_mid_frame()
     {
-        var (server, proxy) = await StartAsync();
+        var (server, proxy) = Start();
         await using var _ = server;
         await using var __ = proxy;
         using var context = DcContext.Create(Options(At(proxy)), DcContextFlags.Persistent | DcContextFlags.PersistentRetry);
