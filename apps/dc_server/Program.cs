@@ -133,6 +133,9 @@ internal static class Program
 
                 await server.RunAsync(listener, shutdown.Token).ConfigureAwait(false);
                 await reporting.ConfigureAwait(false);
+
+                // A line of its own, after the activity lines, so the 1.5.1 activity format stays as it was.
+                await Console.Error.WriteLineAsync("Info, at exit: " + server.Statistics.Summary()).ConfigureAwait(false);
             }
 
             return 0;

@@ -27,29 +27,36 @@ internal static class Program
     private static readonly ValueOption<ulong> SeedOption = new("seed", "num", "seed of the random choices, to repeat a run", ValueParsers.UInt64InRange(0, ulong.MaxValue)) { DefaultText = "random" };
 
     private static readonly FlagOption BenchFlag = new("bench", "measure throughput and latency instead of testing correctness");
-    private static readonly ValueOption<uint> ClientsOption = new("clients", "num", "-bench: connections", ValueParsers.UInt32InRange(1, 1000)) { DefaultValue = 4 };
-    private static readonly ValueOption<uint> PipelineOption = new("pipeline", "num", "-bench: requests in flight per connection", ValueParsers.UInt32InRange(1, 4096)) { DefaultValue = 8 };
-    private static readonly ValueOption<uint> DurationOption = new("duration", "secs", "-bench: how long to measure", ValueParsers.UInt32InRange(1, 86_400)) { DefaultValue = 10 };
+    private static readonly ValueOption<uint> ClientsOption = new("clients", "num", "-bench, -check: connections", ValueParsers.UInt32InRange(1, 1000)) { DefaultValue = 4 };
+    private static readonly ValueOption<uint> PipelineOption = new("pipeline", "num", "-bench: requests in flight per connection; -check: workers per connection, each on its own keys", ValueParsers.UInt32InRange(1, 4096)) { DefaultValue = 8 };
+    private static readonly ValueOption<uint> DurationOption = new("duration", "secs", "-bench: how long to measure; -check: how long to run", ValueParsers.UInt32InRange(1, 86_400)) { DefaultValue = 10 };
     private static readonly ValueOption<ulong> RequestsOption = new("requests", "num", "-bench: measure this many requests instead of a duration", ValueParsers.UInt64InRange(1, long.MaxValue));
     private static readonly ValueOption<uint> WarmupOption = new("warmup", "secs", "-bench: run this long before measuring", ValueParsers.UInt32InRange(0, 3600)) { DefaultValue = 1 };
-    private static readonly ValueOption<OperationMix> MixOption = new("mix", "list", "-bench: operation weights, e.g. get=90,add=10 (get, add, remove, have)", OperationMix.TryParse) { DefaultText = "get=90,add=10" };
-    private static readonly ValueOption<uint> KeysOption = new("keys", "num", "-bench: size of the key space; the server's -sessions should be at least this", ValueParsers.UInt32InRange(1, 10_000_000)) { DefaultValue = 500 };
+    private static readonly ValueOption<OperationMix> MixOption = new("mix", "list", "-bench, -check: operation weights, e.g. get=90,add=10 (get, add, remove, have)", OperationMix.TryParse) { DefaultText = "get=90,add=10; -check: get=40,add=30,remove=15,have=15" };
+    private static readonly ValueOption<uint> KeysOption = new("keys", "num", "-bench, -check: size of the key space; the server's -sessions should be at least this", ValueParsers.UInt32InRange(1, 10_000_000)) { DefaultValue = 500 };
     private static readonly ValueOption<uint> PrefillOption = new("prefill", "num", "-bench: add this many keys before measuring, so GETs hit", ValueParsers.UInt32InRange(0, 10_000_000)) { DefaultText = "all keys" };
-    private static readonly ValueOption<uint> DataSizeOption = new("datasize", "num", "-bench: session data size in bytes (sets -datamin and -datamax)", ValueParsers.UInt32InRange(1, MaxData));
-    private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
+    private static readonly ValueOption<uint> DataSizeOption = new("datasize", "num", "-bench, -check: session data size in bytes (sets -datamin and -datamax)", ValueParsers.UInt32InRange(1, MaxData));
+    private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench, -check: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
     private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
     private static readonly ValueOption<uint> RateOption = new("rate", "num", "-bench: send this many requests per second in all, paced evenly over the connections (open loop), instead of as fast as answers come", ValueParsers.UInt32InRange(1, 100_000_000));
     private static readonly FlagOption ShortFlag = new("short", "-bench: a new connection for every request (with -pipeline 1), as applications of dc_client make them; latency includes the connect");
     private static readonly ValueOption<uint> ServerPidOption = new("serverpid", "pid", "-bench: also measure the CPU time of this (server) process", ValueParsers.UInt32InRange(1, int.MaxValue));
 
+    private static readonly FlagOption CheckFlag = new("check", "run for -duration checking that the cache never lies (wrong bytes, a hit after REMOVE or after expiry)");
+    private static readonly ValueOption<uint> SlackOption = new("slack", "msecs", "-check: clock slack allowed around a session's expiry", ValueParsers.UInt32InRange(0, 3_600_000)) { DefaultValue = 1000 };
+
     private static readonly CommandLineOption[] CorrectnessOnly = [ProgressOption, SessionsOption, TimevarOption, OpsOption, PersistentFlag, WithCertOption];
     private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag];
+
+    // -check shares the load options that shape its traffic, and prints progress like the correctness test.
+    private static readonly CommandLineOption[] CheckAlso = [ClientsOption, PipelineOption, DurationOption, MixOption, KeysOption, DataSizeOption, IdSizeOption, ProgressOption];
+    private static readonly CommandLineOption[] CheckOnly = [SlackOption];
 
     private static readonly CommandLineSpec Spec = new("dc_test",
     [
         ConnectOption, ProgressOption, SessionsOption, DataMinOption, DataMaxOption, TimeoutOption, TimevarOption, OpsOption, PersistentFlag,
         WithCertOption, SeedOption, BenchFlag, ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption,
-        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag,
+        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag, CheckFlag, SlackOption,
     ])
     {
         Epilogue = """
@@ -58,6 +65,9 @@ internal static class Program
             "Info, all tests complete" (exit 0).
             With -bench, keeps -clients x -pipeline requests in flight for -duration seconds and reports ops/s,
             latency percentiles, hits and misses; exit 1 if any answer was an error.
+            With -check, runs -clients x -pipeline workers for -duration seconds and fails (exit 1) at the first
+            answer that is a lie: bytes that are not the session's, a hit after an acknowledged REMOVE, or a hit
+            after expiry beyond -slack. Misses and DISCONNECTED answers are allowed.
             """,
     };
 
@@ -75,11 +85,23 @@ internal static class Program
         }
 
         bool bench = options.IsSet(BenchFlag);
-        foreach (CommandLineOption misplaced in bench ? CorrectnessOnly : BenchOnly)
+        bool check = options.IsSet(CheckFlag);
+        if (bench && check)
+        {
+            Console.Error.WriteLine("Error, -bench and -check exclude each other");
+            return 1;
+        }
+
+        foreach (CommandLineOption misplaced in check ? CorrectnessOnly.Concat(BenchOnly).Except(CheckAlso) : bench ? CorrectnessOnly.Concat(CheckOnly) : BenchOnly.Concat(CheckOnly))
         {
             if (options.IsSet(misplaced))
             {
-                Console.Error.WriteLine(bench ? $"Error, -{misplaced.Name} does not apply with -bench" : $"Error, -{misplaced.Name} only applies with -bench");
+                string message = check ? "does not apply with -check"
+                    : bench ? (CheckOnly.Contains(misplaced) ? "only applies with -check" : "does not apply with -bench")
+                    : CheckOnly.Contains(misplaced) ? "only applies with -check"
+                    : CheckAlso.Contains(misplaced) ? "only applies with -bench or -check"
+                    : "only applies with -bench";
+                Console.Error.WriteLine($"Error, -{misplaced.Name} {message}");
                 return 1;
             }
         }
@@ -100,9 +122,50 @@ internal static class Program
         ulong seed = options.TryGetValue(SeedOption, out ulong given) ? given : (ulong)Random.Shared.NextInt64(long.MaxValue);
         using var shutdown = new CancellationTokenSource();
         using SignalHandlers signals = SignalHandlers.Register(shutdown, killable: false);
+        if (check)
+        {
+            return await RunCheckAsync(options, target, dataMin, dataMax, seed, shutdown.Token).ConfigureAwait(false);
+        }
+
         return bench
             ? await RunBenchAsync(options, target, dataMin, dataMax, seed, shutdown.Token).ConfigureAwait(false)
             : RunCorrectness(options, target, dataMin, dataMax, seed, shutdown.Token);
+    }
+
+    private static async Task<int> RunCheckAsync(ParseResult options, Address target, int dataMin, int dataMax, ulong seed, CancellationToken cancellationToken)
+    {
+        // Every session carries a four-byte version and at least one byte derived from it, and a one-byte GET answer
+        // would read as a status.
+        if (dataMin < 5)
+        {
+            await Console.Error.WriteLineAsync("Error, -check needs session data of at least 5 bytes").ConfigureAwait(false);
+            return 1;
+        }
+
+        int idSize = (int)options.GetValue(IdSizeOption);
+        if (dataMax > ProtocolConstants.MaxMessagePayload - ProtocolConstants.AddRequestPrefixSize - idSize)
+        {
+            await Console.Error.WriteLineAsync("Error, -idsize and -datamax together exceed the 32768-byte message limit").ConfigureAwait(false);
+            return 1;
+        }
+
+        var settings = new CheckSettings
+        {
+            Target = target,
+            Clients = (int)options.GetValue(ClientsOption),
+            Pipeline = (int)options.GetValue(PipelineOption),
+            Duration = TimeSpan.FromSeconds(options.GetValue(DurationOption)),
+            Mix = options.TryGetValue(MixOption, out OperationMix? mix) ? mix : OperationMix.CheckDefault,
+            Keys = (int)options.GetValue(KeysOption),
+            IdSize = idSize,
+            DataMin = dataMin,
+            DataMax = dataMax,
+            SessionTimeoutMilliseconds = options.GetValue(TimeoutOption) * 1000,
+            Slack = TimeSpan.FromMilliseconds(options.GetValue(SlackOption)),
+            Progress = options.GetValue(ProgressOption),
+            Seed = seed,
+        };
+        return await Checker.RunAsync(settings, cancellationToken).ConfigureAwait(false);
     }
 
     private static int RunCorrectness(ParseResult options, Address target, int dataMin, int dataMax, ulong seed, CancellationToken cancellationToken)

@@ -14,4 +14,8 @@ internal enum ConnectionExpiry
 
     /// <summary>A flush stayed blocked (the peer does not read) beyond the write timeout.</summary>
     WriteTimeout = 3,
+
+    /// <summary>Not expired: the loop ended on its own (and has reported why), so the sweep must leave it alone
+    /// in the moment before it is unregistered.</summary>
+    Ended = 4,
 }

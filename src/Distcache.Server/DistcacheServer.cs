@@ -87,21 +87,33 @@ public sealed class DistcacheServer
             // The loop watches the token through Stop() rather than through ReadAsync, so that a shutdown lets the
             // batch being answered finish and be flushed.
             ProtocolViolation? violation = await connection.RunAsync(CancellationToken.None).ConfigureAwait(false);
+            connection.TryEnd();
             return ExpiryViolation(connection) ?? violation;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
         {
             // An expired connection was aborted by the sweep, which has logged why; the failure is its echo.
-            if (connection.Expiry == ConnectionExpiry.None)
+            if (!connection.TryEnd())
             {
-                Log.ConnectionFailed(_logger, peer, e.Message);
+                return ExpiryViolation(connection);
             }
 
-            return ExpiryViolation(connection);
+            // A reset in the middle of a message cuts it short just as an end of stream there does, and is counted
+            // alike, so that operators see peers that abandon requests half-sent however they leave.
+            long pending = connection.PendingBytes;
+            if (pending > 0)
+            {
+                Log.ProtocolViolation(_logger, peer, $"{ProtocolViolationKind.TruncatedMessage.Describe()} ({pending} bytes pending; {e.Message})", Statistics.Violation());
+                return new ProtocolViolation(ProtocolViolationKind.TruncatedMessage, pending);
+            }
+
+            Log.ConnectionFailed(_logger, peer, e.Message);
+            return null;
         }
         catch (Exception e)
         {
             // A bug in a store or in our own code must cost one connection, never the process.
+            connection.TryEnd();
             Log.ConnectionError(_logger, peer, e);
             return null;
         }
@@ -177,9 +189,8 @@ public sealed class DistcacheServer
             switch (expiry)
             {
                 case ConnectionExpiry.MessageTimeout:
-                    Statistics.Violation();
                     Statistics.MessageTimedOut();
-                    Log.ProtocolViolation(_logger, connection.Peer, $"message not complete within {messageMs} ms ({connection.PendingBytes} bytes pending)");
+                    Log.ProtocolViolation(_logger, connection.Peer, $"message not complete within {messageMs} ms ({connection.PendingBytes} bytes pending)", Statistics.Violation());
                     break;
                 case ConnectionExpiry.IdleTimeout:
                     Statistics.IdleTimedOut();

@@ -5,8 +5,8 @@ namespace Distcache.Server;
 /// <summary>Every log line the server writes, in one place, so that each event is reported once and alike.</summary>
 internal static partial class Log
 {
-    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Closing {Peer}: protocol violation, {Violation}")]
-    public static partial void ProtocolViolation(ILogger logger, string peer, string violation);
+    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Closing {Peer}: protocol violation, {Violation} (protocol violations since start: {Count})")]
+    public static partial void ProtocolViolation(ILogger logger, string peer, string violation, long count);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "Connection from {Peer}")]
     public static partial void ConnectionOpened(ILogger logger, string peer);

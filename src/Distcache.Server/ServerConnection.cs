@@ -101,6 +101,13 @@ internal sealed class ServerConnection
         return true;
     }
 
+    /// <summary>
+    /// Claims the end of the connection for the loop, so that a sweep running concurrently cannot also expire it
+    /// (and count and log it a second time). Returns false if the sweep expired it first: then the sweep has
+    /// reported it.
+    /// </summary>
+    public bool TryEnd() => Interlocked.CompareExchange(ref _expiry, (int)ConnectionExpiry.Ended, 0) == 0;
+
     /// <summary>Asks the loop to finish the batch it is answering and stop.</summary>
     public void Stop()
     {
@@ -215,8 +222,12 @@ internal sealed class ServerConnection
 
             if (violation is { } v)
             {
-                _statistics.Violation();
-                Log.ProtocolViolation(_logger, _peer, v.Describe());
+                if (!TryEnd())
+                {
+                    return null;
+                }
+
+                Log.ProtocolViolation(_logger, _peer, v.Describe(), _statistics.Violation());
                 return v;
             }
 
@@ -225,9 +236,13 @@ internal sealed class ServerConnection
                 long pending = pendingBytes;
                 if (pending > 0)
                 {
+                    if (!TryEnd())
+                    {
+                        return null;
+                    }
+
                     var truncated = new ProtocolViolation(ProtocolViolationKind.TruncatedMessage, pending);
-                    _statistics.Violation();
-                    Log.ProtocolViolation(_logger, _peer, $"{truncated.Kind.Describe()} ({pending} bytes pending)");
+                    Log.ProtocolViolation(_logger, _peer, $"{truncated.Kind.Describe()} ({pending} bytes pending)", _statistics.Violation());
                     return truncated;
                 }
 

@@ -55,5 +55,11 @@ public sealed class ServerStatistics
 
     internal void ConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 
-    internal void Violation() => Interlocked.Increment(ref _violations);
+    /// <summary>Counts one more violation and returns the count since start, for the log line of the close.</summary>
+    internal long Violation() => Interlocked.Increment(ref _violations);
+
+    /// <summary>All the counters on one line, for operators (dc_server prints it when it exits).</summary>
+    public string Summary() => string.Create(
+        System.Globalization.CultureInfo.InvariantCulture,
+        $"{Operations} operations, {ConnectionsAccepted} connections accepted, {ConnectionsRefused} refused, {ProtocolViolations} protocol violations ({MessageTimeouts} message timeouts), {IdleTimeouts} idle timeouts, {WriteTimeouts} write timeouts");
 }

@@ -30,7 +30,14 @@ public sealed class ArgumentTests
     [InlineData(new[] { "-connect", "IP:localhost:9000", "-withcert", "11" }, "Error, -withcert must not be greater than -sessions")]
     [InlineData(new[] { "-connect", "IP:localhost:9000", "-ops" }, "Error, -ops requires an argument")]
     [InlineData(new[] { "-connect", "IP:localhost:9000", "-persistent", "-x" }, "Error, \"-x\" not recognised")]
-    [InlineData(new[] { "-connect", "IP:localhost:9000", "-clients", "4" }, "Error, -clients only applies with -bench")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-clients", "4" }, "Error, -clients only applies with -bench or -check")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-requests", "4" }, "Error, -requests only applies with -bench")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-slack", "4" }, "Error, -slack only applies with -check")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-bench", "-slack", "4" }, "Error, -slack only applies with -check")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-check", "-bench" }, "Error, -bench and -check exclude each other")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-check", "-ops", "4" }, "Error, -ops does not apply with -check")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-check", "-json", "-" }, "Error, -json does not apply with -check")]
+    [InlineData(new[] { "-connect", "IP:localhost:9000", "-check", "-datamin", "4" }, "Error, -check needs session data of at least 5 bytes")]
     [InlineData(new[] { "-connect", "IP:localhost:9000", "-bench", "-ops", "4" }, "Error, -ops does not apply with -bench")]
     [InlineData(new[] { "-connect", "IP:localhost:9000", "-bench", "-persistent" }, "Error, -persistent does not apply with -bench")]
     [InlineData(new[] { "-connect", "IP:localhost:9000", "-bench", "-mix", "get=90,put=10" }, "Error, -mix given an invalid argument")]
@@ -68,7 +75,7 @@ public sealed class ArgumentTests
         foreach (string option in new[]
         {
             "-connect", "-progress", "-sessions", "-datamin", "-datamax", "-timeout", "-timevar", "-ops", "-persistent", "-withcert", "-seed",
-            "-bench", "-clients", "-pipeline", "-duration", "-requests", "-warmup", "-mix", "-keys", "-prefill", "-datasize", "-idsize", "-json", "-serverpid",
+            "-bench", "-clients", "-pipeline", "-duration", "-requests", "-warmup", "-mix", "-keys", "-prefill", "-datasize", "-idsize", "-json", "-serverpid", "-check", "-slack",
         })
         {
             Assert.Contains("  " + option + " ", test.Stdout, StringComparison.Ordinal);

@@ -25,6 +25,9 @@ internal sealed class OperationMix
 
     public static OperationMix Default { get; } = new([10, 90, 0, 0]);
 
+    /// <summary>-check's default: every operation, so that stores, removals and reads interleave on each key.</summary>
+    public static OperationMix CheckDefault { get; } = new([30, 40, 15, 15]);
+
     public int Total { get; }
 
     public int WeightOf(Operation operation) => _weights[(int)operation];

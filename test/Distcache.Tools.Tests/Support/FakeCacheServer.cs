@@ -21,16 +21,26 @@ public enum Fault
 
     /// <summary>GET answers DISCONNECTED, as a proxy without its server does.</summary>
     GetDisconnected,
+
+    /// <summary>REMOVE answers as if it removed the session, but keeps it, so later GETs still find it.</summary>
+    RemoveKeepsSession,
+
+    /// <summary>Sessions never expire.</summary>
+    IgnoresExpiry,
+
+    /// <summary>GET of a session returns the data of another stored session (the first other one found).</summary>
+    GetAnotherSession,
 }
 
 /// <summary>
 /// A tiny in-test session cache on loopback TCP, correct except for one chosen <see cref="Fault"/>, so that a test
-/// can show dc_test noticing a wrong answer. Expiry is ignored: the tests run for seconds.
+/// can show dc_test noticing a wrong answer. Sessions expire after their ADD's timeout (unless the fault is
+/// <see cref="Fault.IgnoresExpiry"/>).
 /// </summary>
 internal sealed class FakeCacheServer : LoopbackServer
 {
     private readonly Fault _fault;
-    private readonly Dictionary<string, byte[]> _store = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (byte[] Data, long ExpiresAt)> _store = new(StringComparer.Ordinal);
     private long _requests;
 
     public FakeCacheServer(Fault fault)
@@ -107,23 +117,24 @@ internal sealed class FakeCacheServer : LoopbackServer
     private void Respond(in Message request, ArrayBufferWriter<byte> output)
     {
         uint uid = request.RequestUid;
+        long now = Environment.TickCount64;
         if (request.Operation == Operation.Add)
         {
             AddRequest.TryParse(request.Payload, out AddRequest add);
             string key = Convert.ToHexString(add.Id.Span);
-            if (_store.ContainsKey(key) && _fault != Fault.AddAlwaysOk)
+            if (Live(key, now, out _) && _fault != Fault.AddAlwaysOk)
             {
                 Responses.WriteStatus(output, uid, Operation.Add, StatusCode.AddErrMatchingSession);
                 return;
             }
 
-            _store[key] = add.Data.ToArray();
+            _store[key] = (add.Data.ToArray(), now + add.TimeoutMilliseconds);
             Responses.WriteStatus(output, uid, Operation.Add, StatusCode.Ok);
             return;
         }
 
         string id = Convert.ToHexString(request.Payload.Span);
-        bool found = _store.TryGetValue(id, out byte[]? data);
+        bool found = Live(id, now, out byte[]? data);
         switch (request.Operation)
         {
             case Operation.Get when _fault == Fault.GetDisconnected:
@@ -136,18 +147,39 @@ internal sealed class FakeCacheServer : LoopbackServer
                     answer[^1] ^= 0xFF;
                 }
 
+                if (_fault == Fault.GetAnotherSession && _store.FirstOrDefault(e => e.Key != id).Value.Data is { } other)
+                {
+                    answer = other;
+                }
+
                 Responses.WriteData(output, uid, Operation.Get, answer);
                 break;
             case Operation.Get:
                 Responses.WriteStatus(output, uid, Operation.Get, StatusCode.NotOk);
                 break;
             case Operation.Remove:
-                _store.Remove(id);
+                if (_fault != Fault.RemoveKeepsSession)
+                {
+                    _store.Remove(id);
+                }
+
                 Responses.WriteStatus(output, uid, Operation.Remove, found || _fault == Fault.RemoveAlwaysOk ? StatusCode.Ok : StatusCode.NotOk);
                 break;
             default:
                 Responses.WriteStatus(output, uid, Operation.Have, found ? StatusCode.Ok : StatusCode.NotOk);
                 break;
         }
+    }
+
+    private bool Live(string key, long now, out byte[]? data)
+    {
+        if (_store.TryGetValue(key, out var entry) && (entry.ExpiresAt > now || _fault == Fault.IgnoresExpiry))
+        {
+            data = entry.Data;
+            return true;
+        }
+
+        data = null;
+        return false;
     }
 }

@@ -1,0 +1,36 @@
+using System.Diagnostics;
+using Distcache.EndToEnd.Tests.Support;
+
+namespace Distcache.EndToEnd.Tests;
+
+/// <summary>-idle on the real dc_server: a silent connection is closed after the idle time, a busy one is not, and
+/// an idle close is counted as such, not as a protocol violation.</summary>
+public sealed class DcServerIdleTests
+{
+    [Fact]
+    public async Task An_idle_connection_is_closed_after_idle_ms_and_a_busy_one_stays_open()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync("-idle", "300");
+        await using var _ = server;
+        using var busy = Wire.Open(address);
+        using var idle = Wire.Open(address, timeoutMs: 100);
+
+        var clock = Stopwatch.StartNew();
+        bool closed = false;
+        while (!closed && clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            Assert.False(Wire.Have(busy, [1]));
+            closed = Wire.IsClosedByPeer(idle);
+        }
+
+        long closedMs = clock.ElapsedMilliseconds;
+        TestContext.Current.TestOutputHelper?.WriteLine($"idle connection closed after {closedMs} ms (-idle 300, sweep 100 ms)");
+        Assert.True(closed, "the idle connection was not closed within 5 s");
+        Assert.InRange(closedMs, 250, 4000);
+        Assert.False(Wire.Have(busy, [1]));
+
+        server.Signal(Native.SIGTERM);
+        await server.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        Assert.Contains("0 protocol violations (0 message timeouts), 1 idle timeouts", server.Stderr, StringComparison.Ordinal);
+    }
+}
