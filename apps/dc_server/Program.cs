@@ -146,7 +146,12 @@ internal static class Program
             await using (listener.ConfigureAwait(false))
             {
                 // Says where it listens, which matters when the port was 0 (any free port) or a name was given.
-                await Console.Error.WriteLineAsync($"Info, listening on {listener.LocalAddress}{(tls is null ? string.Empty : tls.RequiresClientCertificate ? " (TLS, client certificates required)" : " (TLS)")}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync($"Info, listening on {listener.LocalAddress}").ConfigureAwait(false);
+                if (tls is not null)
+                {
+                    await Console.Error.WriteLineAsync($"Info, TLS only, as '{tls.Certificate.Subject}'{(tls.RequiresClientCertificate ? "; client certificates required" : string.Empty)}{(access is null ? string.Empty : "; partitioned by client identity")}").ConfigureAwait(false);
+                }
+
                 if (tls is null && SecurityParsers.IsReachableFromOtherHosts(listener.LocalAddress))
                 {
                     await Console.Error.WriteLineAsync(
