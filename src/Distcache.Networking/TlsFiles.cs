@@ -37,7 +37,7 @@ internal static class TlsFiles
         {
             withKey = X509Certificate2.CreateFromPem(PemOf(all[0]), keyText);
         }
-        catch (CryptographicException e)
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
         {
             string problem = keyText.Contains("PRIVATE KEY-----", StringComparison.Ordinal)
                 ? $"the private key does not match the certificate in {certificateFile}, or cannot be read ({e.Message})"

@@ -16,8 +16,8 @@ public sealed record ClientAccess(string Identity, string Partition, bool ReadOn
 /// </summary>
 /// <remarks>
 /// <para>The mapping file has one line per certificate subject: the partition name, <c>rw</c> or <c>ro</c>, then the
-/// subject written as <c>openssl x509 -noout -subject -nameopt RFC2253</c> prints it (or as .NET prints it; both
-/// parse to the same name). Blank lines and lines starting with <c>#</c> are ignored:</para>
+/// subject written as <c>openssl x509 -noout -subject -nameopt RFC2253</c> prints it, or as dc_server logs it (spaces
+/// after the commas and around the equals signs do not matter). Blank lines and lines starting with <c>#</c> are ignored:</para>
 /// <code>
 /// # partition  access  subject
 /// shop         rw      CN=web1.shop.example,O=Shop
@@ -73,7 +73,7 @@ public sealed class ClientAccessPolicy
     public ClientAccess? Resolve(X509Certificate2 certificate)
     {
         ArgumentNullException.ThrowIfNull(certificate);
-        string subject = certificate.SubjectName.Name;
+        string subject = NormalizeSubject(certificate.SubjectName.Name);
         var map = Volatile.Read(ref _map);
         if (map is null)
         {
@@ -110,14 +110,10 @@ public sealed class ClientAccessPolicy
                 _ => throw Bad(source, number, $"access must be rw or ro, not '{fields[1]}'"),
             };
 
-            string subject;
-            try
+            string subject = NormalizeSubject(fields[2]);
+            if (!subject.Contains('=', StringComparison.Ordinal))
             {
-                subject = new X500DistinguishedName(fields[2].Trim()).Name;
-            }
-            catch (System.Security.Cryptography.CryptographicException e)
-            {
-                throw Bad(source, number, $"'{fields[2]}' is not a certificate subject ({e.Message})");
+                throw Bad(source, number, $"'{fields[2]}' is not a certificate subject (expected for example CN=web1.example.com,O=Example)");
             }
 
             if (!map.TryAdd(subject, (fields[0], readOnly)))
@@ -127,6 +123,48 @@ public sealed class ClientAccessPolicy
         }
 
         return map;
+    }
+
+    /// <summary>
+    /// One spelling for a subject: its attributes in the order written, separated by a comma and a space, without
+    /// spaces around them. openssl's RFC 2253 form (<c>CN=a,O=b</c>) and .NET's (<c>CN=a, O=b</c>) list the attributes
+    /// in the same order, so both become <c>CN=a, O=b</c>.
+    /// </summary>
+    internal static string NormalizeSubject(string subject)
+    {
+        var parts = new List<string>();
+        var current = new System.Text.StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < subject.Length; i++)
+        {
+            char c = subject[i];
+            if (c == '\\' && i + 1 < subject.Length)
+            {
+                current.Append(c).Append(subject[++i]);
+                continue;
+            }
+
+            if (c == '"')
+            {
+                quoted = !quoted;
+            }
+
+            if (c == ',' && !quoted)
+            {
+                parts.Add(current.ToString().Trim());
+                current.Clear();
+                continue;
+            }
+
+            current.Append(c);
+        }
+
+        parts.Add(current.ToString().Trim());
+        return string.Join(", ", parts.Where(p => p.Length > 0).Select(p =>
+        {
+            int equals = p.IndexOf('=', StringComparison.Ordinal);
+            return equals < 0 ? p : p[..equals].Trim() + "=" + p[(equals + 1)..].Trim();
+        }));
     }
 
     private static FormatException Bad(string source, int line, string problem) =>

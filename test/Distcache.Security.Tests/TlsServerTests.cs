@@ -116,7 +116,7 @@ public sealed class TlsServerTests : IDisposable
 
         using var local = Wire.Open(socket);
         Assert.Equal(new byte[] { 2 }, Wire.Add(local, [1, 2], [3, 4]));
-        Assert.Contains("is not for '127.0.0.1'", client.Stderr, StringComparison.Ordinal);
+        await client.WaitUntilAsync(() => client.Stderr.Contains("is not for '127.0.0.1'", StringComparison.Ordinal), Exit, "the refusal of the server");
     }
 
     [Fact]
