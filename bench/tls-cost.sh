@@ -36,9 +36,6 @@ trap cleanup EXIT INT TERM
   openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -extfile client.ext -out client.pem 2>/dev/null
 )
 
-# CPU time (user + system) a process has used so far, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 # Starts dc_server and dc_client (plain or tls), prints "SERVERPID CLIENTPID SOCKET".
 start() {
   local mode="$1" server_flags=() client_flags=() port
@@ -47,35 +44,31 @@ start() {
     client_flags=(-tls-ca "$work/ca.pem" -tls-cert "$work/client.pem" -tls-key "$work/client.key")
   fi
   "$(bin dc_server)" -listen IP:127.0.0.1:0 -sessions 1000 "${server_flags[@]}" 2>"$work/server-$mode.log" &
-  pids+=($!); local server_pid=$!
+  local server_pid=$!
   for _ in $(seq 1 100); do
     port="$(sed -n 's/^Info, listening on IP:127.0.0.1:\([0-9]*\).*/\1/p' "$work/server-$mode.log")"
     [ -n "$port" ] && break; sleep 0.1
   done
   "$(bin dc_client)" -listen "UNIX:$work/$mode.sock" -server "IP:127.0.0.1:$port" "${client_flags[@]}" 2>"$work/client-$mode.log" &
-  pids+=($!); local client_pid=$!
+  local client_pid=$!
   for _ in $(seq 1 100); do grep -q "Connected to the server" "$work/client-$mode.log" 2>/dev/null && break; sleep 0.1; done
   echo "$server_pid $client_pid UNIX:$work/$mode.sock"
 }
 
+# start runs in a subshell, so the processes are recorded for clean-up here.
 read -r plain_server plain_client plain_socket < <(start plain)
+pids+=("$plain_server" "$plain_client")
 read -r tls_server tls_client tls_socket < <(start tls)
-ticks="$(getconf CLK_TCK)"
+pids+=("$tls_server" "$tls_client")
 echo "dc_test -bench through dc_client, $duration s per measurement, $rounds rounds; $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 for load in "-clients 4 -pipeline 8" "-clients 1 -pipeline 1"; do
   for round in $(seq 1 "$rounds"); do
     for mode in plain tls; do
-      if [ "$mode" = plain ]; then server=$plain_server client=$plain_client socket=$plain_socket; else server=$tls_server client=$tls_client socket=$tls_socket; fi
-      before="$(cpu_ticks "$client")"
+      if [ "$mode" = plain ]; then server=$plain_server socket=$plain_socket; else server=$tls_server socket=$tls_socket; fi
       # shellcheck disable=SC2086
       report="$("$(bin dc_test)" -connect "$socket" -bench $load -duration "$duration" -serverpid "$server")"
-      after="$(cpu_ticks "$client")"
-      ops="$(awk '/^  operations/ { print $3 }' <<<"$report")"
       echo "== round $round, $mode link, $load"
       grep -E 'operations|latency|cpu server' <<<"$report"
-      # dc_client's CPU over the whole dc_test run (prefill and warm-up included), per measured operation.
-      awk -v t=$((after - before)) -v hz="$ticks" -v ops="$ops" -v d="$duration" \
-        'BEGIN { printf "  cpu dc_client  %.2f s = %.2f us/op (measured ops), over %s s + warm-up\n", t / hz, t / hz / ops * 1e6 * 1, d }'
     done
   done
 done

@@ -76,6 +76,33 @@ public sealed class TlsServerTests : IDisposable
         Assert.False(await named.ContainsAsync("nothing"u8.ToArray()));
     }
 
+    [Theory]
+    [InlineData(DcContextFlags.None)]
+    [InlineData(DcContextFlags.Persistent)]
+    public async Task DcContext_works_over_mutual_TLS(DcContextFlags flags)
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync(_pki.ServerFlags());
+        await using var _ = server;
+        using DcContext context = DcContext.Create(_pki.ClientConfiguration(address, "tenant-b"), flags);
+
+        Assert.True(context.Add("ctx-id"u8, "ctx-data"u8, 60_000), context.LastError?.ToString());
+        var buffer = new byte[64];
+        Assert.Equal(8, context.Get("ctx-id"u8, buffer));
+        Assert.Equal("ctx-data"u8.ToArray(), buffer[..8]);
+        Assert.True(context.Remove("ctx-id"u8));
+    }
+
+    [Fact]
+    public async Task DcContext_reports_a_refused_server_as_a_failed_operation()
+    {
+        var (server, address) = await ServerProcess.StartTcpAsync(_pki.ServerFlags("wrong-name"));
+        await using var _ = server;
+        using DcContext context = DcContext.Create(_pki.ClientConfiguration(address, "tenant-a") + ",connectTimeout=3000", DcContextFlags.None);
+
+        Assert.False(context.Add("id"u8, "data"u8, 60_000));
+        Assert.Contains("is not for '127.0.0.1'", Flatten(context.LastError!), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_server_certificate_from_another_CA_is_refused_by_the_client_library()
     {
