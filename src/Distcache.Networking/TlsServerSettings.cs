@@ -115,8 +115,11 @@ public sealed class TlsServerSettings
         (X509Certificate2 certificate, X509Certificate2Collection chain) = TlsFiles.LoadCertificate(CertificateFile, KeyFile);
         X509Certificate2Collection? authorities = ClientCaFile is null ? null : TlsFiles.LoadAuthorities(ClientCaFile);
 
-        // offline: the chain is built from what the file holds, never by fetching intermediates at start-up.
-        var context = SslStreamCertificateContext.Create(certificate, chain, offline: true);
+        // offline: the chain is built from what the file holds, never by fetching intermediates at start-up. The
+        // client CAs are named in the certificate request, so that a client holding several certificates (mod_ssl,
+        // stunnel, openssl s_client) can pick the one this server accepts.
+        SslCertificateTrust? trust = authorities is null ? null : SslCertificateTrust.CreateForX509Collection(authorities, sendTrustInHandshake: true);
+        var context = SslStreamCertificateContext.Create(certificate, chain, offline: true, trust);
         return new Material(context, authorities);
     }
 
