@@ -36,10 +36,19 @@ internal static class Program
     private static readonly ValueOption<string> PidFileOption = new("pidfile", "path", "a file to store the process ID in", ValueParsers.NonEmptyText);
     private static readonly FlagOption KillableFlag = new("killable", "exit cleanly on a SIGUSR1 or SIGUSR2 signal, otherwise ignored");
 
+    // The -tls-* flags are about the server link, the one connection that crosses the network; the listening side is
+    // local and is protected by socket permissions and -allow-uid/-allow-gid instead (docs/security.md).
+    private static readonly ValueOption<string> TlsCaOption = new("tls-ca", "file", "connect to the server with TLS, verifying its certificate against the CAs in this PEM file", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> TlsCertOption = new("tls-cert", "file", "present this PEM client certificate to the server (needs -tls-ca)", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> TlsKeyOption = new("tls-key", "file", "the PEM private key of -tls-cert", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> TlsNameOption = new("tls-name", "name", "the name the server certificate must carry (default: the host of -server)", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<uint[]> AllowUidOption = new("allow-uid", "users", "only these users (names or ids, comma-separated) may connect to a unix -listen socket", SecurityParsers.UserIdList);
+    private static readonly ValueOption<uint[]> AllowGidOption = new("allow-gid", "groups", "only processes of these groups (names or ids, comma-separated) may connect to a unix -listen socket", SecurityParsers.GroupIdList);
+
     private static readonly CommandLineSpec Spec = new("dc_client",
     [
         DaemonFlag, ListenOption, ServerOption, RetryOption, IdleOption, TimeoutOption, UserOption, SockOwnerOption, SockGroupOption,
-        SockPermsOption, PidFileOption, KillableFlag,
+        SockPermsOption, PidFileOption, KillableFlag, TlsCaOption, TlsCertOption, TlsKeyOption, TlsNameOption, AllowUidOption, AllowGidOption,
     ])
     {
         Epilogue = """
@@ -76,6 +85,22 @@ internal static class Program
             return 1;
         }
 
+        TlsClientSettings? tls;
+        try
+        {
+            tls = LoadTls(options, server);
+        }
+        catch (TlsConfigurationException e)
+        {
+            await Console.Error.WriteLineAsync($"Error, {SecurityParsers.FlagOf(e.Role)} {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
+        catch (ArgumentException e)
+        {
+            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
+            return 1;
+        }
+
         if (options.IsSet(DaemonFlag) && !Daemon.IsDaemonChild)
         {
             return Daemon.RunDetached(args);
@@ -92,6 +117,7 @@ internal static class Program
 
             using var shutdown = new CancellationTokenSource();
             using SignalHandlers signals = SignalHandlers.Register(shutdown, options.IsSet(KillableFlag), logger);
+            signals.Hangup += (_, _) => Reload(tls);
 
             var proxyOptions = new DistcacheProxyOptions
             {
@@ -99,6 +125,7 @@ internal static class Program
                 RetryInterval = TimeSpan.FromMilliseconds(options.GetValue(RetryOption)),
                 IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
                 OperationTimeout = TimeSpan.FromMilliseconds(options.GetValue(TimeoutOption)),
+                Tls = tls,
             };
 
             Address address = options.GetValue(ListenOption)!;
@@ -112,6 +139,8 @@ internal static class Program
                     UnixSocketOwner = options.TryGetValue(SockOwnerOption, out string? owner) ? owner : null,
                     UnixSocketGroup = options.TryGetValue(SockGroupOption, out string? group) ? group : null,
                     UnixSocketMode = options.TryGetValue(SockPermsOption, out UnixFileMode mode) ? mode : null,
+                    AllowedPeerUserIds = options.TryGetValue(AllowUidOption, out uint[]? uids) ? uids : null,
+                    AllowedPeerGroupIds = options.TryGetValue(AllowGidOption, out uint[]? gids) ? gids : null,
                     Logger = loggerFactory.CreateLogger<NetworkListener>(),
                 });
             }
@@ -123,6 +152,18 @@ internal static class Program
 
             await using (listener.ConfigureAwait(false))
             {
+                if (SecurityParsers.IsReachableFromOtherHosts(listener.LocalAddress))
+                {
+                    await Console.Error.WriteLineAsync(
+                        $"Warning, listening on {listener.LocalAddress}, which other hosts can reach, and the listening side has no TLS: listen on a unix socket or loopback address; see docs/security.md").ConfigureAwait(false);
+                }
+
+                if (tls is null && SecurityParsers.IsReachableFromOtherHosts(server))
+                {
+                    await Console.Error.WriteLineAsync(
+                        $"Warning, the link to {server} is not encrypted: sessions (their master secrets) cross the network in the clear. Use -tls-ca, -tls-cert and -tls-key; see docs/security.md").ConfigureAwait(false);
+                }
+
                 // As in 1.5.1: the user changes after the listening socket exists and before the server is first
                 // contacted, so connecting works the same at start-up as on every later retry.
                 if (options.TryGetValue(UserOption, out string? user))
@@ -164,6 +205,56 @@ internal static class Program
         {
             await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
             return 1;
+        }
+    }
+
+    /// <summary>The server link's TLS settings from the -tls-* flags, or null when TLS is not asked for.</summary>
+    /// <exception cref="TlsConfigurationException">A file is unusable.</exception>
+    /// <exception cref="ArgumentException">The flags do not fit together; the message names them.</exception>
+    private static TlsClientSettings? LoadTls(ParseResult options, Address server)
+    {
+        options.TryGetValue(TlsCaOption, out string? ca);
+        options.TryGetValue(TlsCertOption, out string? cert);
+        options.TryGetValue(TlsKeyOption, out string? key);
+        options.TryGetValue(TlsNameOption, out string? name);
+        if (ca is null)
+        {
+            return cert is null && key is null && name is null
+                ? null
+                : throw new ArgumentException($"{(cert is not null ? "-tls-cert" : key is not null ? "-tls-key" : "-tls-name")} needs -tls-ca, the CA that issued the server's certificate");
+        }
+
+        if (key is not null && cert is null)
+        {
+            throw new ArgumentException("-tls-key needs -tls-cert, the certificate it belongs to");
+        }
+
+        var settings = new TlsClientSettings(ca, cert, key, name);
+        if (name is null && server.Host is null)
+        {
+            throw new ArgumentException($"-tls-name is needed with TLS to {server}: it has no host name to check the server certificate against");
+        }
+
+        return settings;
+    }
+
+    /// <summary>SIGHUP: connections made from now on use the TLS files as they are now.</summary>
+    private static void Reload(TlsClientSettings? tls)
+    {
+        if (tls is null)
+        {
+            Console.Error.WriteLine("Info, SIGHUP: nothing to reload");
+            return;
+        }
+
+        try
+        {
+            tls.Reload();
+            Console.Error.WriteLine("Info, SIGHUP: reloaded the TLS files");
+        }
+        catch (TlsConfigurationException e)
+        {
+            Console.Error.WriteLine($"Error, SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous files");
         }
     }
 

@@ -39,10 +39,20 @@ internal static class Program
     private static readonly ValueOption<uint> WriteTimeoutOption = new("writetimeout", "msecs", "drop a client that leaves its responses unread for this long. 0 = never", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.WriteTimeout.TotalMilliseconds };
     private static readonly FlagOption KillableFlag = new("killable", "let SIGUSR1 and SIGUSR2 shut the server down (otherwise ignored)");
 
+    // Security (docs/security.md). SIGHUP reads the TLS files and the partition map again.
+    private static readonly ValueOption<string> TlsCertOption = new("tls-cert", "file", "accept only TLS, with this PEM certificate (and chain); the key may be in the same file", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> TlsKeyOption = new("tls-key", "file", "the PEM private key of -tls-cert", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> TlsCaOption = new("tls-ca", "file", "require a client certificate issued by a CA in this PEM file (mutual TLS)", ValueParsers.NonEmptyText);
+    private static readonly FlagOption PartitionFlag = new("partition", "give each client certificate subject a partition of its own (needs -tls-ca)");
+    private static readonly ValueOption<string> PartitionMapOption = new("partition-map", "file", "map certificate subjects to partitions and rw/ro access; others are refused (needs -tls-ca)", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<uint[]> AllowUidOption = new("allow-uid", "users", "only these users (names or ids, comma-separated) may connect to the unix socket", SecurityParsers.UserIdList);
+    private static readonly ValueOption<uint[]> AllowGidOption = new("allow-gid", "groups", "only processes of these groups (names or ids, comma-separated) may connect to the unix socket", SecurityParsers.GroupIdList);
+
     private static readonly CommandLineSpec Spec = new("dc_server",
     [
         ListenOption, DaemonFlag, UserOption, SockOwnerOption, SockGroupOption, SockPermsOption, SessionsOption, MemoryOption,
         ProgressOption, PidFileOption, KillableFlag, MaxConnsOption, MsgTimeoutOption, IdleOption, WriteTimeoutOption,
+        TlsCertOption, TlsKeyOption, TlsCaOption, PartitionFlag, PartitionMapOption, AllowUidOption, AllowGidOption,
     ])
     {
         Epilogue = "'-listen' is required. Activity is reported on stderr in the foreground; SIGTERM or SIGINT shut down cleanly.",
@@ -63,6 +73,12 @@ internal static class Program
             return 1;
         }
 
+        if (SecurityProblem(options) is { } problem)
+        {
+            await Console.Error.WriteLineAsync("Error, " + problem).ConfigureAwait(false);
+            return 1;
+        }
+
         if (options.IsSet(DaemonFlag) && !Daemon.IsDaemonChild)
         {
             return Daemon.RunDetached(args);
@@ -80,6 +96,32 @@ internal static class Program
             using var shutdown = new CancellationTokenSource();
             using SignalHandlers signals = SignalHandlers.Register(shutdown, options.IsSet(KillableFlag), logger);
 
+            // Read before listening and before dropping privileges: a bad file is a start-up error, and keys are
+            // often readable by root only.
+            TlsServerSettings? tls;
+            ClientAccessPolicy? access;
+            try
+            {
+                tls = options.TryGetValue(TlsCertOption, out string? certFile)
+                    ? new TlsServerSettings(certFile, options.TryGetValue(TlsKeyOption, out string? keyFile) ? keyFile : null, options.TryGetValue(TlsCaOption, out string? caFile) ? caFile : null)
+                    : null;
+                access = options.TryGetValue(PartitionMapOption, out string? mapFile) ? ClientAccessPolicy.Load(mapFile)
+                    : options.IsSet(PartitionFlag) ? ClientAccessPolicy.PartitionBySubject
+                    : null;
+            }
+            catch (TlsConfigurationException e)
+            {
+                await Console.Error.WriteLineAsync($"Error, {SecurityParsers.FlagOf(e.Role)} {e.Message}").ConfigureAwait(false);
+                return 1;
+            }
+            catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"Error, -partition-map {e.Message}").ConfigureAwait(false);
+                return 1;
+            }
+
+            signals.Hangup += (_, _) => Reload(tls, access);
+
             uint sessions = options.GetValue(SessionsOption);
             ulong memory = options.TryGetValue(MemoryOption, out ulong m) ? m : Math.Max((ulong)MemorySessionStoreOptions.DefaultMaxBytes, sessions * BytesPerSessionAllowance);
             using var store = new MemorySessionStore(new MemorySessionStoreOptions { MaxSessions = (int)sessions, MaxBytes = (long)memory });
@@ -92,10 +134,12 @@ internal static class Program
                     UnixSocketOwner = options.TryGetValue(SockOwnerOption, out string? owner) ? owner : null,
                     UnixSocketGroup = options.TryGetValue(SockGroupOption, out string? group) ? group : null,
                     UnixSocketMode = options.TryGetValue(SockPermsOption, out UnixFileMode mode) ? mode : null,
+                    AllowedPeerUserIds = options.TryGetValue(AllowUidOption, out uint[]? uids) ? uids : null,
+                    AllowedPeerGroupIds = options.TryGetValue(AllowGidOption, out uint[]? gids) ? gids : null,
                     Logger = loggerFactory.CreateLogger<NetworkListener>(),
                 });
             }
-            catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+            catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException or PlatformNotSupportedException)
             {
                 await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {e.Message}").ConfigureAwait(false);
                 return 1;
@@ -105,6 +149,16 @@ internal static class Program
             {
                 // Says where it listens, which matters when the port was 0 (any free port) or a name was given.
                 await Console.Error.WriteLineAsync($"Info, listening on {listener.LocalAddress}").ConfigureAwait(false);
+                if (tls is not null)
+                {
+                    await Console.Error.WriteLineAsync($"Info, TLS only, as '{tls.Certificate.Subject}'{(tls.RequiresClientCertificate ? "; client certificates required" : string.Empty)}{(access is null ? string.Empty : "; partitioned by client identity")}").ConfigureAwait(false);
+                }
+
+                if (tls is null && SecurityParsers.IsReachableFromOtherHosts(listener.LocalAddress))
+                {
+                    await Console.Error.WriteLineAsync(
+                        $"Warning, listening on {listener.LocalAddress} without TLS: anyone who can reach it can read, add and remove sessions (their master secrets). Use -tls-cert, -tls-key and -tls-ca, or listen on a loopback address or unix socket; see docs/security.md").ConfigureAwait(false);
+                }
 
                 // Privileges are dropped only once the socket exists, so a root-started server can bind a
                 // privileged port or a socket in a root-owned directory.
@@ -120,6 +174,8 @@ internal static class Program
                     MessageTimeout = TimeSpan.FromMilliseconds(options.GetValue(MsgTimeoutOption)),
                     IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
                     WriteTimeout = TimeSpan.FromMilliseconds(options.GetValue(WriteTimeoutOption)),
+                    Tls = tls,
+                    Access = access,
                 };
                 var server = new DistcacheServer(store, serverOptions, loggerFactory.CreateLogger<DistcacheServer>());
                 Daemon.NotifyReady();
@@ -144,6 +200,49 @@ internal static class Program
         {
             await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
             return 1;
+        }
+    }
+
+    /// <summary>Combinations of the security flags that cannot work, worded for the user; null when they are fine.</summary>
+    private static string? SecurityProblem(ParseResult options)
+    {
+        bool tls = options.IsSet(TlsCertOption);
+        if (!tls && (options.IsSet(TlsKeyOption) || options.IsSet(TlsCaOption)))
+        {
+            return $"{(options.IsSet(TlsKeyOption) ? "-tls-key" : "-tls-ca")} needs -tls-cert, the server's certificate";
+        }
+
+        if ((options.IsSet(PartitionFlag) || options.IsSet(PartitionMapOption)) && !options.IsSet(TlsCaOption))
+        {
+            return $"{(options.IsSet(PartitionFlag) ? "-partition" : "-partition-map")} needs -tls-cert and -tls-ca: partitions are given to verified client certificates";
+        }
+
+        if (options.IsSet(PartitionFlag) && options.IsSet(PartitionMapOption))
+        {
+            return "-partition and -partition-map exclude each other: the map gives the partitions";
+        }
+
+        return null;
+    }
+
+    /// <summary>SIGHUP: new handshakes use the files as they are now; established connections are left alone.</summary>
+    private static void Reload(TlsServerSettings? tls, ClientAccessPolicy? access)
+    {
+        try
+        {
+            tls?.Reload();
+            access?.Reload();
+            Console.Error.WriteLine(tls is null && access?.File is null
+                ? "Info, SIGHUP: nothing to reload"
+                : $"Info, SIGHUP: reloaded{(tls is null ? string.Empty : $" the TLS certificate (now '{tls.Certificate.Subject}', serial {tls.Certificate.SerialNumber})")}{(access?.File is null ? string.Empty : " the partition map")}");
+        }
+        catch (TlsConfigurationException e)
+        {
+            Console.Error.WriteLine($"Error, SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous certificate");
+        }
+        catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"Error, SIGHUP: -partition-map {e.Message}; still using the previous map");
         }
     }
 }

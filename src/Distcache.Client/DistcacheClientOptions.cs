@@ -19,6 +19,11 @@ namespace Distcache.Client;
 /// <item><term><c>reconnectMin</c></term><description><see cref="ReconnectMinDelay"/> (default 100).</description></item>
 /// <item><term><c>reconnectMax</c></term><description><see cref="ReconnectMaxDelay"/> (default 5000).</description></item>
 /// </list>
+/// <para>TLS (see <see cref="Tls"/>) takes file names instead: <c>tlsCa</c> (required for TLS: the CA the server's
+/// certificate must chain to), <c>tlsCert</c> and <c>tlsKey</c> (this client's certificate and key, for a server that
+/// requires one), <c>tlsName</c> (the name the server's certificate must carry; default the address's host). For
+/// example <c>IP:cache1:9001,tlsCa=/etc/distcache/ca.pem,tlsCert=/etc/distcache/web1.pem,tlsKey=/etc/distcache/web1.key</c>.
+/// File names cannot contain commas.</para>
 /// <para>For example <c>UNIX:/tmp/scache</c> or <c>IP:cache1:9001,timeout=2000,reconnectMax=1000</c>. The address
 /// is everything before the first comma, so a unix socket path containing a comma must be given through
 /// <see cref="Address"/> instead.</para>
@@ -53,6 +58,11 @@ public sealed class DistcacheClientOptions
     /// every (re)connect. Null for plain connections.</summary>
     public ConnectionOptions? Connection { get; set; }
 
+    /// <summary>TLS for every (re)connection: the server is verified against the CA and name of these settings, and the
+    /// client certificate (if any) is presented. Null for plain connections. Cannot be combined with a
+    /// <see cref="ConnectionOptions.StreamWrapper"/> in <see cref="Connection"/>.</summary>
+    public TlsClientSettings? Tls { get; set; }
+
     /// <summary>Where the client logs (connects, lost links, protocol violations); null for nowhere.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -75,6 +85,7 @@ public sealed class DistcacheClientOptions
 
         var options = new DistcacheClientOptions { Address = address };
         var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var tlsFiles = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         for (int i = 1; i < parts.Length; i++)
         {
             string part = parts[i].Trim();
@@ -89,6 +100,17 @@ public sealed class DistcacheClientOptions
             if (!seen.Add(key))
             {
                 throw new ArgumentException($"'{key}' appears twice in '{configuration}'.", nameof(configuration));
+            }
+
+            if (TlsKeys.Contains(key))
+            {
+                if (value.Length == 0)
+                {
+                    throw new ArgumentException($"'{key}' in '{configuration}' needs a value.", nameof(configuration));
+                }
+
+                tlsFiles[key] = value;
+                continue;
             }
 
             if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int milliseconds) || milliseconds <= 0)
@@ -113,12 +135,51 @@ public sealed class DistcacheClientOptions
                     break;
                 default:
                     throw new ArgumentException(
-                        $"Unknown key '{key}' in '{configuration}' (known: timeout, connectTimeout, reconnectMin, reconnectMax).",
+                        $"Unknown key '{key}' in '{configuration}' (known: timeout, connectTimeout, reconnectMin, reconnectMax, tlsCa, tlsCert, tlsKey, tlsName).",
                         nameof(configuration));
             }
         }
 
+        if (tlsFiles.Count > 0)
+        {
+            options.Tls = ParseTls(configuration, tlsFiles);
+        }
+
         return options;
+    }
+
+    private static readonly HashSet<string> TlsKeys = new(StringComparer.OrdinalIgnoreCase) { "tlsCa", "tlsCert", "tlsKey", "tlsName" };
+
+    private static TlsClientSettings ParseTls(string configuration, Dictionary<string, string> values)
+    {
+        string? Get(string key) => values.TryGetValue(key, out string? value) ? value : null;
+        string? ca = Get("tlsCa");
+        string? certificate = Get("tlsCert");
+        string? key = Get("tlsKey");
+        if (ca is null)
+        {
+            throw new ArgumentException($"TLS in '{configuration}' needs tlsCa, the CA that issued the server's certificate.", nameof(configuration));
+        }
+
+        if (key is not null && certificate is null)
+        {
+            throw new ArgumentException($"tlsKey in '{configuration}' needs tlsCert, the certificate it belongs to.", nameof(configuration));
+        }
+
+        try
+        {
+            return new TlsClientSettings(ca, certificate, key, Get("tlsName"));
+        }
+        catch (TlsConfigurationException e)
+        {
+            string name = e.Role switch
+            {
+                TlsFileRole.CertificateAuthority => "tlsCa",
+                TlsFileRole.Key => "tlsKey",
+                _ => "tlsCert",
+            };
+            throw new ArgumentException($"{name} {e.Message}", nameof(configuration), e);
+        }
     }
 
     /// <summary>The connection-string form of these options, which <see cref="Parse"/> reads back (the stream
@@ -131,7 +192,23 @@ public sealed class DistcacheClientOptions
         text.Append(CultureInfo.InvariantCulture, $",connectTimeout={(long)ConnectTimeout.TotalMilliseconds}");
         text.Append(CultureInfo.InvariantCulture, $",reconnectMin={(long)ReconnectMinDelay.TotalMilliseconds}");
         text.Append(CultureInfo.InvariantCulture, $",reconnectMax={(long)ReconnectMaxDelay.TotalMilliseconds}");
+        if (Tls is { } tls)
+        {
+            text.Append(",tlsCa=").Append(tls.CaFile);
+            AppendIfSet(text, "tlsCert", tls.CertificateFile);
+            AppendIfSet(text, "tlsKey", tls.KeyFile);
+            AppendIfSet(text, "tlsName", tls.ServerName);
+        }
+
         return text.ToString();
+    }
+
+    private static void AppendIfSet(StringBuilder text, string key, string? value)
+    {
+        if (value is not null)
+        {
+            text.Append(',').Append(key).Append('=').Append(value);
+        }
     }
 
     /// <summary>A validated copy, so that later changes to this instance cannot reach a running client.</summary>
@@ -161,6 +238,25 @@ public sealed class DistcacheClientOptions
                 $"DistcacheClientOptions.ReconnectMaxDelay must not be less than ReconnectMinDelay ({ReconnectMinDelay}).");
         }
 
+        ConnectionOptions? connection = Connection;
+        if (Tls is { } tls)
+        {
+            if (connection?.StreamWrapper is not null)
+            {
+                throw new ArgumentException("DistcacheClientOptions.Tls and a Connection.StreamWrapper cannot both be set: TLS is the stream wrapper.", paramName);
+            }
+
+            try
+            {
+                // TLS goes in through the one hook every connect runs, so reconnects are authenticated the same way.
+                connection = new ConnectionOptions { StreamWrapper = tls.CreateStreamWrapper(Address), Logger = connection?.Logger };
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"DistcacheClientOptions.Tls: {e.Message} (TlsClientSettings.ServerName).", paramName, e);
+            }
+        }
+
         return new DistcacheClientOptions
         {
             Address = Address,
@@ -168,7 +264,8 @@ public sealed class DistcacheClientOptions
             ConnectTimeout = ConnectTimeout,
             ReconnectMinDelay = ReconnectMinDelay,
             ReconnectMaxDelay = ReconnectMaxDelay,
-            Connection = Connection,
+            Tls = Tls,
+            Connection = connection,
             LoggerFactory = LoggerFactory,
         };
     }

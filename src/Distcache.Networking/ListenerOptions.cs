@@ -34,6 +34,20 @@ public sealed class ListenerOptions
     /// </summary>
     public UnixFileMode? UnixSocketMode { get; init; }
 
+    /// <summary>
+    /// User ids whose processes may connect (checked with SO_PEERCRED on each accepted connection). When this or
+    /// <see cref="AllowedPeerGroupIds"/> is set, a peer is accepted if its user id is in this list or its group id
+    /// is in that one; anyone else is closed at once, logged and counted in <see cref="NetworkListener.PeersRefused"/>.
+    /// Null (the default) checks nothing. Only valid with <c>UNIX:</c> addresses, on Linux.
+    /// </summary>
+    public IReadOnlyCollection<uint>? AllowedPeerUserIds { get; init; }
+
+    /// <summary>
+    /// Group ids whose processes may connect; see <see cref="AllowedPeerUserIds"/>. SO_PEERCRED reports the peer's
+    /// effective group id only, not its supplementary groups.
+    /// </summary>
+    public IReadOnlyCollection<uint>? AllowedPeerGroupIds { get; init; }
+
     /// <summary>Where the listener and the connections it accepts log; null for no logging.</summary>
     public ILogger? Logger { get; init; }
 }

@@ -39,4 +39,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Debug, Message = "Stopped listening on {Address}")]
     public static partial void StoppedListening(ILogger logger, Address address);
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Refused a connection to {Address} from {Peer}: {Reason}")]
+    public static partial void PeerRefused(ILogger logger, Address address, string peer, string reason);
 }

@@ -16,11 +16,14 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     private readonly string? _socketFile;
     private readonly FileIdentity? _socketFileIdentity;
     private readonly string _anonymousPeerPrefix;
+    private readonly PeerCredentialPolicy? _peerPolicy;
     private long _acceptedCount;
+    private long _peersRefused;
     private int _disposed;
 
-    private NetworkListener(Address address, Socket socket, ILogger logger, string? socketFile, FileIdentity? socketFileIdentity)
+    private NetworkListener(Address address, Socket socket, ILogger logger, string? socketFile, FileIdentity? socketFileIdentity, PeerCredentialPolicy? peerPolicy = null)
     {
+        _peerPolicy = peerPolicy;
         Address = address;
         Socket = socket;
         _logger = logger;
@@ -41,6 +44,10 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     /// address for <c>FD:n</c> (or <c>FD:n</c> itself when it has none).
     /// </summary>
     public Address LocalAddress { get; }
+
+    /// <summary>Connections closed on accept because the peer's user and group are not in
+    /// <see cref="ListenerOptions.AllowedPeerUserIds"/> / <see cref="ListenerOptions.AllowedPeerGroupIds"/>.</summary>
+    public long PeersRefused => Interlocked.Read(ref _peersRefused);
 
     /// <summary>The listening socket, for socket options. Accepting from it directly bypasses peer naming and TCP_NODELAY.</summary>
     public Socket Socket { get; }
@@ -89,10 +96,11 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             throw new ArgumentException($"socket owner, group and mode only apply to UNIX: addresses, not to {address}", nameof(options));
         }
 
+        var peerPolicy = PeerCredentialPolicy.From(options, address);
         var logger = options.Logger ?? NullLogger.Instance;
         var listener = address.Kind switch
         {
-            AddressKind.Unix => ListenUnix(address, options, logger),
+            AddressKind.Unix => ListenUnix(address, options, logger, peerPolicy),
             AddressKind.FileDescriptor => new NetworkListener(address, SocketHelpers.AdoptDescriptor(address, listening: true), logger, null, null),
             _ => ListenTcp(address, options, logger),
         };
@@ -140,6 +148,14 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             var number = Interlocked.Increment(ref _acceptedCount);
             var peer = NetworkConnection.Describe(accepted.RemoteEndPoint)
                 ?? string.Create(CultureInfo.InvariantCulture, $"{_anonymousPeerPrefix}#{number}");
+            if (_peerPolicy is not null && _peerPolicy.Refusal(accepted) is { } refusal)
+            {
+                Interlocked.Increment(ref _peersRefused);
+                Log.PeerRefused(_logger, Address, peer, refusal);
+                accepted.Dispose();
+                continue;
+            }
+
             var connection = NetworkConnection.FromSocket(accepted, peer, _logger);
             Log.Accepted(_logger, peer);
             return connection;
@@ -208,7 +224,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
         }
     }
 
-    private static NetworkListener ListenUnix(Address address, ListenerOptions options, ILogger logger)
+    private static NetworkListener ListenUnix(Address address, ListenerOptions options, ILogger logger, PeerCredentialPolicy? peerPolicy)
     {
         var uid = ResolveId(options, isGroup: false, address);
         var gid = ResolveId(options, isGroup: true, address);
@@ -261,7 +277,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 throw SocketHelpers.Failed("listen on", address, e);
             }
 
-            return new NetworkListener(address, socket, logger, fullPath, kind == FileKind.Socket ? identity : null);
+            return new NetworkListener(address, socket, logger, fullPath, kind == FileKind.Socket ? identity : null, peerPolicy);
         }
         catch
         {

@@ -350,7 +350,7 @@ public sealed class DistcacheProxy
     {
         Address server = _options.Server;
         long retryMs = (long)_options.RetryInterval.TotalMilliseconds;
-        var connectionOptions = new ConnectionOptions { Logger = _logger };
+        var connectionOptions = new ConnectionOptions { Logger = _logger, StreamWrapper = _options.Tls?.CreateStreamWrapper(server) };
         long nextAttempt = Stopwatch.GetTimestamp();
         bool reportedUnreachable = false;
         try

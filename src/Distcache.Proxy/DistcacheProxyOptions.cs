@@ -12,6 +12,12 @@ public sealed class DistcacheProxyOptions
     public required Address Server { get; init; }
 
     /// <summary>
+    /// TLS for the server link (<c>-tls-ca</c>, <c>-tls-cert</c>, <c>-tls-key</c>, <c>-tls-name</c>): every connection
+    /// to the server is authenticated with it. Null (the default) connects in the clear, as 1.5.1.
+    /// </summary>
+    public TlsClientSettings? Tls { get; init; }
+
+    /// <summary>
     /// How long after losing the server link (or failing to connect) the next connection attempt is made
     /// (<c>-retry</c>). Default 5 seconds, as in 1.5.1; at least 1 ms and at most <see cref="MaxInterval"/>.
     /// </summary>
@@ -78,6 +84,11 @@ public sealed class DistcacheProxyOptions
         if (!Server.CanConnect)
         {
             throw new ArgumentException($"{Server} cannot be connected to; the server address needs a host and a port (IP:host:port) or a path (UNIX:/path)", nameof(Server));
+        }
+
+        if (Tls is not null)
+        {
+            _ = Tls.ExpectedName(Server);
         }
 
         CheckRange(RetryInterval, TimeSpan.FromMilliseconds(1), MaxInterval, nameof(RetryInterval));

@@ -47,6 +47,11 @@ public sealed class DistcacheServer
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.IdleTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(_options.WriteTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(_options.SweepInterval, TimeSpan.Zero);
+        if (_options.Access is not null && _options.Tls is not { RequiresClientCertificate: true })
+        {
+            throw new ArgumentException("partitioning by client identity needs TLS with a client CA (DistcacheServerOptions.Tls with a ClientCaFile)", nameof(options));
+        }
+
         _logger = (ILogger?)logger ?? NullLogger.Instance;
     }
 
@@ -72,12 +77,13 @@ public sealed class DistcacheServer
     /// <see cref="PipeReader.CancelPendingRead"/> and <see cref="PipeWriter.CancelPendingFlush"/> and ends; a message
     /// timeout is returned as a <see cref="ProtocolViolationKind.TruncatedMessage"/> violation.</remarks>
     public Task<ProtocolViolation?> ServeAsync(IDuplexPipe transport, string peer, CancellationToken cancellationToken = default) =>
-        ServeCoreAsync(transport, peer, network: null, cancellationToken);
+        ServeCoreAsync(transport, peer, network: null, access: null, cancellationToken);
 
-    private async Task<ProtocolViolation?> ServeCoreAsync(IDuplexPipe transport, string peer, NetworkConnection? network, CancellationToken cancellationToken)
+    private async Task<ProtocolViolation?> ServeCoreAsync(IDuplexPipe transport, string peer, NetworkConnection? network, ClientAccess? access, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(transport);
-        var connection = new ServerConnection(transport, peer, _processor, Statistics, _logger);
+        RequestProcessor processor = access is null ? _processor : new RequestProcessor(new PartitionedSessionStore(_processor.Store, access));
+        var connection = new ServerConnection(transport, peer, processor, Statistics, _logger);
         Statistics.ConnectionOpened();
         Log.ConnectionOpened(_logger, peer);
         using CancellationTokenRegistration stop = cancellationToken.Register(static c => ((ServerConnection)c!).Stop(), connection);
@@ -299,7 +305,21 @@ public sealed class DistcacheServer
         _open[id] = connection;
         try
         {
-            await ServeCoreAsync(new DuplexPipe(connection.Input, connection.Output), connection.PeerDescription, connection, stoppingToken).ConfigureAwait(false);
+            ClientAccess? access = null;
+            if (_options.Tls is { } tls)
+            {
+                if (!await AuthenticateAsync(tls, connection, stoppingToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                if (_options.Access is { } policy && (access = Admit(policy, connection)) is null)
+                {
+                    return;
+                }
+            }
+
+            await ServeCoreAsync(new DuplexPipe(connection.Input, connection.Output), connection.PeerDescription, connection, access, stoppingToken).ConfigureAwait(false);
         }
         finally
         {
@@ -316,6 +336,47 @@ public sealed class DistcacheServer
             _open.TryRemove(id, out _);
             _connections.TryRemove(id, out _);
         }
+    }
+
+    /// <summary>Runs the TLS handshake of an accepted connection; false (logged and counted) if it failed.</summary>
+    private async Task<bool> AuthenticateAsync(TlsServerSettings tls, NetworkConnection connection, CancellationToken stoppingToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        deadline.CancelAfter(tls.HandshakeTimeout);
+        try
+        {
+            await connection.WrapStreamAsync(tls.AuthenticateAsync, deadline.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            if (!stoppingToken.IsCancellationRequested)
+            {
+                Statistics.HandshakeFailed();
+                string reason = e is OperationCanceledException
+                    ? $"not completed within {(long)tls.HandshakeTimeout.TotalMilliseconds} ms"
+                    : e.Message;
+                Log.HandshakeFailed(_logger, connection.PeerDescription, reason);
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>The access of an authenticated client, or null (logged and counted) if its identity has none.</summary>
+    private ClientAccess? Admit(ClientAccessPolicy policy, NetworkConnection connection)
+    {
+        using var certificate = ((System.Net.Security.SslStream)connection.Stream).RemoteCertificate is { } presented ? new System.Security.Cryptography.X509Certificates.X509Certificate2(presented) : null;
+        ClientAccess? access = certificate is null ? null : policy.Resolve(certificate);
+        if (access is null)
+        {
+            Statistics.IdentityRefused();
+            Log.IdentityRefused(_logger, connection.PeerDescription, certificate?.SubjectName.Name ?? "(none)");
+            return null;
+        }
+
+        Log.Authenticated(_logger, connection.PeerDescription, access.Identity, access.Partition, access.ReadOnly ? "read-only" : "read-write");
+        return access;
     }
 
     private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe

@@ -1,3 +1,5 @@
+using Distcache.Networking;
+
 namespace Distcache.Server;
 
 /// <summary>
@@ -47,4 +49,18 @@ public sealed class DistcacheServerOptions
     /// between its value and its value plus this period. Default 100 milliseconds.
     /// </summary>
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// TLS for the connections <see cref="DistcacheServer.RunAsync"/> accepts: each connection's handshake runs on its
+    /// own task (bounded by <see cref="TlsServerSettings.HandshakeTimeout"/>) before any request is read, and a failed
+    /// handshake closes that connection only. Null (the default) serves plain connections, as 1.5.1.
+    /// </summary>
+    public TlsServerSettings? Tls { get; init; }
+
+    /// <summary>
+    /// Partitions the store by client identity: each verified client certificate is mapped to a partition (and
+    /// possibly read-only access), and a client sees only its partition's sessions. Requires <see cref="Tls"/>
+    /// with a client CA. Null (the default) shares one store among all clients, as 1.5.1.
+    /// </summary>
+    public ClientAccessPolicy? Access { get; init; }
 }

@@ -37,4 +37,13 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "Checking the connections' timeouts failed; retrying at the next sweep")]
     public static partial void SweepFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "TLS handshake with {Peer} failed: {Reason}")]
+    public static partial void HandshakeFailed(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "Refused {Peer}: certificate subject '{Subject}' has no access")]
+    public static partial void IdentityRefused(ILogger logger, string peer, string subject);
+
+    [LoggerMessage(EventId = 22, Level = LogLevel.Information, Message = "{Peer} authenticated as '{Identity}' (partition '{Partition}', {Access})")]
+    public static partial void Authenticated(ILogger logger, string peer, string identity, string partition, string access);
 }

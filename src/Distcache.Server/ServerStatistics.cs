@@ -11,6 +11,8 @@ public sealed class ServerStatistics
     private long _messageTimeouts;
     private long _idleTimeouts;
     private long _writeTimeouts;
+    private long _handshakeFailures;
+    private long _identitiesRefused;
 
     /// <summary>Requests answered since start (1.5.1's "total operations").</summary>
     public long Operations => Volatile.Read(ref _operations);
@@ -36,6 +38,17 @@ public sealed class ServerStatistics
 
     /// <summary>Connections dropped because they did not read their responses within the write timeout.</summary>
     public long WriteTimeouts => Volatile.Read(ref _writeTimeouts);
+
+    /// <summary>Connections closed because their TLS handshake failed or timed out, or the client's certificate was
+    /// missing or not acceptable.</summary>
+    public long HandshakeFailures => Volatile.Read(ref _handshakeFailures);
+
+    /// <summary>Connections closed after a good handshake because the client's identity has no access (not in the mapping file).</summary>
+    public long IdentitiesRefused => Volatile.Read(ref _identitiesRefused);
+
+    internal void HandshakeFailed() => Interlocked.Increment(ref _handshakeFailures);
+
+    internal void IdentityRefused() => Interlocked.Increment(ref _identitiesRefused);
 
     internal void MessageTimedOut() => Interlocked.Increment(ref _messageTimeouts);
 

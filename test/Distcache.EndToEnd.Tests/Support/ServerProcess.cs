@@ -8,10 +8,19 @@ internal static class ServerProcess
     public static async Task<(Tool Server, string Address)> StartTcpAsync(params string[] extra)
     {
         var server = Tool.Start("dc_server", ["-listen", "IP:127.0.0.1:0", .. extra]);
-        string? address = null;
-        await server.WaitUntilAsync(() => (address = ListeningAddress(server.Stderr)) is not null, TimeSpan.FromSeconds(20), "the listening line");
-        await server.WaitForListenerAsync(address!);
-        return (server, address!);
+        try
+        {
+            string? address = null;
+            await server.WaitUntilAsync(() => (address = ListeningAddress(server.Stderr)) is not null, TimeSpan.FromSeconds(20), "the listening line");
+            await server.WaitForListenerAsync(address!);
+            return (server, address!);
+        }
+        catch
+        {
+            // The caller never gets the tool to dispose, so a failed start must not leave the process running.
+            await server.DisposeAsync();
+            throw;
+        }
     }
 
     public static string? ListeningAddress(string stderr)

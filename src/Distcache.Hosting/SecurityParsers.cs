@@ -1,0 +1,111 @@
+using System.Globalization;
+using System.Net;
+using Distcache.Networking;
+
+namespace Distcache.Hosting;
+
+/// <summary>What the tools share for their security options: <c>-allow-uid</c>/<c>-allow-gid</c> lists, the names of
+/// the <c>-tls-*</c> flags in error messages, and the test for an address that other hosts can reach.</summary>
+public static class SecurityParsers
+{
+    /// <summary>Parses a comma-separated list of user names or numeric user ids (<c>www-data,1001</c>).</summary>
+    /// <param name="text">The list.</param>
+    /// <param name="value">The user ids.</param>
+    /// <returns>False if the list is empty or names an unknown user.</returns>
+    public static bool UserIdList(string text, out uint[] value) => IdList(text, isGroup: false, out value);
+
+    /// <summary>Parses a comma-separated list of group names or numeric group ids.</summary>
+    /// <param name="text">The list.</param>
+    /// <param name="value">The group ids.</param>
+    /// <returns>False if the list is empty or names an unknown group.</returns>
+    public static bool GroupIdList(string text, out uint[] value) => IdList(text, isGroup: true, out value);
+
+    /// <summary>The flag a TLS file came from, for start-up errors (<c>Error, -tls-cert FILE: ...</c>).</summary>
+    /// <param name="role">Which file failed.</param>
+    /// <returns><c>-tls-cert</c>, <c>-tls-key</c> or <c>-tls-ca</c>.</returns>
+    public static string FlagOf(TlsFileRole role) => role switch
+    {
+        TlsFileRole.Key => "-tls-key",
+        TlsFileRole.CertificateAuthority => "-tls-ca",
+        _ => "-tls-cert",
+    };
+
+    /// <summary>
+    /// True when <paramref name="address"/> can be reached from other hosts: a TCP address on all interfaces, on a
+    /// non-loopback IP, or on a host name other than <c>localhost</c>. Unix sockets and descriptors are local.
+    /// </summary>
+    /// <param name="address">A listening or connecting address (for a listener, preferably the bound one).</param>
+    /// <returns>Whether traffic on it can cross a network.</returns>
+    public static bool IsReachableFromOtherHosts(Address address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (address.Kind is not (AddressKind.IPv4 or AddressKind.IPv6))
+        {
+            return false;
+        }
+
+        if (address.IsAnyInterface)
+        {
+            return true;
+        }
+
+        if (IPAddress.TryParse(address.Host!.Trim('[', ']'), out IPAddress? ip))
+        {
+            return !IPAddress.IsLoopback(ip);
+        }
+
+        return !string.Equals(address.Host, "localhost", StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static bool IdList(string text, bool isGroup, out uint[] value)
+    {
+        value = [];
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        var ids = new List<uint>();
+        foreach (string part in text.Split(','))
+        {
+            string item = part.Trim();
+            if (item.Length == 0)
+            {
+                return false;
+            }
+
+            if (item.All(char.IsAsciiDigit))
+            {
+                if (!uint.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out uint id) || id == uint.MaxValue)
+                {
+                    return false;
+                }
+
+                ids.Add(id);
+                continue;
+            }
+
+            if (isGroup)
+            {
+                if (NativeMethods.GetGroupByName(item, out uint gid, out _) != NativeMethods.LookupStatus.Found)
+                {
+                    return false;
+                }
+
+                ids.Add(gid);
+            }
+            else
+            {
+                if (NativeMethods.GetUserByName(item, out PasswdEntry entry, out _) != NativeMethods.LookupStatus.Found)
+                {
+                    return false;
+                }
+
+                ids.Add(entry.UserId);
+            }
+        }
+
+        value = [.. ids];
+        return true;
+    }
+}

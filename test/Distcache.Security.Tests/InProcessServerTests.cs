@@ -1,0 +1,65 @@
+using Distcache.EndToEnd.Tests.Support;
+using Distcache.Networking;
+using Distcache.Security.Tests.Support;
+using Distcache.Server;
+using Distcache.Storage;
+
+namespace Distcache.Security.Tests;
+
+/// <summary>DistcacheServer with TLS and an access policy, in process: what its counters say about refusals.</summary>
+public sealed class InProcessServerTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(20);
+    private readonly TestPki _pki = new();
+
+    public void Dispose() => _pki.Dispose();
+
+    [Fact]
+    public async Task Failed_handshakes_and_refused_identities_are_counted()
+    {
+        File.WriteAllLines(_pki.File("map"), ["shop rw CN=tenant-a,O=Shop"]);
+        using var store = new MemorySessionStore(new MemorySessionStoreOptions());
+        var server = new DistcacheServer(store, new DistcacheServerOptions
+        {
+            Tls = new TlsServerSettings(_pki.Pem("server"), _pki.Key("server"), _pki.Ca) { HandshakeTimeout = TimeSpan.FromSeconds(2) },
+            Access = ClientAccessPolicy.Load(_pki.File("map")),
+        });
+        await using var listener = NetworkListener.Listen(Address.Parse("IP:127.0.0.1:0"));
+        using var stop = new CancellationTokenSource();
+        Task running = server.RunAsync(listener, stop.Token);
+        string address = listener.LocalAddress.ToString();
+
+        using (var plain = Wire.Open(address))
+        {
+            Wire.Send(plain, w => Protocol.Requests.WriteIdRequest(w, 1, Protocol.Operation.Have, [1]));
+            Assert.True(Wire.IsClosedByPeer(plain));
+        }
+
+        using var stranger = _pki.Load("stranger");
+        Assert.False(TlsPeer.CanExchange(address, stranger));
+        using var unlisted = _pki.Load("tenant-b");
+        Assert.False(TlsPeer.CanExchange(address, unlisted));
+        using var listed = _pki.Load("tenant-a");
+        Assert.True(TlsPeer.CanExchange(address, listed));
+
+        // A client that connects and never starts its handshake is dropped after the handshake timeout.
+        using (var silent = Wire.Open(address, timeoutMs: 10_000))
+        {
+            Assert.True(Wire.IsClosedByPeer(silent));
+        }
+
+        await WaitAsync(() => server.Statistics.HandshakeFailures == 3 && server.Statistics.IdentitiesRefused == 1);
+        stop.Cancel();
+        await running.WaitAsync(Limit);
+    }
+
+    private static async Task WaitAsync(Func<bool> condition)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < Limit, "the counters did not reach the expected values");
+            await Task.Delay(20);
+        }
+    }
+}
