@@ -385,7 +385,9 @@ public sealed class MemorySessionStoreTests
         // each table doubles up to its full size); a single object per session would add at least 24 MB on top.
         Assert.InRange(allocated, 0, store.SlabBytes + (2 * store.TableBytes) + (1 << 20));
         Assert.InRange(store.SlabBytes / MemorySessionStore.SegmentSize, 1, 100);
-        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(5), $"took {stopwatch.Elapsed}");
+        // Only a guard against something quadratic (a million adds take about a second): speed goals live in the
+        // benchmarks, and a shared machine under load took over 5 s here.
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(60), $"took {stopwatch.Elapsed}");
 
         byte[] buffer = new byte[64];
         for (int i = 0; i < Sessions; i += 9973)
