@@ -106,7 +106,8 @@ public sealed class LoadTests(ITestOutputHelper output)
 
             Assert.True(p50 < 20, $"DISCONNECTED answers took {p50:0.00} ms at the median");
             Assert.True(max < 1000, $"a DISCONNECTED answer took {max:0.00} ms");
-            Assert.True(resumeMs <= RetryMilliseconds + 150, $"service resumed {resumeMs:0} ms after the server came back");
+            // Within a retry period plus scheduling slack on a busy machine; the default period (5 s) would fail this.
+            Assert.True(resumeMs <= RetryMilliseconds + 1000, $"service resumed {resumeMs:0} ms after the server came back");
             Assert.False(client.HasExited, client.Stderr);
         }
         finally
