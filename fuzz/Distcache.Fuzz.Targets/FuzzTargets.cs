@@ -3,7 +3,8 @@ namespace Distcache.Fuzz;
 /// <summary>One fuzz target: runs one input, throws on a failure.</summary>
 public delegate void FuzzTarget(ReadOnlySpan<byte> input);
 
-/// <summary>The targets by name, as the fuzzer host and the replay tests call them.</summary>
+/// <summary>The targets by name, as the fuzzer host and the replay tests call them. Not thread-safe: some targets
+/// keep state between inputs (a session store, output buffers), so run one input at a time.</summary>
 public static class FuzzTargets
 {
     /// <summary>Inputs are cut to this length: two maximum-size messages and a split header, enough to reach every

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using Distcache.Protocol;
 
 namespace Distcache.Fuzz;
@@ -125,18 +126,27 @@ internal static class StreamDecoding
     }
 
     // A message the decoder accepted must come out of the encoder as the same bytes, frame for frame, whenever it
-    // used as few frames as the encoder would (a sender may legally end with an empty final frame).
+    // used as few frames as the encoder would (a sender may legally end with an empty final frame). The message
+    // carries the first frame's proto_level; the others may announce any patch level (PROTOCOL.md section 1), so
+    // theirs are compared as the first frame's.
     private static void CheckReencoding(in Message message, in ReadOnlySequence<byte> raw)
     {
+        byte[] original = raw.ToArray();
+        Check.Equal(message.ProtoLevel, BinaryPrimitives.ReadUInt32BigEndian(original), "proto_level of a message is not its first frame's");
         if (MessageWriter.FrameCount(message.Payload.Length) != message.FrameCount)
         {
             return;
+        }
+
+        for (int i = 1; i < message.FrameCount; i++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(original.AsSpan(i * (ProtocolConstants.FrameHeaderSize + ProtocolConstants.MaxFrameData)), message.ProtoLevel);
         }
 
         var output = new ArrayBufferWriter<byte>(MessageWriter.EncodedLength(message.Payload.Length));
         var writer = new MessageWriter(output, message.IsResponse, message.RequestUid, message.Operation, message.Payload.Length, message.ProtoLevel);
         writer.Write(message.Payload.Span);
         writer.Complete();
-        Check.That(output.WrittenSpan.SequenceEqual(raw.ToArray()), "a decoded message does not encode back to the bytes it came from");
+        Check.That(output.WrittenSpan.SequenceEqual(original), "a decoded message does not encode back to the bytes it came from");
     }
 }
