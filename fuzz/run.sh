@@ -103,7 +103,7 @@ for target in "${targets[@]}"; do
   if nice -n 19 afl-cmin -i "$merged" -o "$minimised" -t 5000 -m none -- "${host[@]}" "$target" >"$out/cmin.log" 2>&1; then
     rm -rf "$corpus"
     mkdir -p "$corpus"
-    budget=$((400 * 1024))
+    budget=$((256 * 1024))
     used=0
     # Smallest first: the same coverage costs fewest bytes, and big inputs are slow to replay.
     while read -r size file; do
