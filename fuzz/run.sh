@@ -115,6 +115,8 @@ for target in "${targets[@]}"; do
         *) cp "$file" "$corpus/found-$(sha1sum "$file" | cut -c1-12)" ;;
       esac
     done < <(find "$minimised" -type f -printf '%s %p\n' | sort -n)
+    # The seeds from the real captures always stay, whatever afl-cmin made of them: they are the readable examples.
+    "${plain[@]}" seed "$repo/test/vectors" "$fuzz_dir/corpus" >/dev/null
   else
     echo "afl-cmin failed for $target (see fuzz/out/$target/cmin.log); the corpus is left as it was." >&2
   fi
