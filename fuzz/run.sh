@@ -58,7 +58,7 @@ plain=("$(command -v dotnet)" "$fuzz_dir/Distcache.Fuzz/bin/Release/net10.0/Dist
 # The fuzzer shares the machine: it never binds a core, never asks for CPU frequency settings, and prints no UI.
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
 
-stat() { sed -n "s/^$2 *: *//p" "$1" | head -n 1; }
+stat_of() { sed -n "s/^$2 *: *//p" "$1" | head -n 1; }
 
 summary=()
 for target in "${targets[@]}"; do
@@ -79,10 +79,10 @@ for target in "${targets[@]}"; do
   }
 
   stats="$out/default/fuzzer_stats"
-  execs="$(stat "$stats" execs_done)"
-  queue="$(stat "$stats" corpus_count)"
-  crashes="$(stat "$stats" saved_crashes)"
-  hangs="$(stat "$stats" saved_hangs)"
+  execs="$(stat_of "$stats" execs_done)"
+  queue="$(stat_of "$stats" corpus_count)"
+  crashes="$(stat_of "$stats" saved_crashes)"
+  hangs="$(stat_of "$stats" saved_hangs)"
 
   # Every crash and hang becomes a named regression file, replayed by the tests from then on.
   mkdir -p "$fuzz_dir/regressions/$target"

@@ -26,12 +26,21 @@ public sealed class ReplayTests
         Assert.Empty(Replay(target, files));
     }
 
-    [Theory]
-    [MemberData(nameof(Targets))]
-    public void Regressions_replay_without_failure(string target)
+    [Fact]
+    public void Regressions_replay_without_failure()
     {
-        // A target may have no regression files: the fuzzer found nothing there.
-        Assert.Empty(Replay(target, Files("regressions", target)));
+        // Not every target has regression files (the fuzzer found nothing there), but the set as a whole is never empty.
+        int replayed = 0;
+        var failures = new List<string>();
+        foreach (string target in FuzzTargets.Names)
+        {
+            string[] files = Files("regressions", target);
+            replayed += files.Length;
+            failures.AddRange(Replay(target, files).Select(f => $"{target}/{f}"));
+        }
+
+        Assert.NotEqual(0, replayed);
+        Assert.Empty(failures);
     }
 
     [Fact]
