@@ -628,7 +628,8 @@ public sealed class DistcacheProxy
     }
 
     // SequenceReader cannot live across the read loop's awaits, so decoding is its own synchronous step.
-    private static SequencePosition DecodeResponses(MessageDecoder decoder, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses, out ProtocolViolation? violation)
+    // Internal so the fuzz targets drive this very loop.
+    internal static SequencePosition DecodeResponses(MessageDecoder decoder, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses, out ProtocolViolation? violation)
     {
         var reader = new SequenceReader<byte>(buffer);
         violation = null;
@@ -729,5 +730,5 @@ public sealed class DistcacheProxy
     }
 
     /// <summary>One complete response found in the server link's input.</summary>
-    private readonly record struct ResponseLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
+    internal readonly record struct ResponseLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
 }
