@@ -103,7 +103,13 @@ internal static class StoreSelection
         }
 
         error = null;
-        return new RedisSessionStore(redis);
+        var store = new RedisSessionStore(redis);
+
+        // Not fatal: the store answers misses and failed ADDs until Redis is reachable, and connects by itself.
+        Console.Error.WriteLine(store.IsConnected
+            ? $"Info, sessions in Redis at {string.Join(',', redis.Endpoints)}"
+            : $"Warning, Redis at {string.Join(',', redis.Endpoints)} is not reachable yet; answering misses and failed ADDs until it is");
+        return store;
     }
 
     private static bool IsHostAndPort(string endpoint)

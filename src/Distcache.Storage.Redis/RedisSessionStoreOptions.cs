@@ -29,8 +29,9 @@ public sealed class RedisSessionStoreOptions
     /// <summary>Whether to connect with TLS, validating the server's certificate against the system's trust store.</summary>
     public bool UseTls { get; set; }
 
-    /// <summary>How long one connection attempt may take. Default 2 seconds.</summary>
-    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    /// <summary>How long one connection attempt may take (the first one holds up the store's construction at most
+    /// this long). Default 5 seconds.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>How long one command may take before the store gives up on it and answers as a failure (a miss,
     /// or a failed ADD). Short, because a TLS handshake waits on the answer. Default 1 second.</summary>

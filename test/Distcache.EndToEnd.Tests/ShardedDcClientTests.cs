@@ -6,6 +6,7 @@ namespace Distcache.EndToEnd.Tests;
 
 /// <summary>dc_client with three dc_servers: sessions spread over them, and one killed under load takes only its
 /// own share with it.</summary>
+[Collection(ScaleOutCollection.Name)]
 public sealed class ShardedDcClientTests(ITestOutputHelper output) : IDisposable
 {
     private readonly TempDir _dir = new();
@@ -13,6 +14,54 @@ public sealed class ShardedDcClientTests(ITestOutputHelper output) : IDisposable
     public void Dispose() => _dir.Dispose();
 
     private static byte[] Id(int i) => Sessions.Id("spread", i);
+
+    [Fact(Timeout = 60_000)]
+    public async Task With_no_server_reachable_every_request_is_answered_disconnected()
+    {
+        string proxyAddress = $"UNIX:{_dir.File("unreachable.sock")}";
+        await using Tool proxy = Tool.Start("dc_client", "-listen", proxyAddress, "-server", $"IP:127.0.0.1:{Tool.FreePort()}", "-server", $"IP:127.0.0.1:{Tool.FreePort()}", "-timeout", "1000");
+        await proxy.WaitForListenerAsync(proxyAddress);
+        using var socket = Wire.Open(proxyAddress);
+
+        Assert.Equal([(byte)StatusCode.Disconnected], Wire.Add(socket, Id(1), Sessions.Data(1)));
+        Assert.Equal([(byte)StatusCode.Disconnected], Wire.Get(socket, Id(1)));
+        Assert.Equal([(byte)StatusCode.Disconnected], Wire.Ask(socket, w => Requests.WriteIdRequest(w, 7, Operation.Have, Id(1))));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_malformed_add_closes_only_that_local_connection()
+    {
+        await using RunningServer a = await RunningServer.StartServerAsync();
+        await using RunningServer b = await RunningServer.StartServerAsync();
+        string proxyAddress = $"UNIX:{_dir.File("malformed.sock")}";
+        await using Tool proxy = Tool.Start("dc_client", "-listen", proxyAddress, "-server", a.Address, "-server", b.Address);
+        await proxy.WaitForListenerAsync(proxyAddress);
+        using var good = Wire.Open(proxyAddress);
+        using var bad = Wire.Open(proxyAddress);
+
+        // An ADD payload shorter than its 8-byte prefix: the server would drop the connection, and so does the proxy.
+        Wire.Send(bad, w =>
+        {
+            var writer = new MessageWriter(w, false, 1, Operation.Add, 3);
+            writer.Write([1, 2, 3]);
+            writer.Complete();
+        });
+        Assert.True(Wire.IsClosedByPeer(bad));
+
+        // ADDs outside the limits get the server's codes, from the proxy itself.
+        Assert.Equal([102], Wire.Add(good, [1], [1], timeoutMs: 604_800_001));
+        Assert.Equal([103], Wire.Add(good, new byte[65], [1]));
+        Assert.Equal([100], Wire.Ask(good, w =>
+        {
+            var writer = new MessageWriter(w, false, 1, Operation.Add, 12);
+            writer.WriteUInt32BigEndian(1000);
+            writer.WriteUInt32BigEndian(0x8000_0000);
+            writer.Write([1, 2, 3, 4]);
+            writer.Complete();
+        }));
+        Assert.Equal([0], Wire.Add(good, Id(2), Sessions.Data(2)));
+        Assert.Equal(Sessions.Data(2), Wire.Get(good, Id(2)));
+    }
 
     [Fact(Timeout = 180_000)]
     public async Task Sessions_spread_over_three_servers_and_killing_one_under_load_leaves_the_others_answers_intact()
