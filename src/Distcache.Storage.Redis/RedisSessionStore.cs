@@ -325,29 +325,6 @@ public sealed class RedisSessionStore : ISessionStore
         }
     }
 
-    /// <summary>Deletes every key under this store's prefix, on every primary (for tests and for emptying a cache).</summary>
-    /// <returns>The number of keys deleted.</returns>
-    public async Task<long> ClearAsync()
-    {
-        long deleted = 0;
-        foreach (IServer server in Primaries())
-        {
-            var batch = new List<RedisKey>(1000);
-            await foreach (RedisKey key in server.KeysAsync(_databaseNumber, _pattern, 1000).ConfigureAwait(false))
-            {
-                batch.Add(key);
-                if (batch.Count == 1000)
-                {
-                    deleted += await DeleteAsync(batch).ConfigureAwait(false);
-                }
-            }
-
-            deleted += await DeleteAsync(batch).ConfigureAwait(false);
-        }
-
-        return deleted;
-    }
-
     /// <inheritdoc />
     public void Dispose()
     {
@@ -362,14 +339,6 @@ public sealed class RedisSessionStore : ISessionStore
         {
             _connection.Dispose();
         }
-    }
-
-    private async Task<long> DeleteAsync(List<RedisKey> keys)
-    {
-        // One key per DEL: in a cluster the keys of a batch live in different slots.
-        long[] results = await Task.WhenAll(keys.Select(k => _database.KeyDeleteAsync(k).ContinueWith(t => t.Result ? 1L : 0L, TaskScheduler.Default))).ConfigureAwait(false);
-        keys.Clear();
-        return results.Sum();
     }
 
     private async Task<long> ScanCountAsync()
