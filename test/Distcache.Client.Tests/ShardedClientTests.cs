@@ -93,6 +93,32 @@ public sealed class ShardedClientTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task An_add_whose_link_breaks_under_it_is_stored_on_the_next_server()
+    {
+        // The first connection to the fake server is reset as soon as a request arrives; later ones are served.
+        await using var failing = new FakeServer(async connection =>
+        {
+            if (connection.Index == 0)
+            {
+                await connection.ReceiveAsync();
+                connection.Reset();
+            }
+            else
+            {
+                await connection.ServeWellAsync();
+            }
+        });
+        await using InProcessServer healthy = InProcessServer.Start("IP:127.0.0.1:0");
+        await using var client = new ShardedDistcacheClient([failing.Address, healthy.Address], Options(healthy.Address));
+        Assert.Equal(2, await client.WaitForFirstAttemptsAsync());
+        byte[] id = Enumerable.Range(0, 1000).Select(Id).First(candidate => client.Ring.Owner(candidate) == 0);
+
+        Assert.Equal(AddOutcome.Stored, await client.AddAsync(id, Data(1), TimeSpan.FromMinutes(1)));
+
+        Assert.True(await healthy.Store.ContainsAsync(id));
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task With_no_server_reachable_requests_fail_as_a_single_clients_do()
     {
         Address nowhere1 = Address.Parse("IP:127.0.0.1:1");
