@@ -21,11 +21,12 @@ internal static class StoreSelection
     public static readonly ValueOption<string> UserOption = new("redisuser", "user", "Redis ACL user name", ValueParsers.NonEmptyText);
     public static readonly ValueOption<string> PasswordFileOption = new("redispassfile", "path", "read the Redis password from the first line of this file (kept off the command line)", ValueParsers.NonEmptyText);
     public static readonly FlagOption TlsFlag = new("redistls", "connect to Redis with TLS, checking its certificate against the system's trusted authorities");
+    public static readonly ValueOption<string> TlsCaOption = new("redistlsca", "path", "with TLS to Redis (implied), trust the certificate authority in this PEM file instead of the system's", ValueParsers.NonEmptyText);
     public static readonly ValueOption<uint> TimeoutOption = new("redistimeout", "msecs", "longest wait for one Redis command; past it the request is answered as a miss or failed ADD", ValueParsers.UInt32InRange(1, 60_000)) { DefaultValue = 1000 };
 
-    public static IEnumerable<CommandLineOption> Options => [StoreOption, PrefixOption, DatabaseOption, UserOption, PasswordFileOption, TlsFlag, TimeoutOption];
+    public static IEnumerable<CommandLineOption> Options => [StoreOption, PrefixOption, DatabaseOption, UserOption, PasswordFileOption, TlsFlag, TlsCaOption, TimeoutOption];
 
-    private static IEnumerable<CommandLineOption> RedisOnlyOptions => [PrefixOption, DatabaseOption, UserOption, PasswordFileOption, TlsFlag, TimeoutOption];
+    private static IEnumerable<CommandLineOption> RedisOnlyOptions => [PrefixOption, DatabaseOption, UserOption, PasswordFileOption, TlsFlag, TlsCaOption, TimeoutOption];
 
     /// <summary>
     /// The store the command line asks for, or an error message naming the flag at fault.
@@ -82,6 +83,18 @@ internal static class StoreSelection
             }
 
             redis.Endpoints.Add(endpoint);
+        }
+
+        if (options.TryGetValue(TlsCaOption, out string? authority))
+        {
+            if (!File.Exists(authority))
+            {
+                error = $"Error, -redistlsca could not read '{authority}': no such file";
+                return null;
+            }
+
+            redis.UseTls = true;
+            redis.TlsCertificateAuthorityFile = authority;
         }
 
         if (options.TryGetValue(UserOption, out string? user))

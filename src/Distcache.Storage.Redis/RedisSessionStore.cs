@@ -141,6 +141,11 @@ public sealed class RedisSessionStore : ISessionStore
             configuration.EndPoints.Add(endpoint);
         }
 
+        if (options.TlsCertificateAuthorityFile is { } authority)
+        {
+            configuration.TrustIssuer(authority);
+        }
+
         return configuration;
     }
 
@@ -157,6 +162,11 @@ public sealed class RedisSessionStore : ISessionStore
         if (options.Database < 0)
         {
             throw new ArgumentException("The database number must not be negative.", nameof(options));
+        }
+
+        if (options.TlsCertificateAuthorityFile is not null && !options.UseTls)
+        {
+            throw new ArgumentException("TlsCertificateAuthorityFile requires UseTls.", nameof(options));
         }
 
         CheckMilliseconds(options.ConnectTimeout, "ConnectTimeout");

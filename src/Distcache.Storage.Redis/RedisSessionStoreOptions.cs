@@ -29,6 +29,10 @@ public sealed class RedisSessionStoreOptions
     /// <summary>Whether to connect with TLS, validating the server's certificate against the system's trust store.</summary>
     public bool UseTls { get; set; }
 
+    /// <summary>A PEM file with the certificate of the authority that issued Redis's TLS certificate, trusted in place
+    /// of the system's authorities (for a private CA); null to use the system's. Requires <see cref="UseTls"/>.</summary>
+    public string? TlsCertificateAuthorityFile { get; set; }
+
     /// <summary>How long one connection attempt may take (the first one holds up the store's construction at most
     /// this long). Default 5 seconds.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);

@@ -107,6 +107,7 @@ public sealed class RedisStoreEndToEndTests(RedisServerFixture redis) : IClassFi
     [InlineData("Error, -redisprefix applies only to -store redis:", "-redisprefix", "x:")]
     [InlineData("Error, -redistls applies only to -store redis:", "-redistls")]
     [InlineData("Error, -redisdb given an invalid argument", "-store", "redis:127.0.0.1:6379", "-redisdb", "x")]
+    [InlineData("Error, -redistlsca could not read '/nonexistent/ca.pem'", "-store", "redis:127.0.0.1:6379", "-redistlsca", "/nonexistent/ca.pem")]
     [InlineData("Error, -redispassfile could not read '/nonexistent/pass'", "-store", "redis:127.0.0.1:6379", "-redispassfile", "/nonexistent/pass")]
     public async Task Bad_store_flags_are_refused_naming_the_flag(string expected, params string[] args)
     {

@@ -12,6 +12,7 @@ public sealed class RedisServers : IAsyncDisposable
 {
     private readonly List<Process> _processes = [];
     private readonly string _directory = Directory.CreateTempSubdirectory("distcache-redis-").FullName;
+    private string[] _extraArgs = [];
 
     /// <summary>The ports the servers listen on.</summary>
     public List<int> Ports { get; } = [];
@@ -19,10 +20,10 @@ public sealed class RedisServers : IAsyncDisposable
     /// <summary>host:port of every server.</summary>
     public IEnumerable<string> Endpoints => Ports.Select(p => $"127.0.0.1:{p}");
 
-    /// <summary>Starts one standalone server.</summary>
-    public static async Task<RedisServers> StartAsync()
+    /// <summary>Starts one standalone server, with <paramref name="extraArgs"/> added to its command line.</summary>
+    public static async Task<RedisServers> StartAsync(params string[] extraArgs)
     {
-        var servers = new RedisServers();
+        var servers = new RedisServers { _extraArgs = extraArgs };
         try
         {
             await servers.StartServerAsync(cluster: false);
@@ -132,6 +133,11 @@ public sealed class RedisServers : IAsyncDisposable
             start.ArgumentList.Add(arg);
         }
 
+        foreach (string arg in _extraArgs)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
         if (cluster)
         {
             foreach (string arg in (string[])["--cluster-enabled", "yes", "--cluster-config-file", $"nodes-{p}.conf", "--cluster-node-timeout", "2000"])
@@ -161,8 +167,9 @@ public sealed class RedisServers : IAsyncDisposable
                 throw new InvalidOperationException($"redis-server on port {p} exited: {text}");
             }
 
-            (int code, string pong) = await RunCliAsync(["-p", p, "ping"]);
-            if (code == 0 && pong.Contains("PONG", StringComparison.Ordinal))
+            (_, string pong) = await RunCliAsync(["-p", p, "ping"]);
+            // A server with a password answers NOAUTH: it is up all the same.
+            if (pong.Contains("PONG", StringComparison.Ordinal) || pong.Contains("NOAUTH", StringComparison.Ordinal))
             {
                 return process;
             }
@@ -177,6 +184,9 @@ public sealed class RedisServers : IAsyncDisposable
             await Task.Delay(50);
         }
     }
+
+    /// <summary>A loopback port that was free a moment ago.</summary>
+    public static int FreePort() => FreePort(needsBusPort: false);
 
     private static int FreePort(bool needsBusPort)
     {
