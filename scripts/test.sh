@@ -8,7 +8,7 @@ configuration="${CONFIGURATION:-Release}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 # Debian packages the suites start for real (none are mocked). Installed only when missing.
-required_packages=(openssl strace)
+required_packages=(redis-server openssl strace)
 packages=()
 for pkg in "${required_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || packages+=("$pkg")

@@ -20,9 +20,10 @@ internal static class Program
         DefaultText = DefaultListen,
     };
 
-    private static readonly ValueOption<Address> ServerOption = new("server", "addr", "connects to a cache server at 'addr', required", AddressParsers.Connect)
+    private static readonly ValueOption<Address> ServerOption = new("server", "addr", "connects to a cache server at 'addr', required; repeat it to spread sessions over several servers", AddressParsers.Connect)
     {
         Aliases = ["connect"],
+        Repeatable = true,
     };
 
     private static readonly FlagOption DaemonFlag = new("daemon", "detach and run in the background, best with -pidfile");
@@ -69,26 +70,30 @@ internal static class Program
             return exitCode;
         }
 
-        // A later -server would silently replace an earlier one; 1.5.1 refused a second server instead, and so do we.
+        // Several servers spread the sessions between them (ShardedProxy); the same one twice is a mistake, since
+        // it would count double on the hash ring.
         List<string> serverSpellings = ServerSpellings(args);
-        if (!options.TryGetValue(ServerOption, out Address? server))
+        IReadOnlyList<Address> servers = options.GetValues(ServerOption);
+        if (servers.Count == 0)
         {
             await Console.Error.WriteLineAsync("Error, no server specified!").ConfigureAwait(false);
             return 1;
         }
 
-        if (serverSpellings.Count > 1)
+        Address server = servers[0];
+        for (int i = 1; i < servers.Count; i++)
         {
-            await Console.Error.WriteLineAsync("Error, too many servers").ConfigureAwait(false);
-            await Console.Error.WriteLineAsync($"Error, {serverSpellings[1]} given an invalid argument").ConfigureAwait(false);
-            Spec.WriteUsage(Console.Error);
-            return 1;
+            if (servers.Take(i).Any(s => s.ToString() == servers[i].ToString()))
+            {
+                await Console.Error.WriteLineAsync($"Error, {serverSpellings[i]} given an invalid argument: {servers[i]} is already a server").ConfigureAwait(false);
+                return 1;
+            }
         }
 
         TlsClientSettings? tls;
         try
         {
-            tls = LoadTls(options, server);
+            tls = LoadTls(options, servers);
         }
         catch (TlsConfigurationException e)
         {
@@ -187,6 +192,12 @@ internal static class Program
 
                 using (pidFile)
                 {
+                    if (servers.Count > 1)
+                    {
+                        await RunShardedAsync(servers, proxyOptions, listener, loggerFactory, shutdown.Token).ConfigureAwait(false);
+                        return 0;
+                    }
+
                     var proxy = new DistcacheProxy(proxyOptions, loggerFactory.CreateLogger<DistcacheProxy>());
                     Task running = proxy.RunAsync(listener, shutdown.Token);
 
@@ -211,7 +222,7 @@ internal static class Program
     /// <summary>The server link's TLS settings from the -tls-* flags, or null when TLS is not asked for.</summary>
     /// <exception cref="TlsConfigurationException">A file is unusable.</exception>
     /// <exception cref="ArgumentException">The flags do not fit together; the message names them.</exception>
-    private static TlsClientSettings? LoadTls(ParseResult options, Address server)
+    private static TlsClientSettings? LoadTls(ParseResult options, IReadOnlyList<Address> servers)
     {
         options.TryGetValue(TlsCaOption, out string? ca);
         options.TryGetValue(TlsCertOption, out string? cert);
@@ -230,9 +241,10 @@ internal static class Program
         }
 
         var settings = new TlsClientSettings(ca, cert, key, name);
-        if (name is null && server.Host is null)
+        // Each server's certificate is checked against its own host name, unless -tls-name names one for all.
+        if (name is null && servers.FirstOrDefault(s => s.Host is null) is { } hostless)
         {
-            throw new ArgumentException($"-tls-name is needed with TLS to {server}: it has no host name to check the server certificate against");
+            throw new ArgumentException($"-tls-name is needed with TLS to {hostless}: it has no host name to check the server certificate against");
         }
 
         return settings;
@@ -256,6 +268,32 @@ internal static class Program
         {
             Console.Error.WriteLine($"Error, SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous files");
         }
+    }
+
+    // Several servers: one independent link each, sessions placed by consistent hashing of their ids.
+    private static async Task RunShardedAsync(IReadOnlyList<Address> servers, DistcacheProxyOptions single, NetworkListener listener, ILoggerFactory loggerFactory, CancellationToken stoppingToken)
+    {
+        // The same flags mean the same things: -retry bounds the reconnect delay, -timeout each request and connect.
+        TimeSpan timeout = single.OperationTimeout > TimeSpan.Zero ? single.OperationTimeout : TimeSpan.FromMilliseconds(int.MaxValue);
+        var linkOptions = new Distcache.Client.DistcacheClientOptions
+        {
+            OperationTimeout = timeout,
+            ConnectTimeout = single.OperationTimeout > TimeSpan.Zero ? single.OperationTimeout : TimeSpan.FromSeconds(5),
+            ReconnectMinDelay = single.RetryInterval < TimeSpan.FromMilliseconds(100) ? single.RetryInterval : TimeSpan.FromMilliseconds(100),
+            ReconnectMaxDelay = single.RetryInterval,
+            LoggerFactory = loggerFactory,
+
+            // Every server link gets the same TLS settings, each checking its own server's name.
+            Tls = single.Tls,
+        };
+        var proxy = new ShardedProxy(servers, linkOptions, single.IdleTimeout, loggerFactory);
+        await using var disposeProxy = proxy.ConfigureAwait(false);
+        Task running = proxy.RunAsync(listener, stoppingToken);
+        await Task.WhenAny(proxy.FirstConnectAttempts, running).ConfigureAwait(false);
+        int connected = proxy.Client.Servers.Count(s => s.IsConnected);
+        await Console.Error.WriteLineAsync($"Info, spreading sessions over {servers.Count} servers ({connected} connected): {string.Join(", ", servers)}").ConfigureAwait(false);
+        Daemon.NotifyReady();
+        await running.ConfigureAwait(false);
     }
 
     // How each server option was spelled, in order (-server, -connect, --server, ...), for 1.5.1's complaint about

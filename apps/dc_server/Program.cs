@@ -53,6 +53,7 @@ internal static class Program
         ListenOption, DaemonFlag, UserOption, SockOwnerOption, SockGroupOption, SockPermsOption, SessionsOption, MemoryOption,
         ProgressOption, PidFileOption, KillableFlag, MaxConnsOption, MsgTimeoutOption, IdleOption, WriteTimeoutOption,
         TlsCertOption, TlsKeyOption, TlsCaOption, PartitionFlag, PartitionMapOption, AllowUidOption, AllowGidOption,
+        .. StoreSelection.Options,
     ])
     {
         Epilogue = "'-listen' is required. Activity is reported on stderr in the foreground; SIGTERM or SIGINT shut down cleanly.",
@@ -124,7 +125,14 @@ internal static class Program
 
             uint sessions = options.GetValue(SessionsOption);
             ulong memory = options.TryGetValue(MemoryOption, out ulong m) ? m : Math.Max((ulong)MemorySessionStoreOptions.DefaultMaxBytes, sessions * BytesPerSessionAllowance);
-            using var store = new MemorySessionStore(new MemorySessionStoreOptions { MaxSessions = (int)sessions, MaxBytes = (long)memory });
+            using ISessionStore? store = StoreSelection.Create(options, [SessionsOption, MemoryOption],
+                () => new MemorySessionStore(new MemorySessionStoreOptions { MaxSessions = (int)sessions, MaxBytes = (long)memory }),
+                loggerFactory, out string? storeError);
+            if (store is null)
+            {
+                await Console.Error.WriteLineAsync(storeError).ConfigureAwait(false);
+                return 1;
+            }
 
             NetworkListener listener;
             try

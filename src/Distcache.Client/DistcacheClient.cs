@@ -337,6 +337,9 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
     /// <summary>The link requests currently go to, for tests.</summary>
     internal Link? CurrentLink => Volatile.Read(ref _link);
 
+    /// <summary>Completes when the first connection attempt has ended, whether it connected or failed.</summary>
+    internal Task FirstConnectAttempt => _firstAttempt.Task;
+
     /// <inheritdoc/>
     public override string ToString() => $"DistcacheClient({Address}, {(IsConnected ? "connected" : "not connected")})";
 

@@ -211,6 +211,15 @@ public sealed class DistcacheClientOptions
         }
     }
 
+    /// <summary>These options for one server of several (<see cref="ShardedDistcacheClient"/>): every setting,
+    /// including connection options such as TLS, copied as it is, with <paramref name="server"/> as the address.</summary>
+    internal DistcacheClientOptions ForServer(Address server)
+    {
+        var copy = (DistcacheClientOptions)MemberwiseClone();
+        copy.Address = server;
+        return copy;
+    }
+
     /// <summary>A validated copy, so that later changes to this instance cannot reach a running client.</summary>
     internal DistcacheClientOptions Snapshot(string paramName)
     {

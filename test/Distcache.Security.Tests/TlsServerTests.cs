@@ -132,6 +132,27 @@ public sealed class TlsServerTests : IDisposable
     }
 
     [Fact]
+    public async Task dc_client_with_several_servers_uses_mutual_TLS_on_every_link()
+    {
+        // Regression: the several-server links were built without the -tls-* settings and went out in the clear,
+        // which TLS-only servers refuse.
+        var (first, firstAddress) = await ServerProcess.StartTcpAsync(_pki.ServerFlags());
+        await using var _ = first;
+        var (second, secondAddress) = await ServerProcess.StartTcpAsync(_pki.ServerFlags());
+        await using var __ = second;
+        string socket = "UNIX:" + _pki.File("scache");
+        await using Tool client = Tool.Start("dc_client", "-listen", socket, "-server", firstAddress, "-server", secondAddress,
+            "-tls-ca", _pki.Ca, "-tls-cert", _pki.Pem("tenant-a"), "-tls-key", _pki.Key("tenant-a"));
+        await client.WaitForListenerAsync(socket);
+        await client.WaitUntilAsync(() => client.Stderr.Contains("(2 connected)", StringComparison.Ordinal), Exit, "both TLS links up");
+
+        await using Tool test = await Tool.RunAsync(TimeSpan.FromSeconds(120), "dc_test", "-connect", socket, "-sessions", "40", "-ops", "800");
+
+        Assert.True(test.ExitCode == 0, test.Stderr + client.Stderr + first.Stderr + second.Stderr);
+        Assert.Contains("Info, all tests complete", test.Stdout + test.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task dc_client_refuses_a_server_with_the_wrong_name_and_answers_DISCONNECTED()
     {
         var (server, address) = await ServerProcess.StartTcpAsync(_pki.ServerFlags("wrong-name"));
