@@ -134,24 +134,12 @@ internal static class Program
             };
 
             Address address = options.GetValue(ListenOption)!;
-            NetworkListener listener;
-            try
+            // Owner, group and mode are applied by Listen before listen(2), so no application can connect
+            // while the socket still has the permissions the umask gave it.
+            NetworkListener? listener = await ToolListener.TryListenAsync(address, ToolListener.ReadOptions(
+                options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>())).ConfigureAwait(false);
+            if (listener is null)
             {
-                // Owner, group and mode are applied by Listen before listen(2), so no application can connect
-                // while the socket still has the permissions the umask gave it.
-                listener = NetworkListener.Listen(address, new ListenerOptions
-                {
-                    UnixSocketOwner = options.TryGetValue(SockOwnerOption, out string? owner) ? owner : null,
-                    UnixSocketGroup = options.TryGetValue(SockGroupOption, out string? group) ? group : null,
-                    UnixSocketMode = options.TryGetValue(SockPermsOption, out UnixFileMode mode) ? mode : null,
-                    AllowedPeerUserIds = options.TryGetValue(AllowUidOption, out uint[]? uids) ? uids : null,
-                    AllowedPeerGroupIds = options.TryGetValue(AllowGidOption, out uint[]? gids) ? gids : null,
-                    Logger = loggerFactory.CreateLogger<NetworkListener>(),
-                });
-            }
-            catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException or PlatformNotSupportedException)
-            {
-                await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {e.Message}").ConfigureAwait(false);
                 return 1;
             }
 

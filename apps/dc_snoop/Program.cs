@@ -53,14 +53,9 @@ internal static class Program
         using var shutdown = new CancellationTokenSource();
         using SignalHandlers signals = SignalHandlers.Register(shutdown, killable: false, logger);
 
-        NetworkListener listener;
-        try
+        NetworkListener? listener = await ToolListener.TryListenAsync(listenAddress, new ListenerOptions { Logger = loggerFactory.CreateLogger<NetworkListener>() }).ConfigureAwait(false);
+        if (listener is null)
         {
-            listener = NetworkListener.Listen(listenAddress, new ListenerOptions { Logger = loggerFactory.CreateLogger<NetworkListener>() });
-        }
-        catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException)
-        {
-            await Console.Error.WriteLineAsync($"Error, failed to listen on {listenAddress}: {e.Message}").ConfigureAwait(false);
             return 1;
         }
 

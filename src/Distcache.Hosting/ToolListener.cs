@@ -1,0 +1,61 @@
+using Distcache.Networking;
+using Microsoft.Extensions.Logging;
+
+namespace Distcache.Hosting;
+
+/// <summary>
+/// The listening socket of a tool: the unix-socket flags read into <see cref="ListenerOptions"/>, and a listen that
+/// turns every way it can fail into the tools' one-line error. dc_server, dc_client and dc_snoop share it; each
+/// keeps its own option objects, because their help texts differ as 1.5.1's did.
+/// </summary>
+public static class ToolListener
+{
+    /// <summary>The unix-socket options given on the command line (absent flags leave the defaults).</summary>
+    /// <param name="options">The parsed command line.</param>
+    /// <param name="owner">-sockowner.</param>
+    /// <param name="group">-sockgroup.</param>
+    /// <param name="mode">-sockperms.</param>
+    /// <param name="allowUid">-allow-uid.</param>
+    /// <param name="allowGid">-allow-gid.</param>
+    /// <param name="logger">The listener's logger.</param>
+    /// <returns>Options for <see cref="TryListenAsync"/>.</returns>
+    public static ListenerOptions ReadOptions(
+        ParseResult options,
+        ValueOption<string> owner,
+        ValueOption<string> group,
+        ValueOption<UnixFileMode> mode,
+        ValueOption<uint[]> allowUid,
+        ValueOption<uint[]> allowGid,
+        ILogger logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new ListenerOptions
+        {
+            UnixSocketOwner = options.TryGetValue(owner, out string? user) ? user : null,
+            UnixSocketGroup = options.TryGetValue(group, out string? name) ? name : null,
+            UnixSocketMode = options.TryGetValue(mode, out UnixFileMode permissions) ? permissions : null,
+            AllowedPeerUserIds = options.TryGetValue(allowUid, out uint[]? uids) ? uids : null,
+            AllowedPeerGroupIds = options.TryGetValue(allowGid, out uint[]? gids) ? gids : null,
+            Logger = logger,
+        };
+    }
+
+    /// <summary>Listens on <paramref name="address"/>; on failure writes "Error, failed to listen on ADDRESS: why"
+    /// to standard error and returns null.</summary>
+    /// <param name="address">Where to listen.</param>
+    /// <param name="options">Socket options (owner, group and mode are applied before listen(2)).</param>
+    /// <returns>The listener, or null if it could not be created.</returns>
+    public static async Task<NetworkListener?> TryListenAsync(Address address, ListenerOptions options)
+    {
+        try
+        {
+            return NetworkListener.Listen(address, options);
+        }
+        catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException
+            or System.Net.Sockets.SocketException or PlatformNotSupportedException)
+        {
+            await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {e.Message}").ConfigureAwait(false);
+            return null;
+        }
+    }
+}
