@@ -91,8 +91,7 @@ internal sealed class LoadConnection : IAsyncDisposable
             bool paced = _interval > 0 && !prefill;
             if (paced)
             {
-                // Staggered starts, so the connections' requests do not all fall due together.
-                _nextSlot = Stopwatch.GetTimestamp() + _random.Next((int)Math.Min(_interval, int.MaxValue));
+                StartPacing();
             }
 
             if (Issue(output, prefill, Stopwatch.GetTimestamp()))
@@ -106,14 +105,7 @@ internal sealed class LoadConnection : IAsyncDisposable
                 {
                     // Nothing to read until the next request falls due. Timers tick in milliseconds, so a few due
                     // requests may go out together; each is timed from when it is sent.
-                    long wait = _nextSlot - Stopwatch.GetTimestamp();
-                    if (wait > 0)
-                    {
-                        // Rounded up to whole milliseconds: a delay that rounds to zero would spin, taking the CPU
-                        // the server being measured needs.
-                        await Task.Delay((int)Math.Ceiling(wait * 1000.0 / Stopwatch.Frequency)).ConfigureAwait(false);
-                    }
-
+                    await WaitForSlotAsync().ConfigureAwait(false);
                     if (Issue(output, prefill, Stopwatch.GetTimestamp()))
                     {
                         await output.FlushAsync().ConfigureAwait(false);
@@ -161,16 +153,14 @@ internal sealed class LoadConnection : IAsyncDisposable
     {
         if (_interval > 0)
         {
-            _nextSlot = Stopwatch.GetTimestamp() + _random.Next((int)Math.Min(_interval, int.MaxValue));
+            StartPacing();
         }
 
         while (!_control.StopSending)
         {
-            // A timer may fire up to a millisecond early (it counts whole milliseconds), hence the loop.
-            long wait;
-            while (_interval > 0 && (wait = _nextSlot - Stopwatch.GetTimestamp()) > 0)
+            if (_interval > 0)
             {
-                await Task.Delay((int)Math.Ceiling(wait * 1000.0 / Stopwatch.Frequency)).ConfigureAwait(false);
+                await WaitForSlotAsync().ConfigureAwait(false);
             }
 
             // The clock starts before the connect: a short-lived client pays for it on every request.
@@ -204,6 +194,21 @@ internal sealed class LoadConnection : IAsyncDisposable
         }
 
         return true;
+    }
+
+    // Staggered starts, so the connections' requests do not all fall due together.
+    private void StartPacing() => _nextSlot = Stopwatch.GetTimestamp() + _random.Next((int)Math.Min(_interval, int.MaxValue));
+
+    /// <summary>Waits until the next request falls due under -rate.</summary>
+    private async ValueTask WaitForSlotAsync()
+    {
+        // Rounded up to whole milliseconds: a delay that rounds to zero would spin, taking the CPU the server being
+        // measured needs. A timer may still fire up to a millisecond early (it counts whole milliseconds), hence the loop.
+        long wait;
+        while ((wait = _nextSlot - Stopwatch.GetTimestamp()) > 0)
+        {
+            await Task.Delay((int)Math.Ceiling(wait * 1000.0 / Stopwatch.Frequency)).ConfigureAwait(false);
+        }
     }
 
     private async ValueTask CloseAsync()
