@@ -6,7 +6,7 @@
 #
 #   bench/compare.sh [--quick] [--head] [--out DIR]
 #
-#   --quick   short windows and smaller counts (about 2 minutes instead of about 4-5 on a 2-core VM)
+#   --quick   short windows and smaller counts (about 3-4 minutes instead of about 6-7 on a 2-core VM)
 #   --head    build the servers and tools from `git archive HEAD` (a clean copy) instead of the working tree
 #   --out     where results go (default bench/results/YYYYmmdd-HHMMSS); the report is DIR/report.md + DIR/chart.svg
 #
