@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Side-by-side comparison of our dc_server with Debian's redis-server and memcached, on loopback, driven with
-# the same shape of load (docs/performance.md, "Side by side with Redis and memcached", says how the shapes match).
+# Side-by-side comparison of our dc_server with Debian's redis-server and memcached, on loopback, all three driven
+# by one generator (Distcache.Compare load) with the same shape of load, dc_server and Redis also by their own
+# tools (dc_test -bench, redis-benchmark). docs/performance.md, "Side by side with Redis and memcached", says how
+# the shapes match.
 #
 #   bench/compare.sh [--quick] [--head] [--out DIR]
 #
-#   --quick   short windows and smaller counts (about 2 minutes instead of about 4-5 on a 2-core VM)
+#   --quick   short windows and smaller counts (about 3-4 minutes instead of about 6-7 on a 2-core VM)
 #   --head    build the servers and tools from `git archive HEAD` (a clean copy) instead of the working tree
 #   --out     where results go (default bench/results/YYYYmmdd-HHMMSS); the report is DIR/report.md + DIR/chart.svg
 #
@@ -22,7 +24,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --head) from_head=1 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "Error, \"$1\" not recognised" >&2; exit 1 ;;
   esac
   shift
@@ -195,6 +197,10 @@ for pipeline in "${pipelines[@]}"; do
     name="$scenario-p$pipeline"
     say "$name: dc_server (dc_test -bench)"
     start ours; dctest_run "$name.ours" "$mix" "$space" "$pipeline"
+    # The same server driven by the generator Redis and memcached get: the generators' own CPU per operation differs
+    # (dc_test keeps per-key arrays and checks answers), and on 2 cores that leaks into the server's throughput.
+    say "$name: dc_server (Distcache.Compare load, distcache protocol)"
+    start ours; gen_run "$name.ours-gen" distcache "$mix" "$space" "$pipeline"
     say "$name: memcached (Distcache.Compare load, text protocol)"
     start memcached; gen_run "$name.memcached" memcache "$mix" "$space" "$pipeline"
     say "$name: redis (Distcache.Compare load, RESP)"
@@ -213,12 +219,18 @@ done
 
 for count in "${scale[@]}"; do
   name="scale-$count"
-  say "$name: dc_server GET only, $count stored sessions, pipeline 16"
+  say "$name: dc_server GET only (dc_test -bench), $count stored sessions, pipeline 16"
   start ours
   "$dc_test" -connect "IP:127.0.0.1:$port" -bench -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
     -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
     -json "$out/$name.json" >"$out/$name.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/$name.txt")"; exit 1; }
-  # The same for Redis, so the slowdown with store size can be compared with a mature in-memory store's.
+  # The same for ours and for Redis with one generator, so the slowdown with store size can be compared with a
+  # mature in-memory store's without the generators' own costs (dc_test's grow with the key count) in between.
+  say "ours-gen-$name: dc_server GET only (Distcache.Compare load), $count stored sessions, pipeline 16"
+  start ours
+  "$compare" load -proto distcache -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
+    -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
+    -json "$out/ours-gen-$name.json" >"$out/ours-gen-$name.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/ours-gen-$name.txt")"; exit 1; }
   say "redis-$name: redis GET only, $count stored sessions, pipeline 16"
   start redis
   "$compare" load -proto redis -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \

@@ -1,8 +1,10 @@
+using System.Buffers;
 using System.Buffers.Text;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Distcache.Protocol;
 using Distcache.Tools;
 
 namespace Distcache.Compare;
@@ -14,6 +16,9 @@ internal sealed class Connection : IDisposable
     private const byte Get = 0;
     private const byte Add = 1;
     private const int PrefillDepth = 16;
+
+    // dc_test's session lifetime, in the distcache ADD's milliseconds (the text protocols say 3600 seconds).
+    private const uint SessionTimeoutMilliseconds = 3_600_000;
 
     private readonly LoadOptions _o;
     private readonly LoadGenerator.Shared _shared;
@@ -28,6 +33,10 @@ internal sealed class Connection : IDisposable
     private readonly byte[] _addHead;
     private readonly byte[] _addMiddle;
     private readonly byte[] _addTail;
+    private readonly SendBuffer _writer;
+    private readonly MessageDecoder _decoder = new(MessageDirection.Responses);
+    private readonly byte[] _id;
+    private uint _nextUid = 1;
     private int _rs;
     private int _re;
     private int _sendLen;
@@ -47,7 +56,11 @@ internal sealed class Connection : IDisposable
         _ops = new byte[ring];
         _sentAt = new long[ring];
         _measured = new bool[ring];
-        _send = new byte[ring * (o.DataSize + o.IdSize + 128)];
+        int perRequest = Math.Max(o.DataSize + o.IdSize + 128, MessageWriter.EncodedLength(ProtocolConstants.AddRequestPrefixSize + o.IdSize + o.DataSize));
+        _send = new byte[ring * perRequest];
+        _writer = new SendBuffer(_send);
+        _id = new byte[o.IdSize];
+        shared.Prefix.CopyTo(_id, 0);
         string id = o.IdSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
         string data = o.DataSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (o.Protocol == Protocol.Memcache)
@@ -58,13 +71,18 @@ internal sealed class Connection : IDisposable
             _addMiddle = Encoding.ASCII.GetBytes($" 0 3600 {data}\r\n");
             _addTail = Encoding.ASCII.GetBytes("\r\n");
         }
-        else
+        else if (o.Protocol == Protocol.Redis)
         {
             _getHead = Encoding.ASCII.GetBytes($"*2\r\n$3\r\nGET\r\n${id}\r\n");
             _getTail = Encoding.ASCII.GetBytes("\r\n");
             _addHead = Encoding.ASCII.GetBytes($"*6\r\n$3\r\nSET\r\n${id}\r\n");
             _addMiddle = Encoding.ASCII.GetBytes($"\r\n${data}\r\n");
             _addTail = Encoding.ASCII.GetBytes("\r\n$2\r\nNX\r\n$2\r\nEX\r\n$4\r\n3600\r\n");
+        }
+        else
+        {
+            // The distcache protocol is binary and framed: Distcache.Protocol's request writers encode it (EncodeDistcache).
+            _getHead = _getTail = _addHead = _addMiddle = _addTail = [];
         }
     }
 
@@ -180,7 +198,11 @@ internal sealed class Connection : IDisposable
 
         Span<byte> s = _send.AsSpan(_sendLen);
         int p = 0;
-        if (op == Get)
+        if (_o.Protocol == Protocol.Distcache)
+        {
+            p = EncodeDistcache(op, key);
+        }
+        else if (op == Get)
         {
             p += Copy(_getHead, s[p..]);
             p += WriteKey(key, s[p..]);
@@ -202,6 +224,25 @@ internal sealed class Connection : IDisposable
         _measured[slot] = !_prefill && now >= _shared.MeasureFrom && now < _shared.StopAt;
         _count++;
         return true;
+    }
+
+    /// <summary>Encodes one distcache request at the end of the send buffer; returns its length. The id is the same
+    /// bytes as the text protocols' key name; the uid counts up, so each answer can be matched to its request.</summary>
+    private int EncodeDistcache(byte op, int key)
+    {
+        WriteKey(key, _id);
+        _writer.Written = _sendLen;
+        if (op == Get)
+        {
+            Requests.WriteIdRequest(_writer, _nextUid, Operation.Get, _id);
+        }
+        else
+        {
+            Requests.WriteAdd(_writer, _nextUid, SessionTimeoutMilliseconds, _id, _shared.Data);
+        }
+
+        _nextUid++;
+        return _writer.Written - _sendLen;
     }
 
     private int WriteKey(int key, Span<byte> s)
@@ -230,7 +271,14 @@ internal sealed class Connection : IDisposable
         {
             ReadOnlySpan<byte> span = _recv.AsSpan(_rs, _re - _rs);
             byte op = _ops[_head];
-            int consumed = _o.Protocol == Protocol.Memcache ? ParseMemcache(span, op, out bool hit, out string? error) : ParseRedis(span, out hit, out error);
+            bool hit;
+            string? error;
+            int consumed = _o.Protocol switch
+            {
+                Protocol.Memcache => ParseMemcache(span, op, out hit, out error),
+                Protocol.Redis => ParseRedis(span, out hit, out error),
+                _ => ParseDistcache(op, out hit, out error),
+            };
             if (error is not null)
             {
                 Fail($"{(op == Get ? "get" : "add")}: {error}");
@@ -355,6 +403,57 @@ internal sealed class Connection : IDisposable
                 error = Encoding.ASCII.GetString(line);
                 return 0;
         }
+    }
+
+    /// <summary>Decodes the distcache response at the start of the unread input with the protocol library's decoder
+    /// (which checks every framing rule). GET: the session's data is a hit, NOTOK a miss. ADD: OK is stored,
+    /// ADD_ERR_MATCHING_SESSION (already present) not stored. Anything else, or an answer to another request, is an
+    /// error.</summary>
+    private int ParseDistcache(byte op, out bool hit, out string? error)
+    {
+        hit = false;
+        error = null;
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(_recv, _rs, _re - _rs));
+        DecodeStatus status = _decoder.TryDecode(ref reader, out Message response, out ProtocolViolation violation);
+        if (status == DecodeStatus.NeedMoreData)
+        {
+            return 0;
+        }
+
+        if (status == DecodeStatus.Violation)
+        {
+            error = "protocol violation from the server: " + violation.Describe();
+            return 0;
+        }
+
+        // Answers come in request order, so the oldest request in flight is the one answered.
+        Operation expected = op == Get ? Operation.Get : Operation.Add;
+        uint expectedUid = _nextUid - (uint)_count;
+        if (response.RequestUid != expectedUid || response.Operation != expected)
+        {
+            error = $"response uid {response.RequestUid} {response.Operation.ToWireName()} answers uid {expectedUid} {expected.ToWireName()}";
+            return 0;
+        }
+
+        ReadOnlySpan<byte> payload = response.Payload.Span;
+        bool isStatus = Responses.TryReadStatus(payload, out StatusCode answer);
+        if (op == Get && payload.Length == _o.DataSize)
+        {
+            hit = true;
+        }
+        else if (op == Add && isStatus && answer is StatusCode.Ok or StatusCode.AddErrMatchingSession)
+        {
+            hit = answer == StatusCode.Ok;
+        }
+        else if (!(op == Get && isStatus && answer == StatusCode.NotOk))
+        {
+            error = isStatus ? $"answered with status {answer.ToWireName()}"
+                : payload.IsEmpty ? "answered with an empty response (a proxy without its server?)"
+                : $"answered with {payload.Length} bytes of data{(op == Get ? $", not {_o.DataSize}" : string.Empty)}";
+            return 0;
+        }
+
+        return (int)reader.Consumed;
     }
 
     private void Fail(string message)

@@ -8,8 +8,9 @@ using Distcache.Tools;
 
 namespace Distcache.Compare;
 
-/// <summary>dc_test -bench's shape for memcached (text protocol: <c>get</c>, <c>add</c>) and Redis (RESP:
-/// <c>GET</c>, <c>SET NX EX</c>): -clients connections, each keeping -pipeline requests in flight (closed loop),
+/// <summary>dc_test -bench's shape for dc_server (distcache protocol: GET, ADD), memcached (text protocol:
+/// <c>get</c>, <c>add</c>) and Redis (RESP: <c>GET</c>, <c>SET NX EX</c>), so one generator, with one CPU cost per
+/// operation, can drive all three: -clients connections, each keeping -pipeline requests in flight (closed loop),
 /// operations drawn by the -mix weights over a uniform key space, a prefill, a warm-up, then a measured window.
 /// ADD is add-if-absent on all three servers, with a one-hour lifetime as dc_test uses.</summary>
 internal static class LoadGenerator

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Distcache.Protocol;
 
 namespace Distcache.Compare;
 
@@ -6,6 +7,7 @@ internal enum Protocol
 {
     Memcache,
     Redis,
+    Distcache,
 }
 
 /// <summary>The load's shape, named and defaulted as dc_test -bench's options.</summary>
@@ -48,7 +50,7 @@ internal sealed class LoadOptions
             string v = args[++i];
             switch (name)
             {
-                case "-proto": o.Protocol = v == "redis" ? Protocol.Redis : v == "memcache" ? Protocol.Memcache : throw new ArgumentException($"unknown protocol {v}"); break;
+                case "-proto": o.Protocol = ParseProtocol(v); break;
                 case "-host": o.Host = v; break;
                 case "-port": o.Port = Int(v); break;
                 case "-clients": o.Clients = Int(v); break;
@@ -71,6 +73,23 @@ internal sealed class LoadOptions
             throw new ArgumentException("-port, -clients, -pipeline, -keys must be positive, -idsize at least 13, a mix weight non-zero");
         }
 
+        if (o.Protocol == Protocol.Distcache)
+        {
+            // The writer would refuse a message over 32768 bytes mid-run; the id range is the server's, but every ADD
+            // and GET answered with an error teaches nothing about throughput.
+            if (o.IdSize > ProtocolConstants.MaxSessionIdLength)
+            {
+                throw new ArgumentException($"-idsize: distcache session ids are at most {ProtocolConstants.MaxSessionIdLength} bytes, not {o.IdSize}");
+            }
+
+            // A one-byte GET answer means "not found", so one byte of data could not be told from a miss.
+            int most = ProtocolConstants.MaxMessagePayload - ProtocolConstants.AddRequestPrefixSize - o.IdSize;
+            if (o.DataSize < 2 || o.DataSize > most)
+            {
+                throw new ArgumentException($"-datasize: with -proto distcache and -idsize {o.IdSize} the data must be 2..{most} bytes, not {o.DataSize}");
+            }
+        }
+
         if (o.Prefill < 0 || o.Prefill > o.Keys)
         {
             o.Prefill = o.Prefill < 0 ? o.Keys : o.Keys;
@@ -78,6 +97,14 @@ internal sealed class LoadOptions
 
         return o;
     }
+
+    private static Protocol ParseProtocol(string v) => v switch
+    {
+        "memcache" => Protocol.Memcache,
+        "redis" => Protocol.Redis,
+        "distcache" => Protocol.Distcache,
+        _ => throw new ArgumentException($"-proto: unknown protocol \"{v}\" (memcache, redis or distcache)"),
+    };
 
     private void ParseMix(string text)
     {

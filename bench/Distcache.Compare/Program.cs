@@ -1,6 +1,6 @@
 namespace Distcache.Compare;
 
-/// <summary>Entry point: <c>load</c> drives memcached or Redis, <c>cpu</c> prints a process's CPU seconds,
+/// <summary>Entry point: <c>load</c> drives dc_server, memcached or Redis, <c>cpu</c> prints a process's CPU seconds,
 /// <c>rss</c> its resident set in KiB, <c>report</c> turns a results directory into a table and an SVG chart.</summary>
 internal static class Program
 {

@@ -13,13 +13,18 @@ internal static partial class Report
 
     private static readonly string[] Scenarios = ["get90-p1", "add90-p1", "get90-p16", "add90-p16"];
 
+    // The first three are driven by one generator (Distcache.Compare load) and give the main ratios; the last two
+    // are each side's own tool, kept as a second opinion on how much the generator matters.
     private static readonly (string Key, string Label, string Color)[] Servers =
     [
-        ("ours", "dc_server (dc_test -bench)", "#2b6cb0"),
+        ("ours-gen", "dc_server (same-shape generator)", "#2b6cb0"),
         ("redis", "Redis (same-shape generator)", "#c53030"),
-        ("rb", "Redis (redis-benchmark, composed)", "#f6ad55"),
         ("memcached", "memcached (same-shape generator)", "#2f855a"),
+        ("ours", "dc_server (dc_test -bench)", "#90cdf4"),
+        ("rb", "Redis (redis-benchmark, composed)", "#f6ad55"),
     ];
+
+    private const int SameGenerator = 3;
 
     public static int Run(string dir, string mdPath, string svgPath)
     {
@@ -30,6 +35,7 @@ internal static partial class Report
         foreach (string scenario in Scenarios)
         {
             rows[(scenario, "ours")] = Row.FromJson(Path.Combine(dir, $"{scenario}.ours.json"));
+            rows[(scenario, "ours-gen")] = Row.FromJson(Path.Combine(dir, $"{scenario}.ours-gen.json"));
             rows[(scenario, "redis")] = Row.FromJson(Path.Combine(dir, $"{scenario}.redis.json"));
             rows[(scenario, "memcached")] = Row.FromJson(Path.Combine(dir, $"{scenario}.memcached.json"));
             double getWeight = scenario.StartsWith("get90", StringComparison.Ordinal) ? 0.9 : 0.1;
@@ -52,17 +58,31 @@ internal static partial class Report
         }
 
         md.AppendLine();
-        md.AppendLine("Ratios (ours / other): throughput above 1 means ours is faster; CPU per operation and p99 below 1 mean ours is cheaper / quicker.");
+        md.AppendLine("Ratios (ours / other), all three servers driven by the same generator (Distcache.Compare load, the \"same-shape generator\" rows): throughput above 1 means ours is faster; CPU per operation and p99 below 1 mean ours is cheaper / quicker.");
         md.AppendLine();
-        md.AppendLine("| scenario | ops/s ours/Redis | ops/s ours/Redis (redis-benchmark) | ops/s ours/memcached | CPU/op ours/Redis | CPU/op ours/Redis (redis-benchmark) | CPU/op ours/memcached | p99 ours/Redis | p99 ours/memcached |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine("| scenario | ops/s ours/Redis (same generator) | ops/s ours/memcached (same generator) | CPU/op ours/Redis (same generator) | CPU/op ours/memcached (same generator) | p99 ours/Redis (same generator) | p99 ours/memcached (same generator) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
+        foreach (string scenario in Scenarios)
+        {
+            Row o = rows[(scenario, "ours-gen")];
+            Row r = rows[(scenario, "redis")];
+            Row m = rows[(scenario, "memcached")];
+            md.AppendLine(Inv, $"| {Describe(scenario)} | {o.OpsPerSec / r.OpsPerSec:F2} | {o.OpsPerSec / m.OpsPerSec:F2} | {o.ServerUsPerOp / r.ServerUsPerOp:F2} | {o.ServerUsPerOp / m.ServerUsPerOp:F2} | {o.P99 / r.P99:F2} | {o.P99 / m.P99:F2} |");
+        }
+
+        md.AppendLine();
+        md.AppendLine("Secondary: dc_server driven by dc_test -bench against the same-shape generator's Redis and memcached rows, and against redis-benchmark (each side's own tool). The last column is what the generator alone changes for ours.");
+        md.AppendLine();
+        md.AppendLine("| scenario | ops/s ours (dc_test) / Redis (same-shape generator) | ops/s ours (dc_test) / Redis (redis-benchmark) | ops/s ours (dc_test) / memcached (same-shape generator) | CPU/op ours (dc_test) / Redis (same-shape generator) | CPU/op ours (dc_test) / Redis (redis-benchmark) | CPU/op ours (dc_test) / memcached (same-shape generator) | p99 ours (dc_test) / Redis (same-shape generator) | p99 ours (dc_test) / memcached (same-shape generator) | ops/s ours: dc_test / same-shape generator |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (string scenario in Scenarios)
         {
             Row o = rows[(scenario, "ours")];
+            Row g = rows[(scenario, "ours-gen")];
             Row r = rows[(scenario, "redis")];
             Row b = rows[(scenario, "rb")];
             Row m = rows[(scenario, "memcached")];
-            md.AppendLine(Inv, $"| {Describe(scenario)} | {o.OpsPerSec / r.OpsPerSec:F2} | {o.OpsPerSec / b.OpsPerSec:F2} | {o.OpsPerSec / m.OpsPerSec:F2} | {o.ServerUsPerOp / r.ServerUsPerOp:F2} | {o.ServerUsPerOp / b.ServerUsPerOp:F2} | {o.ServerUsPerOp / m.ServerUsPerOp:F2} | {o.P99 / r.P99:F2} | {o.P99 / m.P99:F2} |");
+            md.AppendLine(Inv, $"| {Describe(scenario)} | {o.OpsPerSec / r.OpsPerSec:F2} | {o.OpsPerSec / b.OpsPerSec:F2} | {o.OpsPerSec / m.OpsPerSec:F2} | {o.ServerUsPerOp / r.ServerUsPerOp:F2} | {o.ServerUsPerOp / b.ServerUsPerOp:F2} | {o.ServerUsPerOp / m.ServerUsPerOp:F2} | {o.P99 / r.P99:F2} | {o.P99 / m.P99:F2} | {o.OpsPerSec / g.OpsPerSec:F2} |");
         }
 
         // Memory per stored session.
@@ -79,38 +99,45 @@ internal static partial class Report
             md.AppendLine(Inv, $"| {(k == "ours" ? "dc_server" : k == "redis" ? "Redis" : "memcached")} | {count:N0} | {empty / 1024.0:F1} MiB | {full / 1024.0:F1} MiB | {PerSession(k):F0} | {PerSession("ours") / PerSession(k):F2} |");
         }
 
-        // GET throughput against the number of stored sessions (ours).
-        string[] scaleFiles = Directory.GetFiles(dir, "scale-*.json").OrderBy(f => long.Parse(Path.GetFileNameWithoutExtension(f)[6..], Inv)).ToArray();
-        var scale = scaleFiles.Select(f => (Count: long.Parse(Path.GetFileNameWithoutExtension(f)[6..], Inv), Row: Row.FromJson(f))).ToArray();
+        // GET throughput against the number of stored sessions: ours and Redis through the same generator, ours
+        // through dc_test as well. Counts come from dc_test's files (scale-N.json); the others are shown where present.
+        long[] counts = Directory.GetFiles(dir, "scale-*.json").Select(f => long.Parse(Path.GetFileNameWithoutExtension(f)[6..], Inv)).Order().ToArray();
+        Row? ScaleRow(string prefix, long count) => File.Exists(Path.Combine(dir, $"{prefix}scale-{count}.json")) ? Row.FromJson(Path.Combine(dir, $"{prefix}scale-{count}.json")) : null;
+        var scale = counts.Select(c => new ScalePoint(c, ScaleRow("ours-gen-", c), ScaleRow("redis-", c), ScaleRow(string.Empty, c)!)).ToArray();
         md.AppendLine();
-        md.AppendLine("| dc_server, GET only, 50 × 16 in flight | ops/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/op | GET hits |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---|");
-        foreach ((long count, Row r) in scale)
+        md.AppendLine("| GET only, 50 × 16 in flight | stored sessions | ops/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/op | generator cores | GET hits |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach ((string label, Func<ScalePoint, Row?> pick) in new (string, Func<ScalePoint, Row?>)[] { (Servers[0].Label, p => p.OursSameGenerator), (Servers[1].Label, p => p.Redis), (Servers[3].Label, p => p.OursDcTest) })
         {
-            md.AppendLine(Inv, $"| {count:N0} stored sessions | {r.OpsPerSec:N0} | {F(r.P50)} | {F(r.P99)} | {F(r.P999)} | {r.ServerUsPerOp:F2} | {r.Outcome} |");
+            foreach (ScalePoint point in scale)
+            {
+                if (pick(point) is Row r)
+                {
+                    md.AppendLine(Inv, $"| {label} | {point.Count:N0} | {r.OpsPerSec:N0} | {F(r.P50)} | {F(r.P99)} | {F(r.P999)} | {r.ServerUsPerOp:F2} | {r.GeneratorCores:F2} | {r.Outcome} |");
+                }
+            }
         }
 
         if (scale.Length == 2)
         {
+            (ScalePoint small, ScalePoint large) = (scale[0], scale[1]);
+            string at = $"at {large.Count:N0} / at {small.Count:N0} sessions";
             md.AppendLine();
-            md.AppendLine(Inv, $"GET throughput at {scale[1].Count:N0} / at {scale[0].Count:N0} sessions: {scale[1].Row.OpsPerSec / scale[0].Row.OpsPerSec:F2}; server CPU per GET: {scale[1].Row.ServerUsPerOp / scale[0].Row.ServerUsPerOp:F2}.");
-            string redisSmall = Path.Combine(dir, $"redis-scale-{scale[0].Count}.json");
-            string redisLarge = Path.Combine(dir, $"redis-scale-{scale[1].Count}.json");
-            if (File.Exists(redisSmall) && File.Exists(redisLarge))
+            if (small.OursSameGenerator is Row os && large.OursSameGenerator is Row ol && small.Redis is Row rs && large.Redis is Row rl)
             {
-                Row rs = Row.FromJson(redisSmall);
-                Row rl = Row.FromJson(redisLarge);
-                md.AppendLine(Inv, $"Redis, same shape and generator: {rs.OpsPerSec:N0} ops/s at {scale[0].Count:N0} and {rl.OpsPerSec:N0} at {scale[1].Count:N0} sessions, a ratio of {rl.OpsPerSec / rs.OpsPerSec:F2}; server CPU per GET {rl.ServerUsPerOp / rs.ServerUsPerOp:F2}. Ours / Redis at {scale[1].Count:N0}: {scale[1].Row.OpsPerSec / rl.OpsPerSec:F2} in throughput, {scale[1].Row.ServerUsPerOp / rl.ServerUsPerOp:F2} in CPU per GET.");
+                md.AppendLine(Inv, $"Same generator, GET throughput {at}: ours {ol.OpsPerSec / os.OpsPerSec:F2}, Redis {rl.OpsPerSec / rs.OpsPerSec:F2}; server CPU per GET: ours {ol.ServerUsPerOp / os.ServerUsPerOp:F2}, Redis {rl.ServerUsPerOp / rs.ServerUsPerOp:F2}. Ours / Redis at {large.Count:N0}: {ol.OpsPerSec / rl.OpsPerSec:F2} in throughput, {ol.ServerUsPerOp / rl.ServerUsPerOp:F2} in CPU per GET; at {small.Count:N0}: {os.OpsPerSec / rs.OpsPerSec:F2} and {os.ServerUsPerOp / rs.ServerUsPerOp:F2}.");
             }
+
+            md.AppendLine(Inv, $"dc_test -bench (secondary), ours {at}: {large.OursDcTest.OpsPerSec / small.OursDcTest.OpsPerSec:F2} in GET throughput, {large.OursDcTest.ServerUsPerOp / small.OursDcTest.ServerUsPerOp:F2} in server CPU per GET; dc_test itself took {small.OursDcTest.GeneratorCores:F2} and {large.OursDcTest.GeneratorCores:F2} cores.");
         }
 
-        // Latency at half of the maximum throughput, largest store (open loop, paced with dc_test -rate).
+        // Latency at half of dc_test's maximum throughput, largest store (open loop, paced with dc_test -rate).
         string halfPath = Path.Combine(dir, "half-load.json");
         if (File.Exists(halfPath) && scale.Length > 0)
         {
             Row h = Row.FromJson(halfPath);
             md.AppendLine();
-            md.AppendLine(Inv, $"At half of that maximum ({h.OpsPerSec:N0} ops/s offered evenly, {scale[^1].Count:N0} stored sessions): p50 {F(h.P50)} µs, p99 {F(h.P99)} µs, p99.9 {F(h.P999)} µs, server CPU {h.ServerUsPerOp:F2} µs/op.");
+            md.AppendLine(Inv, $"At half of dc_test's maximum ({h.OpsPerSec:N0} ops/s offered evenly by dc_test -rate, {scale[^1].Count:N0} stored sessions): p50 {F(h.P50)} µs, p99 {F(h.P99)} µs, p99.9 {F(h.P999)} µs, server CPU {h.ServerUsPerOp:F2} µs/op.");
         }
 
         File.WriteAllText(mdPath, md.ToString());
@@ -126,48 +153,66 @@ internal static partial class Report
     private static string Describe(string scenario) =>
         (scenario.StartsWith("get90", StringComparison.Ordinal) ? "GET-heavy 90/10" : "ADD-heavy 10/90") + ", 50 × " + scenario[(scenario.LastIndexOf('p') + 1)..];
 
-    private static string Svg(Dictionary<(string, string), Row> rows, Dictionary<string, double> memory, (long Count, Row Row)[] scale)
+    private static string Svg(Dictionary<(string, string), Row> rows, Dictionary<string, double> memory, ScalePoint[] scale)
     {
         const int width = 960;
         var svg = new StringBuilder();
-        int height = 3 * 300 + 60;
+        int height = (4 * 300) + 80;
         svg.AppendLine(Inv, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">");
         svg.AppendLine(Inv, $"<rect width=\"{width}\" height=\"{height}\" fill=\"white\"/>");
         svg.AppendLine("<text x=\"20\" y=\"24\" font-size=\"16\" font-weight=\"bold\">dc_server vs Redis vs memcached: 50 connections, 1000-byte values, 32-byte keys, loopback</text>");
+
+        // Legend: the same-generator servers on the first line, each side's own tool on the second.
         for (int i = 0; i < Servers.Length; i++)
         {
-            int x = 20 + (i * 235);
-            svg.AppendLine(Inv, $"<rect x=\"{x}\" y=\"36\" width=\"12\" height=\"12\" fill=\"{Servers[i].Color}\"/><text x=\"{x + 16}\" y=\"46\">{Servers[i].Label}</text>");
+            int x = 20 + ((i < SameGenerator ? i : i - SameGenerator) * 235);
+            int y = i < SameGenerator ? 36 : 54;
+            svg.AppendLine(Inv, $"<rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{Servers[i].Color}\"/><text x=\"{x + 16}\" y=\"{y + 10}\">{Escape(Servers[i].Label)}</text>");
         }
 
         string[] groups = Scenarios.Select(Describe).ToArray();
+        string[] colors = Servers.Select(v => v.Color).ToArray();
         double[][] ops = Scenarios.Select(s => Servers.Select(v => rows[(s, v.Key)].OpsPerSec).ToArray()).ToArray();
         double[][] cpu = Scenarios.Select(s => Servers.Select(v => rows[(s, v.Key)].ServerUsPerOp).ToArray()).ToArray();
-        Panel(svg, 60, "Throughput (operations per second, higher is better)", groups, ops, Servers.Select(s => s.Color).ToArray(), "F0");
-        Panel(svg, 360, "Server CPU time per operation (µs, /proc/PID/stat utime+stime; lower is better)", groups, cpu, Servers.Select(s => s.Color).ToArray(), "F2");
-        string[] lower = ["Resident bytes per stored session (lower is better)", .. scale.Select(s => $"dc_server GET ops/s at {s.Count:N0} sessions")];
-        double[][] lowerValues =
-        [
-            [memory["ours"], memory["redis"], memory["memcached"]],
-            .. scale.Select(s => new[] { s.Row.OpsPerSec }),
-        ];
-        string[][] lowerColors = [[Servers[0].Color, Servers[1].Color, Servers[3].Color], .. scale.Select(_ => new[] { Servers[0].Color })];
-        PanelMixed(svg, 660, lower, lowerValues, lowerColors);
+        Panel(svg, 80, "Throughput (operations per second, higher is better)", groups, ops, colors, "F0");
+        Panel(svg, 380, "Server CPU time per operation (µs, /proc/PID/stat utime+stime; lower is better)", groups, cpu, colors, "F2");
+
+        // The main ratios, all three servers through the same generator.
+        string[] ratioLegend = ["ops/s ours/Redis", "ops/s ours/memcached", "CPU/op ours/Redis", "CPU/op ours/memcached"];
+        string[] ratioColors = [Servers[1].Color, Servers[2].Color, "#feb2b2", "#9ae6b4"];
+        double[][] ratios = Scenarios.Select(s =>
+        {
+            Row o = rows[(s, "ours-gen")], r = rows[(s, "redis")], m = rows[(s, "memcached")];
+            return new[] { o.OpsPerSec / r.OpsPerSec, o.OpsPerSec / m.OpsPerSec, o.ServerUsPerOp / r.ServerUsPerOp, o.ServerUsPerOp / m.ServerUsPerOp };
+        }).ToArray();
+        Panel(svg, 680, "Ours / other with the same generator (throughput above 1 and CPU per operation below 1 favour ours)", groups, ratios, ratioColors, "F2", ratioLegend, reference: 1);
+
+        string[] lower = ["Resident bytes per stored session (lower is better)", .. scale.Select(p => $"GET ops/s at {p.Count:N0} sessions")];
+        double[][] lowerValues = [[memory["ours"], memory["redis"], memory["memcached"]], .. scale.Select(p => p.ChartBars().Select(b => b.Value).ToArray())];
+        string[][] lowerColors = [[Servers[0].Color, Servers[1].Color, Servers[2].Color], .. scale.Select(p => p.ChartBars().Select(b => b.Color).ToArray())];
+        PanelMixed(svg, 980, lower, lowerValues, lowerColors);
         svg.AppendLine("</svg>");
         return svg.ToString();
     }
 
-    private static void Panel(StringBuilder svg, int top, string title, string[] groups, double[][] values, string[] colors, string format)
+    private static void Panel(StringBuilder svg, int top, string title, string[] groups, double[][] values, string[] colors, string format, string[]? legend = null, double? reference = null)
     {
-        const int left = 70, plotWidth = 870, plotHeight = 220;
-        double max = values.SelectMany(v => v).DefaultIfEmpty(1).Max() * 1.15;
+        const int left = 70, plotWidth = 870;
+        int plotHeight = legend is null ? 220 : 204;
+        double max = values.SelectMany(v => v).Append(reference ?? 0).DefaultIfEmpty(1).Max() * 1.15;
         svg.AppendLine(Inv, $"<text x=\"20\" y=\"{top + 14}\" font-weight=\"bold\">{Escape(title)}</text>");
-        int baseY = top + 24 + plotHeight;
+        for (int i = 0; legend is not null && i < legend.Length; i++)
+        {
+            int x = left + (i * 170);
+            svg.AppendLine(Inv, $"<rect x=\"{x}\" y=\"{top + 22}\" width=\"12\" height=\"12\" fill=\"{colors[i]}\"/><text x=\"{x + 16}\" y=\"{top + 32}\">{Escape(legend[i])}</text>");
+        }
+
+        int baseY = top + (legend is null ? 24 : 40) + plotHeight;
         for (int t = 0; t <= 4; t++)
         {
             double v = max * t / 4;
             double y = baseY - (plotHeight * t / 4.0);
-            svg.AppendLine(Inv, $"<line x1=\"{left}\" y1=\"{y:F1}\" x2=\"{left + plotWidth}\" y2=\"{y:F1}\" stroke=\"#ddd\"/><text x=\"{left - 6}\" y=\"{y + 4:F1}\" text-anchor=\"end\" fill=\"#555\">{v.ToString(v >= 100 ? "N0" : "F1", Inv)}</text>");
+            svg.AppendLine(Inv, $"<line x1=\"{left}\" y1=\"{y:F1}\" x2=\"{left + plotWidth}\" y2=\"{y:F1}\" stroke=\"#ddd\"/><text x=\"{left - 6}\" y=\"{y + 4:F1}\" text-anchor=\"end\" fill=\"#555\">{v.ToString(v >= 100 ? "N0" : v >= 10 ? "F1" : "F2", Inv)}</text>");
         }
 
         double groupWidth = plotWidth / (double)groups.Length;
@@ -185,22 +230,28 @@ internal static partial class Report
             svg.AppendLine(Inv, $"<text x=\"{gx + ((groupWidth - 30) / 2):F1}\" y=\"{baseY + 16}\" text-anchor=\"middle\">{Escape(groups[g])}</text>");
         }
 
+        if (reference is double line)
+        {
+            double y = baseY - (plotHeight * line / max);
+            svg.AppendLine(Inv, $"<line x1=\"{left}\" y1=\"{y:F1}\" x2=\"{left + plotWidth}\" y2=\"{y:F1}\" stroke=\"#333\" stroke-dasharray=\"6 4\"/>");
+        }
+
         svg.AppendLine(Inv, $"<line x1=\"{left}\" y1=\"{baseY}\" x2=\"{left + plotWidth}\" y2=\"{baseY}\" stroke=\"#333\"/>");
     }
 
-    // The lower panel: memory per session (three servers) and our GET rate at two session counts, each group on its own scale.
+    // The lower panel: memory per session (three servers) and GET rates at two store sizes, each group on its own scale.
     private static void PanelMixed(StringBuilder svg, int top, string[] titles, double[][] values, string[][] colors)
     {
         const int left = 70, plotWidth = 870, plotHeight = 200;
         int baseY = top + 24 + plotHeight;
-        svg.AppendLine(Inv, $"<text x=\"20\" y=\"{top + 14}\" font-weight=\"bold\">Memory per session (Redis, memcached, ours) and our GET throughput at two store sizes (each group on its own scale)</text>");
+        svg.AppendLine(Inv, $"<text x=\"20\" y=\"{top + 14}\" font-weight=\"bold\">Memory per session, and GET throughput at two store sizes with the same generator (each group on its own scale)</text>");
         double groupWidth = plotWidth / (double)titles.Length;
         double opsMax = values.Skip(1).SelectMany(v => v).DefaultIfEmpty(1).Max() * 1.15;
         for (int g = 0; g < titles.Length; g++)
         {
             double max = g == 0 ? values[0].Max() * 1.15 : opsMax;
             double gx = left + (g * groupWidth) + 15;
-            double barWidth = Math.Min(80, (groupWidth - 30) / values[g].Length);
+            double barWidth = Math.Min(80, (groupWidth - 30) / Math.Max(1, values[g].Length));
             for (int s = 0; s < values[g].Length; s++)
             {
                 double h = plotHeight * values[g][s] / max;
@@ -215,6 +266,27 @@ internal static partial class Report
     }
 
     private static string Escape(string s) => s.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal);
+
+    /// <summary>One store size of the GET-only runs: ours and Redis through the same generator (absent in results
+    /// from before that run existed), ours through dc_test.</summary>
+    internal sealed record ScalePoint(long Count, Row? OursSameGenerator, Row? Redis, Row OursDcTest)
+    {
+        /// <summary>The bars the chart draws: ours through the same generator (dc_test where that run is missing),
+        /// then Redis.</summary>
+        public (double Value, string Color)[] ChartBars()
+        {
+            var bars = new List<(double, string)>
+            {
+                OursSameGenerator is Row o ? (o.OpsPerSec, Servers[0].Color) : (OursDcTest.OpsPerSec, Servers[3].Color),
+            };
+            if (Redis is Row r)
+            {
+                bars.Add((r.OpsPerSec, Servers[1].Color));
+            }
+
+            return [.. bars];
+        }
+    }
 
     internal sealed record Row(double OpsPerSec, double? P50, double? P99, double? P999, double ServerUsPerOp, double ServerCores, double GeneratorCores, string Outcome)
     {
