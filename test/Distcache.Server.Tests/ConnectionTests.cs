@@ -35,6 +35,43 @@ public sealed class ConnectionTests
     }
 
     [Fact]
+    public async Task Lookups_read_together_are_answered_as_if_one_by_one()
+    {
+        // A read holding several lookups is handed to the store's prefetch before any is answered; the answers must
+        // still follow the requests' order, each seeing what the ones before it did, and a violation met while
+        // looking ahead must be reported only when the loop gets there.
+        await using var server = new InProcess();
+        await server.SendAsync(w => Requests.WriteAdd(w, 1, 60_000, [7], [1, 2, 3]));
+        Assert.Equal([0], (await server.ReceiveMessageAsync()).Payload);
+
+        var bytes = new ArrayBufferWriter<byte>();
+        Requests.WriteIdRequest(bytes, 2, Operation.Get, [7]);
+        Requests.WriteIdRequest(bytes, 3, Operation.Remove, [7]);
+        Requests.WriteIdRequest(bytes, 4, Operation.Get, [7]);
+        Requests.WriteIdRequest(bytes, 5, Operation.Have, [7]);
+        Requests.WriteAdd(bytes, 6, 60_000, [7], [4, 5]);
+        Requests.WriteIdRequest(bytes, 7, Operation.Get, [7]);
+        Requests.WriteIdRequest(bytes, 8, Operation.Get, [8]);
+        await server.SendAsync([.. bytes.WrittenSpan, 0x00, 0x12]);
+
+        await ExpectAsync(2, 1, 2, 3);
+        await ExpectAsync(3, 0);
+        await ExpectAsync(4, 1);
+        await ExpectAsync(5, 1);
+        await ExpectAsync(6, 0);
+        await ExpectAsync(7, 4, 5);
+        await ExpectAsync(8, 1);
+        Assert.Equal(ProtocolViolationKind.WrongVersion, (await server.Served.WaitAsync(TimeSpan.FromSeconds(5)))?.Kind);
+
+        async Task ExpectAsync(uint uid, params byte[] payload)
+        {
+            var answer = await server.ReceiveMessageAsync();
+            Assert.Equal(uid, answer.Uid);
+            Assert.Equal(payload, answer.Payload);
+        }
+    }
+
+    [Fact]
     public async Task Requests_before_a_violation_are_answered_then_the_connection_closes()
     {
         await using var server = new InProcess();

@@ -288,6 +288,38 @@ public sealed class MemorySessionStoreTests
     }
 
     [Fact]
+    public async Task Prefetch_changes_nothing_and_ignores_what_it_cannot_find()
+    {
+        var clock = new ManualTimeProvider();
+        using var store = Create(clock);
+        for (int i = 0; i < 100; i++)
+        {
+            await store.AddAsync(Id($"session-{i}"), Data(100 + i, i), i % 2 == 0 ? Minute : TimeSpan.FromSeconds(1));
+        }
+
+        clock.Advance(TimeSpan.FromSeconds(2)); // the odd sessions have expired but are still held
+        ReadOnlyMemory<byte>[] ids =
+        [
+            .. Enumerable.Range(0, 100).Select(i => (ReadOnlyMemory<byte>)Id($"session-{i}")),
+            Id("absent"),
+            ReadOnlyMemory<byte>.Empty,
+            new byte[SessionStoreLimits.MaxIdLength + 1],
+        ];
+
+        store.Prefetch(ids); // more than one call takes, invalid ids among them
+        store.Prefetch([]);
+
+        Assert.Equal(50, store.Count);
+        for (int i = 0; i < 100; i++)
+        {
+            Assert.Equal(i % 2 == 0 ? Data(100 + i, i) : null, await store.ReadAsync(Id($"session-{i}")));
+        }
+
+        store.Dispose();
+        store.Prefetch(ids); // a hint to a disposed store is ignored, not an error
+    }
+
+    [Fact]
     public void Steady_state_operations_allocate_nothing()
     {
         var clock = new ManualTimeProvider();
@@ -296,6 +328,7 @@ public sealed class MemorySessionStoreTests
         byte[][] churn = Enumerable.Range(0, 5000).Select(i => Id($"churn-{i:00000}-padding-to-32-byte")).ToArray();
         byte[] data = Data(1000, 1);
         byte[] buffer = new byte[1000];
+        ReadOnlyMemory<byte>[] residentMemory = resident.Select(id => (ReadOnlyMemory<byte>)id).ToArray();
         foreach (byte[] id in resident)
         {
             store.AddAsync(id, data, TimeSpan.FromHours(1)).Completed();
@@ -307,6 +340,11 @@ public sealed class MemorySessionStoreTests
             int wrong = 0;
             for (int i = 0; i < resident.Length; i++)
             {
+                if (i % 16 == 0)
+                {
+                    store.Prefetch(residentMemory.AsSpan(i, Math.Min(16, resident.Length - i)));
+                }
+
                 wrong += store.GetAsync(resident[i], CopyInto, buffer).Completed() ? 0 : 1;
                 wrong += store.ContainsAsync(resident[i]).Completed() ? 0 : 1;
                 wrong += store.AddAsync(resident[i], data, Minute).Completed() == AddResult.AlreadyExists ? 0 : 1;
