@@ -230,6 +230,12 @@ public sealed class MemorySessionStore : ISessionStore, ISessionPrefetch
 
         ulong hash = HashId(idSpan);
         long delta = ToTimestampDelta(timeout);
+        if (_segments.NeedsReserve)
+        {
+            // Outside the lock: faulting a new segment in can take milliseconds (see SlabMemory).
+            _segments.PrepareReserve();
+        }
+
         AddResult result;
         lock (_lock)
         {
