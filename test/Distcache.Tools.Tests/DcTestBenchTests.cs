@@ -193,4 +193,23 @@ public sealed class DcTestBenchTests
         Assert.Equal(1, bench.ExitCode);
         Assert.StartsWith($"Error, failed to connect to IP:127.0.0.1:{port}", bench.Stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_paced_run_whose_server_dies_reports_the_lost_connections_instead_of_crashing_or_hanging()
+    {
+        // Under -rate a connection waits on its timer between requests, not only on the server: both waits must end
+        // when the connection is lost, with an error and exit status 1.
+        var (server, address) = await ServerProcess.StartTcpAsync();
+        await using (server)
+        {
+            await using Tool bench = Tool.Start("dc_test",
+                "-connect", address, "-bench", "-rate", "2000", "-duration", "30", "-warmup", "0", "-clients", "4", "-pipeline", "4",
+                "-keys", "100", "-datasize", "100");
+            await Task.Delay(TimeSpan.FromSeconds(1.5));
+            server.Kill();
+            await bench.WaitForExitAsync(RunLimit);
+            Assert.Equal(1, bench.ExitCode);
+            Assert.Contains("Error, ", bench.Stderr, StringComparison.Ordinal);
+        }
+    }
 }
