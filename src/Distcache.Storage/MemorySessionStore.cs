@@ -305,14 +305,16 @@ public sealed class MemorySessionStore : ISessionStore, ISessionPrefetch
                 return;
             }
 
+            // 'found' holds each id's bucket after the first pass and the entry that bucket names after the second.
             for (int i = 0; i < count; i++)
             {
-                PrefetchLine(ref _buckets[BucketOf(hashes[i])]);
+                found[i] = BucketOf(hashes[i]);
+                PrefetchLine(ref _buckets[found[i]]);
             }
 
             for (int i = 0; i < count; i++)
             {
-                int index = _buckets[BucketOf(hashes[i])];
+                int index = _buckets[found[i]];
                 found[i] = index;
                 if (index >= 0)
                 {
