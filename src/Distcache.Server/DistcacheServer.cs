@@ -187,7 +187,7 @@ public sealed class DistcacheServer
         foreach ((ServerConnection connection, NetworkConnection? network) in _live)
         {
             ConnectionExpiry expiry = connection.Check(now, messageMs, idleMs, writeMs);
-            if (expiry == ConnectionExpiry.None || !connection.Expire(expiry))
+            if (expiry == ConnectionExpiry.None || !connection.TryExpire(expiry))
             {
                 continue;
             }
@@ -207,6 +207,9 @@ public sealed class DistcacheServer
                     Log.WriteTimeout(_logger, connection.Peer, writeMs);
                     break;
             }
+
+            // Woken only once counted: the loop ends at once, and whoever awaits it reads the statistics.
+            connection.Wake();
 
             // Over a socket, closing it is what wakes a loop blocked in a socket write, and it frees the kernel's
             // buffers at once (RST) instead of after a drain the peer would never allow.

@@ -89,16 +89,15 @@ internal sealed class ServerConnection
     }
 
     /// <summary>
-    /// Marks the connection expired and wakes the loop, which then ends without answering further. Returns false
-    /// if it had already expired, so that the caller counts and logs each connection once.
+    /// Marks the connection expired. Returns false if it had already expired or ended, so that the caller counts
+    /// and logs each connection once. The caller then counts, logs and only then calls <see cref="Wake"/>: the
+    /// loop ends as soon as it is woken, and whoever waits on it must already see the count.
     /// </summary>
-    public bool Expire(ConnectionExpiry reason)
-    {
-        if (Interlocked.CompareExchange(ref _expiry, (int)reason, 0) != 0)
-        {
-            return false;
-        }
+    public bool TryExpire(ConnectionExpiry reason) => Interlocked.CompareExchange(ref _expiry, (int)reason, 0) == 0;
 
+    /// <summary>Wakes a loop waiting to read or to flush, so that it sees its expiry and ends.</summary>
+    public void Wake()
+    {
         // Over in-memory pipes these are the only way to wake the loop; over a socket the caller also aborts it.
         // The loop may have ended and its pipes been completed meanwhile: then there is nothing left to wake.
         try
@@ -109,8 +108,6 @@ internal sealed class ServerConnection
         catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
         {
         }
-
-        return true;
     }
 
     /// <summary>
