@@ -320,6 +320,42 @@ public sealed class MemorySessionStoreTests
     }
 
     [Fact]
+    public async Task Prefetch_follows_chains_through_a_store_whose_chains_have_been_cut()
+    {
+        // With one session per bucket on average, a third of the sessions are not first in their chain, so every
+        // group below walks chains; removals in between leave chains whose order no longer follows the adds.
+        var clock = new ManualTimeProvider();
+        using var store = Create(clock, maxSessions: 0, maxBytes: 64L << 20);
+        const int Count = 3000;
+        for (int i = 0; i < Count; i++)
+        {
+            await store.AddAsync(Id($"chained-{i}"), Data(50 + (i % 200), i), Minute);
+        }
+
+        for (int i = 0; i < Count; i += 3)
+        {
+            Assert.True(await store.RemoveAsync(Id($"chained-{i}")));
+        }
+
+        ReadOnlyMemory<byte>[] ids =
+        [
+            .. Enumerable.Range(0, Count).Select(i => (ReadOnlyMemory<byte>)Id($"chained-{i}")),
+            .. Enumerable.Range(0, 500).Select(i => (ReadOnlyMemory<byte>)Id($"never-stored-{i}")),
+        ];
+        for (int i = 0; i < ids.Length; i += MemorySessionStore.MaxPrefetch)
+        {
+            store.Prefetch(ids.AsSpan(i, Math.Min(MemorySessionStore.MaxPrefetch, ids.Length - i)));
+        }
+
+        Assert.True(store.BucketCount <= Count, $"{store.BucketCount} buckets for {Count} adds: too many for chains to form");
+        Assert.Equal(Count - ((Count + 2) / 3), store.Count);
+        for (int i = 0; i < Count; i++)
+        {
+            Assert.Equal(i % 3 == 0 ? null : Data(50 + (i % 200), i), await store.ReadAsync(Id($"chained-{i}")));
+        }
+    }
+
+    [Fact]
     public void Steady_state_operations_allocate_nothing()
     {
         var clock = new ManualTimeProvider();
