@@ -43,12 +43,14 @@ if [ "$quick" -eq 1 ]; then
   addkeys=2000000          # ADD-heavy key space: 40x the prefill, so most ADDs store a new key
   memcount=200000          # sessions stored for the memory measurement
   scale=(1000 1000000)     # our GET throughput at these stored counts
+  low_rate=20000           # GETs/s of the low paced runs
 else
   duration=10; warmup=2
   keys=100000
   addkeys=10000000
   memcount=1000000
   scale=(1000 1000000)
+  low_rate=50000
 fi
 port_ours=39101; port_redis=39102; port_memcached=39103
 
@@ -188,7 +190,7 @@ started=$(date +%s)
   echo "command bench/compare.sh $([ "$quick" -eq 1 ] && echo --quick) $([ "$from_head" -eq 1 ] && echo --head)"
   echo "source $source_desc"
   echo "versions $(redis-server --version | awk '{print $1, $2, $3}'); memcached $(memcached -V | awk '{print $2}'); redis-benchmark $(redis-benchmark --version 2>/dev/null | awk '{print $2}')"
-  echo "shape clients=$clients datasize=$datasize idsize=$idsize duration=$duration warmup=$warmup keys=$keys addkeys=$addkeys memcount=$memcount"
+  echo "shape clients=$clients datasize=$datasize idsize=$idsize duration=$duration warmup=$warmup keys=$keys addkeys=$addkeys memcount=$memcount low_rate=$low_rate"
 } >"$out/meta.txt"
 
 for pipeline in "${pipelines[@]}"; do
@@ -238,15 +240,32 @@ for count in "${scale[@]}"; do
     -json "$out/redis-$name.json" >"$out/redis-$name.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/redis-$name.txt")"; exit 1; }
 done
 
-# Latency at half of the maximum GET throughput just measured with the largest store: dc_test -rate paces the
-# requests evenly (an open loop), so queueing at saturation does not hide pauses.
+# Latency at half of the maximum GET throughput just measured with the largest store, paced evenly (an open loop),
+# so queueing at saturation does not hide pauses: ours by dc_test -rate, then ours and Redis by the same generator's
+# -rate, each at half of its own maximum, ours also at Redis's rate, and both at a low rate that neither server
+# feels, which shows what the machine itself adds (two processes waking each other on two shared cores).
 count="${scale[-1]}"
-half=$(awk -v r="$(json_field "$out/scale-$count.json" ops_per_sec)" 'BEGIN { printf "%d", r / 2 }')
-say "half-load: dc_server GET only at $half ops/s (half of the maximum), $count stored sessions"
+half_of() { awk -v r="$(json_field "$1" ops_per_sec)" 'BEGIN { printf "%d", r / 2 }'; }
+half=$(half_of "$out/scale-$count.json")
+say "half-load: dc_server GET only at $half ops/s (half of dc_test's maximum), $count stored sessions"
 start ours
 "$dc_test" -connect "IP:127.0.0.1:$port" -bench -clients "$clients" -pipeline 16 -rate "$half" -duration "$duration" \
   -warmup "$warmup" -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" \
   -serverpid "$server_pid" -json "$out/half-load.json" >"$out/half-load.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/half-load.txt")"; exit 1; }
+paced_run() { # NAME KIND PROTO RATE
+  say "$1: $2 GET only at $4 ops/s, paced by the same generator, $count stored sessions"
+  start "$2"
+  "$compare" load -proto "$3" -port "$port" -clients "$clients" -pipeline 16 -rate "$4" -duration "$duration" -warmup "$warmup" \
+    -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
+    -json "$out/$1.json" >"$out/$1.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/$1.txt")"; exit 1; }
+}
+half_ours=$(half_of "$out/ours-gen-scale-$count.json")
+half_redis=$(half_of "$out/redis-scale-$count.json")
+paced_run paced-half.ours ours distcache "$half_ours"
+paced_run paced-half.redis redis redis "$half_redis"
+paced_run paced-redis-half.ours ours distcache "$half_redis"
+paced_run paced-low.ours ours distcache "$low_rate"
+paced_run paced-low.redis redis redis "$low_rate"
 
 echo "server count rss_empty_kib rss_full_kib" >"$out/memory.txt"
 for kind in ours redis memcached; do

@@ -9,8 +9,8 @@ using Distcache.Tools;
 
 namespace Distcache.Compare;
 
-/// <summary>One connection's closed loop: writes as many requests as were answered in one send, reads whatever
-/// arrived, decodes the responses in place. No allocation per request.</summary>
+/// <summary>One connection's loop, closed (writes as many requests as were answered in one send) or paced by -rate (writes
+/// those that have fallen due); reads whatever arrived, decodes the responses in place. No allocation per request.</summary>
 internal sealed class Connection : IDisposable
 {
     private const byte Get = 0;
@@ -47,6 +47,10 @@ internal sealed class Connection : IDisposable
     private int _nextKey;
     private int _stride;
 
+    // -rate: this connection's share of the requests falls due every _interval ticks, the next at _nextSlot.
+    private readonly long _interval;
+    private long _nextSlot;
+
     public Connection(LoadOptions o, LoadGenerator.Shared shared, ulong seed)
     {
         _o = o;
@@ -61,6 +65,7 @@ internal sealed class Connection : IDisposable
         _writer = new SendBuffer(_send);
         _id = new byte[o.IdSize];
         shared.Prefix.CopyTo(_id, 0);
+        _interval = o.Rate > 0 ? Math.Max(1, (long)(Stopwatch.Frequency * (double)o.Clients / o.Rate)) : 0;
         string id = o.IdSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
         string data = o.DataSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
         if (o.Protocol == Protocol.Memcache)
@@ -103,6 +108,12 @@ internal sealed class Connection : IDisposable
     public Task RunAsync()
     {
         _prefill = false;
+        if (_interval > 0)
+        {
+            // Staggered, so that the connections' requests do not all fall due together.
+            _nextSlot = Stopwatch.GetTimestamp() + (long)(_interval * (double)(_rng % 1024) / 1024);
+        }
+
         return LoopAsync(_o.Pipeline);
     }
 
@@ -118,8 +129,27 @@ internal sealed class Connection : IDisposable
             }
 
             await FlushAsync();
-            while (_count > 0)
+            while (_count > 0 || (_interval > 0 && !_prefill && Stopwatch.GetTimestamp() < _shared.StopAt))
             {
+                if (_count == 0)
+                {
+                    // Paced, with nothing to read until the next request falls due. As in dc_test -rate: timers
+                    // tick in milliseconds, so the requests due within one go out together, each timed from when it
+                    // is sent; while answers are awaited, due requests go out with the next read's.
+                    await WaitForSlotAsync();
+                    now = Stopwatch.GetTimestamp();
+                    while (_count < depth && TryEnqueue(now))
+                    {
+                    }
+
+                    if (_sendLen > 0)
+                    {
+                        await FlushAsync();
+                    }
+
+                    continue;
+                }
+
                 if (_recv.Length - _re < 32 * 1024)
                 {
                     Buffer.BlockCopy(_recv, _rs, _recv, 0, _re - _rs);
@@ -142,7 +172,8 @@ internal sealed class Connection : IDisposable
                     return;
                 }
 
-                for (int i = 0; i < answered && TryEnqueue(now); i++)
+                // Closed loop: as many as were answered. Paced: whatever has fallen due, as far as the pipeline allows.
+                while (_count < depth && TryEnqueue(now))
                 {
                 }
 
@@ -155,6 +186,17 @@ internal sealed class Connection : IDisposable
         catch (SocketException e)
         {
             Fail(e.Message);
+        }
+    }
+
+    private async Task WaitForSlotAsync()
+    {
+        // Whole milliseconds, rounded up: a delay rounding to zero would spin on the cores the server needs. A timer
+        // may fire up to a millisecond early, hence the loop.
+        long wait;
+        while ((wait = Math.Min(_nextSlot, _shared.StopAt) - Stopwatch.GetTimestamp()) > 0)
+        {
+            await Task.Delay((int)Math.Ceiling(wait * 1000.0 / Stopwatch.Frequency));
         }
     }
 
@@ -186,10 +228,12 @@ internal sealed class Connection : IDisposable
         }
         else
         {
-            if (now >= _shared.StopAt)
+            if (now >= _shared.StopAt || (_interval > 0 && now < _nextSlot))
             {
                 return false;
             }
+
+            _nextSlot += _interval;
 
             ulong r = Next();
             op = (int)(r % (ulong)(_o.GetWeight + _o.AddWeight)) < _o.GetWeight ? Get : Add;

@@ -10,7 +10,8 @@ namespace Distcache.Compare;
 
 /// <summary>dc_test -bench's shape for dc_server (distcache protocol: GET, ADD), memcached (text protocol:
 /// <c>get</c>, <c>add</c>) and Redis (RESP: <c>GET</c>, <c>SET NX EX</c>), so one generator, with one CPU cost per
-/// operation, can drive all three: -clients connections, each keeping -pipeline requests in flight (closed loop),
+/// operation, can drive all three: -clients connections, each keeping -pipeline requests in flight (closed loop) or
+/// sending -rate requests a second in all (paced, at most -pipeline in flight),
 /// operations drawn by the -mix weights over a uniform key space, a prefill, a warm-up, then a measured window.
 /// ADD is add-if-absent on all three servers, with a one-hour lifetime as dc_test uses.</summary>
 internal static class LoadGenerator
@@ -88,7 +89,7 @@ internal static class LoadGenerator
         LatencyHistogram h = s.Latency;
         double Us(double p) => h.ValueAtPercentile(p) / 1000.0;
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"{o.Protocol} {o.Host}:{o.Port}: {o.Clients} clients x pipeline {o.Pipeline}, mix get={o.GetWeight},add={o.AddWeight}, {o.Keys} keys ({o.Prefill} prefilled), ids {o.IdSize} B, data {o.DataSize} B\n");
+        text.Append(CultureInfo.InvariantCulture, $"{o.Protocol} {o.Host}:{o.Port}: {o.Clients} clients x pipeline {o.Pipeline}{(o.Rate > 0 ? $", paced at {o.Rate} requests/s" : "")}, mix get={o.GetWeight},add={o.AddWeight}, {o.Keys} keys ({o.Prefill} prefilled), ids {o.IdSize} B, data {o.DataSize} B\n");
         text.Append(CultureInfo.InvariantCulture, $"  operations {ops}  {opsPerSec:F0} ops/s  GET {s.Gets} (hits {s.GetHits})  ADD {s.Adds} (stored {s.AddStored})  errors {s.Errors}\n");
         text.Append(CultureInfo.InvariantCulture, $"  latency (us) p50 {Us(50):F1}  p99 {Us(99):F1}  p99.9 {Us(99.9):F1}  max {h.Max / 1000.0:F1}\n");
         text.Append(CultureInfo.InvariantCulture, $"  cpu server {serverCpu:F2} s = {(ops > 0 ? serverCpu * 1e6 / ops : 0):F2} us/op; generator {selfCpu:F2} s ({selfCpu / o.Duration * 100:F0}% of one core)\n");
@@ -110,6 +111,11 @@ internal static class LoadGenerator
         w.WriteString("protocol", o.Protocol.ToString().ToLowerInvariant());
         w.WriteNumber("clients", o.Clients);
         w.WriteNumber("pipeline", o.Pipeline);
+        if (o.Rate > 0)
+        {
+            w.WriteNumber("rate", o.Rate);
+        }
+
         w.WriteNumber("keys", o.Keys);
         w.WriteNumber("prefill", o.Prefill);
         w.WriteNumber("duration_s", o.Duration);

@@ -30,6 +30,10 @@ internal sealed class LoadOptions
     public string? Json { get; private set; }
     public bool PrefillOnly { get; private set; }
 
+    /// <summary>Requests per second in all, paced over the connections (open loop) as dc_test -rate paces them;
+    /// 0 means as fast as answers come (closed loop).</summary>
+    public int Rate { get; private set; }
+
     public static LoadOptions Parse(ReadOnlySpan<string> args)
     {
         var o = new LoadOptions();
@@ -64,6 +68,7 @@ internal sealed class LoadOptions
                 case "-serverpid": o.ServerPid = Int(v); break;
                 case "-json": o.Json = v; break;
                 case "-mix": o.ParseMix(v); break;
+                case "-rate": o.Rate = Int(v); break;
                 default: throw new ArgumentException($"\"{name}\" not recognised");
             }
         }
@@ -71,6 +76,11 @@ internal sealed class LoadOptions
         if (o.Port <= 0 || o.Clients <= 0 || o.Pipeline <= 0 || o.Keys <= 0 || o.IdSize < KeyNames.Digits + 1 || o.GetWeight + o.AddWeight <= 0)
         {
             throw new ArgumentException("-port, -clients, -pipeline, -keys must be positive, -idsize at least 13, a mix weight non-zero");
+        }
+
+        if (o.Rate < 0)
+        {
+            throw new ArgumentException($"-rate: requests per second cannot be negative, not {o.Rate}");
         }
 
         if (o.Protocol == Protocol.Distcache)

@@ -131,13 +131,31 @@ internal static partial class Report
             md.AppendLine(Inv, $"dc_test -bench (secondary), ours {at}: {large.OursDcTest.OpsPerSec / small.OursDcTest.OpsPerSec:F2} in GET throughput, {large.OursDcTest.ServerUsPerOp / small.OursDcTest.ServerUsPerOp:F2} in server CPU per GET; dc_test itself took {small.OursDcTest.GeneratorCores:F2} and {large.OursDcTest.GeneratorCores:F2} cores.");
         }
 
-        // Latency at half of dc_test's maximum throughput, largest store (open loop, paced with dc_test -rate).
-        string halfPath = Path.Combine(dir, "half-load.json");
-        if (File.Exists(halfPath) && scale.Length > 0)
+        // Latency under a paced (open-loop) GET load, largest store: at half of each server's maximum, ours at Redis's
+        // rate, and both at a low rate, which shows what the machine adds whatever the server.
+        var paced = new (string File, string Label)[]
         {
-            Row h = Row.FromJson(halfPath);
+            ("half-load", "dc_server (dc_test -rate), half of dc_test's maximum"),
+            ("paced-half.ours", "dc_server (same generator), half of its maximum"),
+            ("paced-half.redis", "Redis (same generator), half of its maximum"),
+            ("paced-redis-half.ours", "dc_server (same generator), at Redis's half-load rate"),
+            ("paced-low.ours", "dc_server (same generator), low rate"),
+            ("paced-low.redis", "Redis (same generator), low rate"),
+        };
+        if (scale.Length > 0 && paced.Any(p => File.Exists(Path.Combine(dir, p.File + ".json"))))
+        {
             md.AppendLine();
-            md.AppendLine(Inv, $"At half of dc_test's maximum ({h.OpsPerSec:N0} ops/s offered evenly by dc_test -rate, {scale[^1].Count:N0} stored sessions): p50 {F(h.P50)} µs, p99 {F(h.P99)} µs, p99.9 {F(h.P999)} µs, server CPU {h.ServerUsPerOp:F2} µs/op.");
+            md.AppendLine(Inv, $"| GET only, paced, 50 connections, at most 16 in flight, {scale[^1].Count:N0} stored sessions | offered ops/s | answered ops/s | p50 µs | p99 µs | p99.9 µs | max µs | server CPU µs/op | server cores | generator cores |");
+            md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            foreach ((string file, string label) in paced)
+            {
+                string path = Path.Combine(dir, file + ".json");
+                if (File.Exists(path))
+                {
+                    Row r = Row.FromJson(path);
+                    md.AppendLine(Inv, $"| {label} | {OfferedRate(path):N0} | {r.OpsPerSec:N0} | {F(r.P50)} | {F(r.P99)} | {F(r.P999)} | {F(r.Max)} | {r.ServerUsPerOp:F2} | {r.ServerCores:F2} | {r.GeneratorCores:F2} |");
+                }
+            }
         }
 
         File.WriteAllText(mdPath, md.ToString());
@@ -147,6 +165,13 @@ internal static partial class Report
     }
 
     private static string Get(Dictionary<string, string> meta, string key) => meta.TryGetValue(key, out string? v) ? v.Trim() : "?";
+
+    /// <summary>The "rate" a paced run was asked for (dc_test -rate and the generator's -rate both record it).</summary>
+    private static double OfferedRate(string jsonPath)
+    {
+        using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(jsonPath));
+        return doc.RootElement.TryGetProperty("rate", out JsonElement rate) ? rate.GetDouble() : double.NaN;
+    }
 
     private static string F(double? v) => v is { } x ? x.ToString(x >= 100 ? "F0" : "F1", Inv) : "n/a";
 
@@ -290,6 +315,8 @@ internal static partial class Report
 
     internal sealed record Row(double OpsPerSec, double? P50, double? P99, double? P999, double ServerUsPerOp, double ServerCores, double GeneratorCores, string Outcome)
     {
+        public double? Max { get; init; }
+
         public static Row FromJson(string path)
         {
             using JsonDocument doc = JsonDocument.Parse(File.ReadAllText(path));
@@ -308,7 +335,10 @@ internal static partial class Report
                 cpu.GetProperty("server_us_per_op").GetDouble(),
                 cpu.GetProperty("server_s").GetDouble() / duration,
                 cpu.GetProperty("client_s").GetDouble() / duration,
-                $"{Share(get)} / {Share(add)}");
+                $"{Share(get)} / {Share(add)}")
+            {
+                Max = lat.TryGetProperty("max", out JsonElement max) ? max.GetDouble() : null,
+            };
         }
 
         /// <summary>redis-benchmark runs one command per test: the mix's rate is the weighted harmonic mean of the
