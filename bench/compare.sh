@@ -6,7 +6,8 @@
 #
 #   bench/compare.sh [--quick] [--head] [--out DIR]
 #
-#   --quick   short windows and smaller counts (about 3-4 minutes instead of about 6-7 on a 2-core VM)
+#   --quick   short windows, smaller counts, one round of the store-size runs (about 4 minutes instead of about 10
+#             on a 2-core VM)
 #   --head    build the servers and tools from `git archive HEAD` (a clean copy) instead of the working tree
 #   --out     where results go (default bench/results/YYYYmmdd-HHMMSS); the report is DIR/report.md + DIR/chart.svg
 #
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --head) from_head=1 ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "Error, \"$1\" not recognised" >&2; exit 1 ;;
   esac
   shift
@@ -44,6 +45,7 @@ if [ "$quick" -eq 1 ]; then
   memcount=200000          # sessions stored for the memory measurement
   scale=(1000 1000000)     # our GET throughput at these stored counts
   low_rate=20000           # GETs/s of the low paced runs
+  scale_rounds=1           # rounds of the same-generator store-size runs (medians are reported)
 else
   duration=10; warmup=2
   keys=100000
@@ -51,6 +53,7 @@ else
   memcount=1000000
   scale=(1000 1000000)
   low_rate=50000
+  scale_rounds=3
 fi
 port_ours=39101; port_redis=39102; port_memcached=39103
 
@@ -190,7 +193,7 @@ started=$(date +%s)
   echo "command bench/compare.sh $([ "$quick" -eq 1 ] && echo --quick) $([ "$from_head" -eq 1 ] && echo --head)"
   echo "source $source_desc"
   echo "versions $(redis-server --version | awk '{print $1, $2, $3}'); memcached $(memcached -V | awk '{print $2}'); redis-benchmark $(redis-benchmark --version 2>/dev/null | awk '{print $2}')"
-  echo "shape clients=$clients datasize=$datasize idsize=$idsize duration=$duration warmup=$warmup keys=$keys addkeys=$addkeys memcount=$memcount low_rate=$low_rate"
+  echo "shape clients=$clients datasize=$datasize idsize=$idsize duration=$duration warmup=$warmup keys=$keys addkeys=$addkeys memcount=$memcount low_rate=$low_rate scale_rounds=$scale_rounds"
 } >"$out/meta.txt"
 
 for pipeline in "${pipelines[@]}"; do
@@ -226,18 +229,27 @@ for count in "${scale[@]}"; do
   "$dc_test" -connect "IP:127.0.0.1:$port" -bench -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
     -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
     -json "$out/$name.json" >"$out/$name.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/$name.txt")"; exit 1; }
-  # The same for ours and for Redis with one generator, so the slowdown with store size can be compared with a
-  # mature in-memory store's without the generators' own costs (dc_test's grow with the key count) in between.
-  say "ours-gen-$name: dc_server GET only (Distcache.Compare load), $count stored sessions, pipeline 16"
-  start ours
-  "$compare" load -proto distcache -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
-    -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
-    -json "$out/ours-gen-$name.json" >"$out/ours-gen-$name.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/ours-gen-$name.txt")"; exit 1; }
-  say "redis-$name: redis GET only, $count stored sessions, pipeline 16"
-  start redis
-  "$compare" load -proto redis -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
-    -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
-    -json "$out/redis-$name.json" >"$out/redis-$name.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/redis-$name.txt")"; exit 1; }
+done
+
+# The same for ours and for Redis with one generator, so the slowdown with store size can be compared with a mature
+# in-memory store's without the generators' own costs (dc_test's grow with the key count) in between. The 1M / 1k
+# ratio is the quotient of two noisy throughputs, so the store sizes alternate for several rounds and the report
+# takes medians; round 1 is NAME.json, round r NAME.rR.json.
+for round in $(seq "$scale_rounds"); do
+  suffix=""; [ "$round" -gt 1 ] && suffix=".r$round"
+  for count in "${scale[@]}"; do
+    name="scale-$count"
+    say "ours-gen-$name$suffix: dc_server GET only (Distcache.Compare load), $count stored sessions, pipeline 16, round $round"
+    start ours
+    "$compare" load -proto distcache -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
+      -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
+      -json "$out/ours-gen-$name$suffix.json" >"$out/ours-gen-$name$suffix.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/ours-gen-$name$suffix.txt")"; exit 1; }
+    say "redis-$name$suffix: redis GET only, $count stored sessions, pipeline 16, round $round"
+    start redis
+    "$compare" load -proto redis -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
+      -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
+      -json "$out/redis-$name$suffix.json" >"$out/redis-$name$suffix.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/redis-$name$suffix.txt")"; exit 1; }
+  done
 done
 
 # Latency at half of the maximum GET throughput just measured with the largest store, paced evenly (an open loop),
@@ -259,8 +271,12 @@ paced_run() { # NAME KIND PROTO RATE
     -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
     -json "$out/$1.json" >"$out/$1.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/$1.txt")"; exit 1; }
 }
-half_ours=$(half_of "$out/ours-gen-scale-$count.json")
-half_redis=$(half_of "$out/redis-scale-$count.json")
+half_median() { # PREFIX: half of the median throughput of the PREFIXscale-COUNT rounds
+  for f in "$out/$1scale-$count.json" "$out/$1scale-$count".r*.json; do [ -f "$f" ] && json_field "$f" ops_per_sec; done |
+    sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%d", m / 2 }'
+}
+half_ours=$(half_median ours-gen-)
+half_redis=$(half_median redis-)
 paced_run paced-half.ours ours distcache "$half_ours"
 paced_run paced-half.redis redis redis "$half_redis"
 paced_run paced-redis-half.ours ours distcache "$half_redis"

@@ -102,8 +102,21 @@ internal static partial class Report
         // GET throughput against the number of stored sessions: ours and Redis through the same generator, ours
         // through dc_test as well. Counts come from dc_test's files (scale-N.json); the others are shown where present.
         long[] counts = Directory.GetFiles(dir, "scale-*.json").Select(f => long.Parse(Path.GetFileNameWithoutExtension(f)[6..], Inv)).Order().ToArray();
-        Row? ScaleRow(string prefix, long count) => File.Exists(Path.Combine(dir, $"{prefix}scale-{count}.json")) ? Row.FromJson(Path.Combine(dir, $"{prefix}scale-{count}.json")) : null;
+        // Round 1 is PREFIXscale-N.json, round r PREFIXscale-N.rR.json; a row is the median of its rounds.
+        Row[] ScaleRounds(string prefix, long count)
+        {
+            var files = new List<string> { Path.Combine(dir, $"{prefix}scale-{count}.json") };
+            for (int r = 2; File.Exists(Path.Combine(dir, $"{prefix}scale-{count}.r{r}.json")); r++)
+            {
+                files.Add(Path.Combine(dir, $"{prefix}scale-{count}.r{r}.json"));
+            }
+
+            return files.Where(File.Exists).Select(Row.FromJson).ToArray();
+        }
+
+        Row? ScaleRow(string prefix, long count) => ScaleRounds(prefix, count) is { Length: > 0 } rounds ? Row.Median(rounds) : null;
         var scale = counts.Select(c => new ScalePoint(c, ScaleRow("ours-gen-", c), ScaleRow("redis-", c), ScaleRow(string.Empty, c)!)).ToArray();
+        int scaleRounds = counts.Length > 0 ? ScaleRounds("ours-gen-", counts[0]).Length : 0;
         md.AppendLine();
         md.AppendLine("| GET only, 50 × 16 in flight | stored sessions | ops/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/op | generator cores | GET hits |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---|");
@@ -126,6 +139,20 @@ internal static partial class Report
             if (small.OursSameGenerator is Row os && large.OursSameGenerator is Row ol && small.Redis is Row rs && large.Redis is Row rl)
             {
                 md.AppendLine(Inv, $"Same generator, GET throughput {at}: ours {ol.OpsPerSec / os.OpsPerSec:F2}, Redis {rl.OpsPerSec / rs.OpsPerSec:F2}; server CPU per GET: ours {ol.ServerUsPerOp / os.ServerUsPerOp:F2}, Redis {rl.ServerUsPerOp / rs.ServerUsPerOp:F2}. Ours / Redis at {large.Count:N0}: {ol.OpsPerSec / rl.OpsPerSec:F2} in throughput, {ol.ServerUsPerOp / rl.ServerUsPerOp:F2} in CPU per GET; at {small.Count:N0}: {os.OpsPerSec / rs.OpsPerSec:F2} and {os.ServerUsPerOp / rs.ServerUsPerOp:F2}.");
+                if (scaleRounds > 1)
+                {
+                    // Each round ran the two store sizes back to back, so its own ratio shares its minutes' conditions.
+                    string PerRound(string prefix)
+                    {
+                        Row[] l = ScaleRounds(prefix, large.Count);
+                        Row[] sm = ScaleRounds(prefix, small.Count);
+                        return string.Join(", ", l.Zip(sm, (a, b) => (a.OpsPerSec / b.OpsPerSec).ToString("F2", Inv)));
+                    }
+
+                    md.AppendLine();
+                    md.AppendLine(Inv, $"Figures of the same generator's store-size rows are medians of {scaleRounds} rounds, each running the two sizes back to back. Throughput {at} round by round: ours {PerRound("ours-gen-")}; Redis {PerRound("redis-")}.");
+                    md.AppendLine();
+                }
             }
 
             md.AppendLine(Inv, $"dc_test -bench (secondary), ours {at}: {large.OursDcTest.OpsPerSec / small.OursDcTest.OpsPerSec:F2} in GET throughput, {large.OursDcTest.ServerUsPerOp / small.OursDcTest.ServerUsPerOp:F2} in server CPU per GET; dc_test itself took {small.OursDcTest.GeneratorCores:F2} and {large.OursDcTest.GeneratorCores:F2} cores.");
@@ -338,6 +365,23 @@ internal static partial class Report
                 $"{Share(get)} / {Share(add)}")
             {
                 Max = lat.TryGetProperty("max", out JsonElement max) ? max.GetDouble() : null,
+            };
+        }
+
+        /// <summary>Each figure the median of the rounds' (the upper middle one for an even count).</summary>
+        public static Row Median(IReadOnlyList<Row> rounds)
+        {
+            static double M(IEnumerable<double> values)
+            {
+                double[] sorted = values.Order().ToArray();
+                return sorted[sorted.Length / 2];
+            }
+
+            static double? MN(IEnumerable<double?> values) => values.All(v => v.HasValue) ? M(values.Select(v => v!.Value)) : null;
+            return new Row(M(rounds.Select(r => r.OpsPerSec)), MN(rounds.Select(r => r.P50)), MN(rounds.Select(r => r.P99)), MN(rounds.Select(r => r.P999)),
+                M(rounds.Select(r => r.ServerUsPerOp)), M(rounds.Select(r => r.ServerCores)), M(rounds.Select(r => r.GeneratorCores)), rounds[0].Outcome)
+            {
+                Max = MN(rounds.Select(r => r.Max)),
             };
         }
 
