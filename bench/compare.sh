@@ -55,7 +55,9 @@ else
   low_rate=50000
   scale_rounds=3
 fi
-port_ours=39101; port_redis=39102; port_memcached=39103
+# Below Linux's ephemeral range (32768-60999 by default): a port in it can be taken at any moment as the local end
+# of some outgoing connection, and a server started there then fails to bind ("Address already in use").
+port_ours=29101; port_redis=29102; port_memcached=29103
 
 out="${out:-bench/results/$(date -u +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
