@@ -288,7 +288,6 @@ internal sealed class ServerConnection
         return !flushed.IsCompleted && !(flushed.IsCanceled && Expiry != ConnectionExpiry.None);
     }
 
-    // SequenceReader is a ref struct and cannot live across the awaits of the loop, so each decode gets its own.
     /// <summary>Hands the store the ids of the lookups in this read (the current request and those after it), so
     /// that their cache misses overlap instead of following one another.</summary>
     /// <remarks>With a million sessions stored, a GET is three dependent misses into main memory; a pipelined
@@ -324,6 +323,7 @@ internal sealed class ServerConnection
         static bool IsLookup(Operation operation) => operation is Operation.Get or Operation.Have or Operation.Remove;
     }
 
+    // SequenceReader is a ref struct and cannot live across the awaits of the loop, so each decode gets its own.
     private DecodeStatus DecodeNext(ReadOnlySequence<byte> unread, out Message message, out SequencePosition next, out ProtocolViolation violation)
     {
         var reader = new SequenceReader<byte>(unread);

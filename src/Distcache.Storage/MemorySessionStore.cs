@@ -134,7 +134,7 @@ public sealed class MemorySessionStore : ISessionStore, ISessionPrefetch
 
         // Compaction copies the emptiest segment into the spare. With this many segments in use and at
         // most MaxBytes of live records, the emptiest holds at most 8/9 of a segment, so compacting it
-        // frees at least a ninth (116 KiB), more than the largest record: an add always finds room.
+        // frees at least a ninth (233 KiB), more than the largest record: an add always finds room.
         _segmentBudget = (int)Math.Min(int.MaxValue / 2, (_maxBytes / SegmentSize) + (_maxBytes / (8L * SegmentSize)) + 2);
         Debug.Assert(MaxRecordSize <= SegmentSize / 9, "The segment budget argument needs a record to fit in a ninth of a segment.");
 
@@ -278,10 +278,11 @@ public sealed class MemorySessionStore : ISessionStore, ISessionPrefetch
     }
 
     /// <inheritdoc/>
-    /// <remarks>Passes over the ids, each issuing one independent memory access per id: the buckets, then
-    /// the entries the buckets name, then the records of the entries whose id matches and, for the others, the next
-    /// entry of their chain. Each pass waits for about one memory latency instead of one per id. Ids beyond the first <see cref="MaxPrefetch"/> are left
-    /// alone. Does nothing on processors without a prefetch instruction .NET exposes (only x86 is used here).</remarks>
+    /// <remarks>Passes over the ids, each issuing one independent memory access per id: the buckets, then the
+    /// entries the buckets name, then the records of the entries whose id matches and, for the others, the next
+    /// entry of their chain. Each pass waits for about one memory latency instead of one per id. Ids beyond the
+    /// first <see cref="MaxPrefetch"/> are left alone. Does nothing on processors without a prefetch instruction
+    /// .NET exposes (only x86 is used here).</remarks>
     public void Prefetch(ReadOnlySpan<ReadOnlyMemory<byte>> ids)
     {
         if (!Sse.IsSupported || ids.Length == 0)
@@ -893,7 +894,7 @@ public sealed class MemorySessionStore : ISessionStore, ISessionPrefetch
     private void Compact()
     {
         // A linear pass over the segments is a few thousand ints at most, and it happens once per
-        // segment filled (a megabyte of records), so it costs nothing per add.
+        // segment filled (two megabytes of records), so it costs nothing per add.
         int victim = -1;
         int least = int.MaxValue;
         for (int s = 0; s < _segments.Count; s++)
