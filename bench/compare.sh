@@ -237,20 +237,19 @@ done
 # in-memory store's without the generators' own costs (dc_test's grow with the key count) in between. The 1M / 1k
 # ratio is the quotient of two noisy throughputs, so the store sizes alternate for several rounds and the report
 # takes medians; round 1 is NAME.json, round r NAME.rR.json.
+get_only_run() { # NAME KIND PROTO COUNT [RATE]: GET only, 16 in flight, COUNT stored sessions, by the same generator
+  local rate=(); [ -n "${5:-}" ] && rate=(-rate "$5")
+  say "$1: $2 GET only (Distcache.Compare load${5:+, paced at $5 ops/s}), $4 stored sessions"
+  start "$2"
+  "$compare" load -proto "$3" -port "$port" -clients "$clients" -pipeline 16 "${rate[@]}" -duration "$duration" \
+    -warmup "$warmup" -mix get=100 -keys "$4" -prefill "$4" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
+    -json "$out/$1.json" >"$out/$1.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/$1.txt")"; exit 1; }
+}
 for round in $(seq "$scale_rounds"); do
   suffix=""; [ "$round" -gt 1 ] && suffix=".r$round"
   for count in "${scale[@]}"; do
-    name="scale-$count"
-    say "ours-gen-$name$suffix: dc_server GET only (Distcache.Compare load), $count stored sessions, pipeline 16, round $round"
-    start ours
-    "$compare" load -proto distcache -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
-      -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
-      -json "$out/ours-gen-$name$suffix.json" >"$out/ours-gen-$name$suffix.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/ours-gen-$name$suffix.txt")"; exit 1; }
-    say "redis-$name$suffix: redis GET only, $count stored sessions, pipeline 16, round $round"
-    start redis
-    "$compare" load -proto redis -port "$port" -clients "$clients" -pipeline 16 -duration "$duration" -warmup "$warmup" \
-      -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
-      -json "$out/redis-$name$suffix.json" >"$out/redis-$name$suffix.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/redis-$name$suffix.txt")"; exit 1; }
+    get_only_run "ours-gen-scale-$count$suffix" ours distcache "$count"
+    get_only_run "redis-scale-$count$suffix" redis redis "$count"
   done
 done
 
@@ -259,31 +258,23 @@ done
 # -rate, each at half of its own maximum, ours also at Redis's rate, and both at a low rate that neither server
 # feels, which shows what the machine itself adds (two processes waking each other on two shared cores).
 count="${scale[-1]}"
-half_of() { awk -v r="$(json_field "$1" ops_per_sec)" 'BEGIN { printf "%d", r / 2 }'; }
-half=$(half_of "$out/scale-$count.json")
+half_median() { # PREFIX: half of the median throughput of PREFIXscale-COUNT.json and its rounds (upper middle if even)
+  for f in "$out/$1scale-$count.json" "$out/$1scale-$count".r*.json; do if [ -f "$f" ]; then json_field "$f" ops_per_sec; fi; done |
+    sort -g | awk '{ v[NR] = $1 } END { printf "%d", v[int(NR / 2) + 1] / 2 }'
+}
+half=$(half_median "")
 say "half-load: dc_server GET only at $half ops/s (half of dc_test's maximum), $count stored sessions"
 start ours
 "$dc_test" -connect "IP:127.0.0.1:$port" -bench -clients "$clients" -pipeline 16 -rate "$half" -duration "$duration" \
   -warmup "$warmup" -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" \
   -serverpid "$server_pid" -json "$out/half-load.json" >"$out/half-load.txt" 2>&1 || { say "Error, dc_test failed: $(tail -3 "$out/half-load.txt")"; exit 1; }
-paced_run() { # NAME KIND PROTO RATE
-  say "$1: $2 GET only at $4 ops/s, paced by the same generator, $count stored sessions"
-  start "$2"
-  "$compare" load -proto "$3" -port "$port" -clients "$clients" -pipeline 16 -rate "$4" -duration "$duration" -warmup "$warmup" \
-    -mix get=100 -keys "$count" -prefill "$count" -datasize "$datasize" -idsize "$idsize" -serverpid "$server_pid" \
-    -json "$out/$1.json" >"$out/$1.txt" 2>&1 || { say "Error, the generator failed: $(tail -3 "$out/$1.txt")"; exit 1; }
-}
-half_median() { # PREFIX: half of the median throughput of the PREFIXscale-COUNT rounds
-  for f in "$out/$1scale-$count.json" "$out/$1scale-$count".r*.json; do [ -f "$f" ] && json_field "$f" ops_per_sec; done |
-    sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%d", m / 2 }'
-}
 half_ours=$(half_median ours-gen-)
 half_redis=$(half_median redis-)
-paced_run paced-half.ours ours distcache "$half_ours"
-paced_run paced-half.redis redis redis "$half_redis"
-paced_run paced-redis-half.ours ours distcache "$half_redis"
-paced_run paced-low.ours ours distcache "$low_rate"
-paced_run paced-low.redis redis redis "$low_rate"
+get_only_run paced-half.ours ours distcache "$count" "$half_ours"
+get_only_run paced-half.redis redis redis "$count" "$half_redis"
+get_only_run paced-redis-half.ours ours distcache "$count" "$half_redis"
+get_only_run paced-low.ours ours distcache "$count" "$low_rate"
+get_only_run paced-low.redis redis redis "$count" "$low_rate"
 
 echo "server count rss_empty_kib rss_full_kib" >"$out/memory.txt"
 for kind in ours redis memcached; do

@@ -9,8 +9,9 @@ using Distcache.Tools;
 
 namespace Distcache.Compare;
 
-/// <summary>One connection's loop, closed (writes as many requests as were answered in one send) or paced by -rate (writes
-/// those that have fallen due); reads whatever arrived, decodes the responses in place. No allocation per request.</summary>
+/// <summary>One connection's loop, closed (writes as many requests as were answered in one send) or paced by -rate
+/// (writes those that have fallen due); reads whatever arrived, decodes the responses in place. No allocation per
+/// request.</summary>
 internal sealed class Connection : IDisposable
 {
     private const byte Get = 0;

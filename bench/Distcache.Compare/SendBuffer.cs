@@ -6,7 +6,7 @@ namespace Distcache.Compare;
 /// writers encode straight into it. Sized by the connection for a full pipeline; it never grows.</summary>
 internal sealed class SendBuffer(byte[] buffer) : IBufferWriter<byte>
 {
-    /// <summary>Bytes written so far; the connection resets it after each send.</summary>
+    /// <summary>Bytes written so far; the connection sets it to where the next request goes before each encode.</summary>
     public int Written { get; set; }
 
     public void Advance(int count) => Written += count;
