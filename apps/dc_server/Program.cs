@@ -135,7 +135,8 @@ internal static class Program
             }
 
             NetworkListener? listener = await ToolListener.TryListenAsync(address, ToolListener.ReadOptions(
-                options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>())).ConfigureAwait(false);
+                options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>(),
+                nativeTransport: SocketEngine.NativeTransportWanted())).ConfigureAwait(false);
             if (listener is null)
             {
                 return 1;

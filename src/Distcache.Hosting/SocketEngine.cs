@@ -1,3 +1,5 @@
+using Distcache.Networking;
+
 namespace Distcache.Hosting;
 
 /// <summary>How the runtime's socket engine runs the code waiting on a socket.</summary>
@@ -25,4 +27,15 @@ public static class SocketEngine
 
         return current == "1";
     }
+
+    /// <summary>Set to <c>0</c> to serve on the runtime's sockets instead of the native transport.</summary>
+    public const string NativeTransportVariable = "DISTCACHE_NATIVE_TRANSPORT";
+
+    /// <summary>
+    /// Whether a server's listener should use <see cref="ListenerOptions.NativeTransport"/>: yes unless the operator
+    /// set <see cref="NativeTransportVariable"/> to <c>0</c> (a way back to the runtime's sockets, should the
+    /// transport ever misbehave on some kernel).
+    /// </summary>
+    /// <returns>True to ask for the native transport.</returns>
+    public static bool NativeTransportWanted() => Environment.GetEnvironmentVariable(NativeTransportVariable) is not "0";
 }

@@ -18,6 +18,7 @@ public static class ToolListener
     /// <param name="allowUid">-allow-uid.</param>
     /// <param name="allowGid">-allow-gid.</param>
     /// <param name="logger">The listener's logger.</param>
+    /// <param name="nativeTransport">Serve connections on <see cref="ListenerOptions.NativeTransport"/>.</param>
     /// <returns>Options for <see cref="TryListenAsync"/>.</returns>
     public static ListenerOptions ReadOptions(
         ParseResult options,
@@ -26,7 +27,8 @@ public static class ToolListener
         ValueOption<UnixFileMode> mode,
         ValueOption<uint[]> allowUid,
         ValueOption<uint[]> allowGid,
-        ILogger logger)
+        ILogger logger,
+        bool nativeTransport = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         return new ListenerOptions
@@ -37,6 +39,7 @@ public static class ToolListener
             AllowedPeerUserIds = options.TryGetValue(allowUid, out uint[]? uids) ? uids : null,
             AllowedPeerGroupIds = options.TryGetValue(allowGid, out uint[]? gids) ? gids : null,
             Logger = logger,
+            NativeTransport = nativeTransport,
         };
     }
 

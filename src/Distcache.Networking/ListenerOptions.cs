@@ -48,6 +48,15 @@ public sealed class ListenerOptions
     /// </summary>
     public IReadOnlyCollection<uint>? AllowedPeerGroupIds { get; init; }
 
+    /// <summary>
+    /// Serve the accepted connections' <see cref="NetworkConnection.Input"/> and <see cref="NetworkConnection.Output"/>
+    /// from this library's own epoll event loops (one thread per core) instead of the runtime's socket engine: one
+    /// <c>recv</c> when the socket becomes readable and one <c>send</c> per flush, with no stream or pipe in
+    /// between. Worth it for a server answering many small requests; see docs/performance.md. Linux only: elsewhere,
+    /// and for a connection whose stream is wrapped (TLS), the runtime's sockets are used as without it. Default false.
+    /// </summary>
+    public bool NativeTransport { get; init; }
+
     /// <summary>Where the listener and the connections it accepts log; null for no logging.</summary>
     public ILogger? Logger { get; init; }
 }

@@ -42,4 +42,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Refused a connection to {Address} from {Peer}: {Reason}")]
     public static partial void PeerRefused(ILogger logger, Address address, string peer, string reason);
+
+    [LoggerMessage(EventId = 21, Level = LogLevel.Error, Message = "Connection {Peer}: code run by the event loop failed")]
+    public static partial void EventCallbackFailed(ILogger logger, string peer, Exception exception);
+
+    [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "Connection {Peer} falls back to the runtime's sockets: {Reason}")]
+    public static partial void NativeTransportUnavailable(ILogger logger, string peer, string reason);
 }

@@ -46,10 +46,15 @@ public sealed class NetworkConnection : IAsyncDisposable
     private int _aborted;
     private TimeSpan _closeTimeout = TimeSpan.FromSeconds(5);
 
-    private NetworkConnection(Socket? socket, Stream stream, string peerDescription, ILogger? logger)
+    // The native transport (SocketPipes): asked for by the listener, in use once the pipes are made over it.
+    private readonly bool _nativeTransport;
+    private SocketPipes? _native;
+
+    private NetworkConnection(Socket? socket, Stream stream, string peerDescription, ILogger? logger, bool nativeTransport = false)
     {
         Socket = socket;
         _stream = stream;
+        _nativeTransport = nativeTransport;
         PeerDescription = peerDescription;
         _logger = logger ?? NullLogger.Instance;
     }
@@ -98,6 +103,13 @@ public sealed class NetworkConnection : IAsyncDisposable
             _closeTimeout = value;
         }
     }
+
+    /// <summary>
+    /// True when <see cref="Input"/> and <see cref="Output"/> run on the native transport
+    /// (<see cref="ListenerOptions.NativeTransport"/>); false before they are first used, and for connections on the
+    /// runtime's sockets.
+    /// </summary>
+    public bool UsesNativeTransport => Volatile.Read(ref _native) is not null;
 
     /// <summary>True once <see cref="Abort"/> has been called.</summary>
     public bool IsAborted => Volatile.Read(ref _aborted) != 0;
@@ -293,7 +305,10 @@ public sealed class NetworkConnection : IAsyncDisposable
                 // Already closed, or a socket type without linger: closing below is all that can be done.
             }
 
+            // The event loop must forget the descriptor before it is closed and its number can be reused.
+            _native?.Detach();
             Socket.Dispose();
+            _native?.Abort();
         }
         else
         {
@@ -356,6 +371,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             await ShutDownTlsAsync(tls).ConfigureAwait(false);
         }
 
+        _native?.Detach();
         DisposeQuietly(stream);
         Socket?.Dispose();
     }
@@ -364,7 +380,7 @@ public sealed class NetworkConnection : IAsyncDisposable
     public override string ToString() => PeerDescription;
 
     /// <summary>Wraps an accepted or connected socket; TCP sockets get TCP_NODELAY.</summary>
-    internal static NetworkConnection FromSocket(Socket socket, string? peerDescription, ILogger logger)
+    internal static NetworkConnection FromSocket(Socket socket, string? peerDescription, ILogger logger, bool nativeTransport = false)
     {
         try
         {
@@ -374,7 +390,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             }
 
             peerDescription ??= Describe(socket.RemoteEndPoint) ?? "FD:" + socket.Handle;
-            return new NetworkConnection(socket, new NetworkStream(socket, ownsSocket: true), peerDescription, logger);
+            return new NetworkConnection(socket, new NetworkStream(socket, ownsSocket: true), peerDescription, logger, nativeTransport);
         }
         catch
         {
@@ -541,11 +557,40 @@ public sealed class NetworkConnection : IAsyncDisposable
                     throw new InvalidOperationException("Input and Output are available once WrapStreamAsync has completed");
                 }
 
-                Volatile.Write(ref _output, PipeWriter.Create(_stream, WriterOptions));
-                Volatile.Write(ref _input, PipeReader.Create(_stream, ReaderOptions));
+                if (TryAttachNative() is { } native)
+                {
+                    Volatile.Write(ref _native, native);
+                    Volatile.Write(ref _output, native.Output);
+                    Volatile.Write(ref _input, native.Input);
+                }
+                else
+                {
+                    Volatile.Write(ref _output, PipeWriter.Create(_stream, WriterOptions));
+                    Volatile.Write(ref _input, PipeReader.Create(_stream, ReaderOptions));
+                }
             }
 
             return (_input, _output!);
+        }
+    }
+
+    // Under _gate. The native transport reads and writes the socket itself, so it needs the socket's own stream:
+    // a wrapped one (TLS) keeps the stream pipes.
+    private SocketPipes? TryAttachNative()
+    {
+        if (!_nativeTransport || Socket is null || _stream is not NetworkStream || !EventLoop.IsSupported || IsAborted)
+        {
+            return null;
+        }
+
+        try
+        {
+            return SocketPipes.Attach(Socket, PeerDescription, _logger);
+        }
+        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
+        {
+            Log.NativeTransportUnavailable(_logger, PeerDescription, e.Message);
+            return null;
         }
     }
 }

@@ -20,6 +20,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     private long _acceptedCount;
     private long _peersRefused;
     private int _disposed;
+    private bool _nativeTransport;
 
     private NetworkListener(Address address, Socket socket, ILogger logger, string? socketFile, FileIdentity? socketFileIdentity, PeerCredentialPolicy? peerPolicy = null)
     {
@@ -104,6 +105,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             AddressKind.FileDescriptor => new NetworkListener(address, SocketHelpers.AdoptDescriptor(address, listening: true), logger, null, null),
             _ => ListenTcp(address, options, logger),
         };
+        listener._nativeTransport = options.NativeTransport;
         Log.Listening(logger, address, listener.LocalAddress, options.Backlog);
         return listener;
     }
@@ -156,7 +158,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 continue;
             }
 
-            var connection = NetworkConnection.FromSocket(accepted, peer, _logger);
+            var connection = NetworkConnection.FromSocket(accepted, peer, _logger, _nativeTransport);
             Log.Accepted(_logger, peer);
             return connection;
         }
