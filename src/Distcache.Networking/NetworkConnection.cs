@@ -308,7 +308,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             // The event loop must forget the descriptor before it is closed and its number can be reused.
             _native?.Detach();
             Socket.Dispose();
-            _native?.Abort();
+            _native?.Fail("aborted");
         }
         else
         {
@@ -374,6 +374,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         _native?.Detach();
         DisposeQuietly(stream);
         Socket?.Dispose();
+        _native?.Fail("closed");
     }
 
     /// <inheritdoc/>

@@ -99,11 +99,15 @@ internal sealed class SocketPipes
         }
     }
 
-    /// <summary>Fails a waiting read or flush, and every later one, because the connection was aborted.</summary>
-    public void Abort()
+    /// <summary>
+    /// Fails a waiting read or flush, and every later one, because the socket was closed: aborted, or disposed
+    /// while a read was still waiting (the loop will never wake it now).
+    /// </summary>
+    /// <param name="how">How it was closed, for the message: "aborted", "closed".</param>
+    public void Fail(string how)
     {
-        Input.Fail(new IOException("the connection was aborted", new SocketException((int)SocketError.OperationAborted)));
-        Output.Fail(new IOException("the connection was aborted", new SocketException((int)SocketError.OperationAborted)));
+        Input.Fail(new IOException("the connection was " + how, new SocketException((int)SocketError.OperationAborted)));
+        Output.Fail(new IOException("the connection was " + how, new SocketException((int)SocketError.OperationAborted)));
     }
 
     /// <summary>Called by the event loop's thread with the events that arrived for this socket.</summary>
@@ -113,7 +117,7 @@ internal sealed class SocketPipes
         {
             if ((events & (EpollIn | EpollRdHup | EpollHup | EpollErr)) != 0)
             {
-                Input.OnReadable();
+                Input.OnReadable(hangUp: (events & (EpollRdHup | EpollHup | EpollErr)) != 0);
             }
 
             if ((events & (EpollOut | EpollHup | EpollErr)) != 0)
@@ -200,6 +204,11 @@ internal sealed class SocketPipes
         // True from an edge until a receive finds the socket drained. Starts true: bytes may have arrived before
         // the socket was registered.
         private bool _readable = true;
+
+        // The peer has closed or reset its side (the loop saw RDHUP, HUP or ERR). From then on a short receive
+        // no longer means drained: the end of stream or the error still waits behind the data, and its edge has
+        // already been delivered, so receives go on until they meet it.
+        private bool _hungUp;
         private bool _ended;
         private bool _waiting;
         private bool _holding;
@@ -238,7 +247,7 @@ internal sealed class SocketPipes
 
             if (cancellationToken.CanBeCanceled)
             {
-                _cancellation = cancellationToken.UnsafeRegister(static (state, token) => ((Reader)state!).CancelWait(token), this);
+                KeepRegistration(cancellationToken.UnsafeRegister(static (state, token) => ((Reader)state!).CancelWait(token), this), version);
             }
 
             return new ValueTask<ReadResult>(this, version);
@@ -267,12 +276,14 @@ internal sealed class SocketPipes
                     throw new InvalidOperationException("AdvanceTo without a read to advance");
                 }
 
-                _holding = false;
                 if (_buffer is null)
                 {
+                    _holding = false;
                     return;
                 }
 
+                // Checked before the read is released, so that a caller who passed a wrong position can still
+                // advance with the right one.
                 int consumedAt = IndexOf(consumed);
                 int examinedAt = IndexOf(examined);
                 if (consumedAt < _start || examinedAt < consumedAt)
@@ -280,6 +291,7 @@ internal sealed class SocketPipes
                     throw new ArgumentOutOfRangeException(nameof(consumed), "the positions must lie within the last read's buffer, consumed before examined");
                 }
 
+                _holding = false;
                 _start = consumedAt;
                 _examined = examinedAt;
                 if (_start == _end)
@@ -306,7 +318,7 @@ internal sealed class SocketPipes
                 result = new ReadResult(Sequence(), isCanceled: true, isCompleted: false);
             }
 
-            _source.SetResult(result);
+            Finish(result, null);
         }
 
         /// <inheritdoc/>
@@ -336,13 +348,15 @@ internal sealed class SocketPipes
             _source.OnCompleted(continuation, state, token, flags);
 
         /// <summary>The loop's thread: the socket may have data. Completes a waiting read if it does.</summary>
-        internal void OnReadable()
+        /// <param name="hangUp">The event also said the peer closed or reset the connection.</param>
+        internal void OnReadable(bool hangUp)
         {
             ReadResult result = default;
             Exception? failure = null;
             lock (_gate)
             {
                 _readable = true;
+                _hungUp |= hangUp;
                 if (!_waiting)
                 {
                     return;
@@ -384,9 +398,32 @@ internal sealed class SocketPipes
             Finish(default, error);
         }
 
+        // Registered after the wait began (outside the lock, because an already cancelled token runs the callback at
+        // once), so kept only if that wait is still the current one.
+        private void KeepRegistration(CancellationTokenRegistration registration, short version)
+        {
+            lock (_gate)
+            {
+                if (_waiting && _source.Version == version)
+                {
+                    _cancellation = registration;
+                    return;
+                }
+            }
+
+            registration.Unregister();
+        }
+
         private void Finish(ReadResult result, Exception? failure)
         {
-            _cancellation.Unregister();
+            CancellationTokenRegistration registration;
+            lock (_gate)
+            {
+                registration = _cancellation;
+                _cancellation = default;
+            }
+
+            registration.Unregister();
             if (failure is null)
             {
                 _source.SetResult(result);
@@ -407,6 +444,7 @@ internal sealed class SocketPipes
                 }
 
                 _waiting = false;
+                _cancellation = default;
             }
 
             _source.SetException(new OperationCanceledException(token));
@@ -469,8 +507,9 @@ internal sealed class SocketPipes
             {
                 _end += (int)received;
 
-                // Short of what was asked: the socket had no more. Anything that arrives later raises a new edge.
-                if (received < wanted)
+                // Short of what was asked: the socket had no more. Anything that arrives later raises a new edge;
+                // an end of stream that arrived before this receive may have raised its edge already (see _hungUp).
+                if (received < wanted && !_hungUp)
                 {
                     _readable = false;
                 }
@@ -637,7 +676,7 @@ internal sealed class SocketPipes
 
             if (cancellationToken.CanBeCanceled)
             {
-                _cancellation = cancellationToken.UnsafeRegister(static (state, token) => ((Writer)state!).CancelWait(token), this);
+                KeepRegistration(cancellationToken.UnsafeRegister(static (state, token) => ((Writer)state!).CancelWait(token), this), version);
             }
 
             return new ValueTask<FlushResult>(this, version);
@@ -742,9 +781,32 @@ internal sealed class SocketPipes
             Finish(default, error);
         }
 
+        // Registered after the wait began (outside the lock, because an already cancelled token runs the callback at
+        // once), so kept only if that wait is still the current one.
+        private void KeepRegistration(CancellationTokenRegistration registration, short version)
+        {
+            lock (_gate)
+            {
+                if (_waiting && _source.Version == version)
+                {
+                    _cancellation = registration;
+                    return;
+                }
+            }
+
+            registration.Unregister();
+        }
+
         private void Finish(FlushResult result, Exception? failure)
         {
-            _cancellation.Unregister();
+            CancellationTokenRegistration registration;
+            lock (_gate)
+            {
+                registration = _cancellation;
+                _cancellation = default;
+            }
+
+            registration.Unregister();
             if (failure is null)
             {
                 _source.SetResult(result);
@@ -765,6 +827,7 @@ internal sealed class SocketPipes
                 }
 
                 _waiting = false;
+                _cancellation = default;
             }
 
             _source.SetException(new OperationCanceledException(token));

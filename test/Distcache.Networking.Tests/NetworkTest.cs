@@ -48,8 +48,29 @@ public abstract class NetworkTest : IAsyncLifetime
         return disposable;
     }
 
+    /// <summary>
+    /// True to serve the connections that <see cref="Listen"/>'s listeners accept on the native transport, so that a
+    /// derived class runs the same tests over both transports.
+    /// </summary>
+    protected virtual bool NativeTransport => false;
+
     protected NetworkListener Listen(string address, ListenerOptions? options = null) =>
-        Track(NetworkListener.Listen(Address.Parse(address), options));
+        Track(NetworkListener.Listen(Address.Parse(address), NativeTransport ? WithNativeTransport(options) : options));
+
+    private static ListenerOptions WithNativeTransport(ListenerOptions? options) =>
+        options is null
+            ? new ListenerOptions { NativeTransport = true }
+            : new ListenerOptions
+            {
+                Backlog = options.Backlog,
+                UnixSocketOwner = options.UnixSocketOwner,
+                UnixSocketGroup = options.UnixSocketGroup,
+                UnixSocketMode = options.UnixSocketMode,
+                AllowedPeerUserIds = options.AllowedPeerUserIds,
+                AllowedPeerGroupIds = options.AllowedPeerGroupIds,
+                Logger = options.Logger,
+                NativeTransport = true,
+            };
 
     protected async Task<NetworkConnection> ConnectAsync(Address address, ConnectionOptions? options = null) =>
         Track(await NetworkConnection.ConnectAsync(address, options ?? ConnectionOptions.Default, Ct));

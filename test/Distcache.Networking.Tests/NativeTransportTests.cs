@@ -1,0 +1,448 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Distcache.Networking.Tests;
+
+/// <summary>The connection tests again, with the accepted ends on the native transport.</summary>
+public sealed class NativeTransportConnectionTests : ConnectionTests
+{
+    protected override bool NativeTransport => true;
+}
+
+/// <summary>
+/// What only the native transport (epoll event loops, the pipes straight over the socket) can get wrong: partial
+/// sends and receives, edge-triggered wake-ups, cancellation, and descriptor numbers reused after a close.
+/// </summary>
+public sealed class NativeTransportTests : NetworkTest
+{
+    protected override bool NativeTransport => true;
+
+    [Theory]
+    [InlineData("IP:127.0.0.1:0")]
+    [InlineData("UNIX")]
+    public async Task Accepted_connections_use_it_and_exchange_bytes(string address)
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen(address == "UNIX" ? "UNIX:" + TempPath("native.sock") : address);
+        var (client, server) = await ConnectPairAsync(listener);
+
+        await ExchangeAsync(client, server);
+
+        Assert.True(server.UsesNativeTransport);
+        Assert.False(client.UsesNativeTransport);
+    }
+
+    [Fact]
+    public async Task Without_the_option_the_runtime_sockets_serve()
+    {
+        var listener = Track(NetworkListener.Listen(Address.Parse("IP:127.0.0.1:0")));
+        var (client, server) = await ConnectPairAsync(listener);
+
+        await ExchangeAsync(client, server);
+
+        Assert.False(server.UsesNativeTransport);
+    }
+
+    [Fact]
+    public async Task A_wrapped_stream_keeps_the_stream_pipes()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+
+        await server.WrapStreamAsync((inner, _) => ValueTask.FromResult<Stream>(new BufferedStream(inner)), Ct);
+        await ExchangeAsync(client, server);
+
+        Assert.False(server.UsesNativeTransport);
+    }
+
+    [Fact]
+    public async Task Megabytes_both_ways_arrive_intact_through_full_socket_buffers()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        // A small send buffer, so that sends stop at EAGAIN and resume on the next edge. (Not a small receive
+        // buffer: shrunk after the handshake, it leaves the peer's window closed until a zero-window probe, which
+        // stalls any transport for seconds.) Far more than the buffers hold, so that receives take many partial
+        // reads; both directions at once, so that neither side waits for the other.
+        server.Socket!.SendBufferSize = 4096;
+        byte[] up = RandomBytes(3 << 20, seed: 1);
+        byte[] down = RandomBytes(3 << 20, seed: 2);
+        Task send = WriteInChunksAsync(client.Output, up, 100_000);
+        Task serverSend = WriteInChunksAsync(server.Output, down, 70_000);
+        Task<byte[]> serverReceive = ReadExactlyAsync(server.Input, up.Length);
+        Task<byte[]> receive = ReadExactlyAsync(client.Input, down.Length);
+        await Task.WhenAll(send, serverSend, serverReceive, receive).WaitAsync(TimeSpan.FromSeconds(15), Ct);
+
+        Assert.Equal(up, await serverReceive);
+        Assert.Equal(down, await receive);
+    }
+
+    [Fact]
+    public async Task A_message_larger_than_the_receive_buffer_accumulates_until_it_is_whole()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        byte[] message = RandomBytes(200_000, seed: 3);
+
+        Task send = WriteInChunksAsync(client.Output, message, 1000);
+
+        // Like a frame decoder that needs the whole message: examine everything, consume nothing, until it is
+        // all there. The buffer must grow to hold it rather than hand out the same bytes again.
+        int reads = 0;
+        while (true)
+        {
+            ReadResult result = await server.Input.ReadAsync(Ct);
+            reads++;
+            if (result.Buffer.Length >= message.Length)
+            {
+                Assert.True(message.AsSpan().SequenceEqual(result.Buffer.Slice(0, message.Length).ToArray()));
+                server.Input.AdvanceTo(result.Buffer.GetPosition(message.Length));
+                break;
+            }
+
+            Assert.False(result.IsCompleted);
+            server.Input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+
+        await send;
+        Assert.True(reads > 1);
+    }
+
+    [Fact]
+    public async Task Bytes_left_unconsumed_are_offered_again_with_what_arrives_next()
+    {
+        var listener = Listen("UNIX:" + TempPath("partial.sock"));
+        var (client, server) = await ConnectPairAsync(listener);
+
+        await SendAsync(client.Output, "abcdef");
+        ReadResult first = await ReadAtLeastAsync(server.Input, 6);
+        server.Input.AdvanceTo(first.Buffer.GetPosition(2), first.Buffer.End);
+
+        // Everything was examined, so the next read waits for more rather than returning "cdef" again at once.
+        ValueTask<ReadResult> next = server.Input.ReadAsync(Ct);
+        await Task.Delay(50, Ct);
+        Assert.False(next.IsCompleted);
+
+        await SendAsync(client.Output, "gh");
+        ReadResult second = await next;
+        Assert.Equal("cdefgh", Encoding.UTF8.GetString(second.Buffer));
+        server.Input.AdvanceTo(second.Buffer.End);
+    }
+
+    [Fact]
+    public async Task A_half_closed_peer_is_end_of_stream_and_can_still_be_answered()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+
+        await SendAsync(client.Output, "last request");
+        client.Socket!.Shutdown(SocketShutdown.Send);
+
+        Assert.Equal("last request", await ReadToEndAsync(server.Input));
+        await SendAsync(server.Output, "answer");
+        Assert.Equal("answer", await ReceiveAsync(client.Input, "answer".Length));
+    }
+
+    [Fact]
+    public async Task Regression_an_end_of_stream_that_arrived_with_the_last_data_is_not_missed()
+    {
+        // The loop saw the data and the FIN in one edge before anyone read. The read then took the data in one
+        // short receive, took "short" to mean "drained", and waited for an edge that had already come: the end of
+        // stream was never seen and the connection hung until the peer's timeout.
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        _ = server.Input;
+
+        await SendAsync(client.Output, "last request");
+        client.Socket!.Shutdown(SocketShutdown.Send);
+        await Task.Delay(100, Ct);
+
+        Assert.Equal("last request", await ReadToEndAsync(server.Input).WaitAsync(TimeSpan.FromSeconds(5), Ct));
+    }
+
+    [Fact]
+    public async Task Regression_a_reset_that_arrived_with_the_last_data_is_not_missed()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        _ = server.Input;
+
+        await SendAsync(client.Output, "last request");
+        client.Abort();
+        await Task.Delay(100, Ct);
+
+        Assert.Equal("last request", await ReceiveAsync(server.Input, "last request".Length));
+        await Assert.ThrowsAsync<IOException>(async () => await ReadToEndAsync(server.Input).WaitAsync(TimeSpan.FromSeconds(5), Ct));
+    }
+
+    [Fact]
+    public async Task A_reset_peer_fails_the_read_as_the_runtime_sockets_would()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        await ExchangeAsync(client, server);
+
+        ValueTask<ReadResult> pending = server.Input.ReadAsync(Ct);
+        client.Abort();
+
+        var e = await Assert.ThrowsAsync<IOException>(async () => await pending);
+        Assert.Equal(SocketError.ConnectionReset, Assert.IsType<SocketException>(e.InnerException).SocketErrorCode);
+    }
+
+    [Fact]
+    public async Task A_flush_waiting_on_a_peer_that_does_not_read_is_woken_by_abort()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        client.Socket!.ReceiveBufferSize = 4096;
+        server.Socket!.SendBufferSize = 4096;
+
+        server.Output.Write(new byte[4 << 20]);
+        ValueTask<FlushResult> flush = server.Output.FlushAsync(Ct);
+        await Task.Delay(50, Ct);
+        Assert.False(flush.IsCompleted);
+
+        server.Abort();
+
+        await Assert.ThrowsAsync<IOException>(async () => await flush.AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct));
+    }
+
+    [Fact]
+    public async Task A_canceled_token_ends_the_wait_and_the_connection_stays_usable()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+
+        using (var cancel = new CancellationTokenSource())
+        {
+            ValueTask<ReadResult> read = server.Input.ReadAsync(cancel.Token);
+            Assert.False(read.IsCompleted);
+            cancel.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await read);
+        }
+
+        await ExchangeAsync(client, server);
+    }
+
+    [Fact]
+    public async Task CancelPendingRead_and_CancelPendingFlush_give_canceled_results_once()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+
+        // While waiting, and before the next wait: each cancels exactly one read.
+        ValueTask<ReadResult> waiting = server.Input.ReadAsync(Ct);
+        server.Input.CancelPendingRead();
+        ReadResult canceled = await waiting;
+        Assert.True(canceled.IsCanceled);
+        server.Input.AdvanceTo(canceled.Buffer.Start);
+
+        server.Input.CancelPendingRead();
+        ReadResult early = await server.Input.ReadAsync(Ct);
+        Assert.True(early.IsCanceled);
+        server.Input.AdvanceTo(early.Buffer.Start);
+
+        server.Output.CancelPendingFlush();
+        Assert.True((await server.Output.FlushAsync(Ct)).IsCanceled);
+
+        await ExchangeAsync(client, server);
+    }
+
+    [Fact]
+    public async Task Regression_the_token_of_a_finished_read_cannot_cancel_a_later_one()
+    {
+        // The token's registration was stored after the wait began, outside the lock; when the event loop
+        // completed the read in between, completing unregistered nothing, and the registration lived on. Canceling
+        // that token later then ended whatever read was waiting at the time: another request's. The window is a
+        // few instructions wide, so this is a stress test: many reads, each racing the loop that completes it.
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        var tokens = new List<CancellationTokenSource>();
+        try
+        {
+            for (int i = 0; i < 2000; i++)
+            {
+                var source = new CancellationTokenSource();
+                tokens.Add(source);
+                Task send = SendAsync(client.Output, "x");
+                ReadResult result = await server.Input.ReadAsync(source.Token);
+                server.Input.AdvanceTo(result.Buffer.End);
+                await send;
+            }
+
+            ValueTask<ReadResult> later = server.Input.ReadAsync(Ct);
+            foreach (var source in tokens)
+            {
+                source.Cancel();
+            }
+
+            await Task.Delay(20, Ct);
+            Assert.False(later.IsCompleted);
+            await SendAsync(client.Output, "y");
+            ReadResult answer = await later;
+            Assert.EndsWith("y", Encoding.UTF8.GetString(answer.Buffer));
+            server.Input.AdvanceTo(answer.Buffer.End);
+        }
+        finally
+        {
+            foreach (var source in tokens)
+            {
+                source.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Descriptor_numbers_reused_by_new_connections_get_only_their_own_events()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("UNIX:" + TempPath("churn.sock"));
+
+        // One long-lived connection, and many short ones whose descriptor numbers the kernel hands out again at
+        // once: an event meant for a closed connection must never reach its successor, nor the long-lived one.
+        var (steadyClient, steadyServer) = await ConnectPairAsync(listener);
+        for (int i = 0; i < 200; i++)
+        {
+            var accept = listener.AcceptAsync(Ct);
+            await using var client = await NetworkConnection.ConnectAsync(listener.LocalAddress, ConnectionOptions.Default, Ct);
+            await using var server = await accept;
+            string text = "message " + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await SendAsync(client.Output, text);
+            Assert.Equal(text, await ReceiveAsync(server.Input, text.Length));
+            if (i % 3 == 0)
+            {
+                server.Abort();
+            }
+
+            if (i % 50 == 0)
+            {
+                await ExchangeAsync(steadyClient, steadyServer);
+            }
+        }
+
+        await ExchangeAsync(steadyClient, steadyServer);
+    }
+
+    [Fact]
+    public async Task Many_connections_served_at_once_each_see_only_their_own_bytes()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var pairs = new List<(NetworkConnection Client, NetworkConnection Server)>();
+        for (int i = 0; i < 64; i++)
+        {
+            pairs.Add(await ConnectPairAsync(listener));
+        }
+
+        await Task.WhenAll(pairs.Select((pair, index) => Task.Run(async () =>
+        {
+            for (int round = 0; round < 50; round++)
+            {
+                string request = $"{index}:{round}:request";
+                await SendAsync(pair.Client.Output, request);
+                Assert.Equal(request, await ReceiveAsync(pair.Server.Input, request.Length));
+                string answer = $"{index}:{round}:answer";
+                await SendAsync(pair.Server.Output, answer);
+                Assert.Equal(answer, await ReceiveAsync(pair.Client.Input, answer.Length));
+            }
+        }))).WaitAsync(TimeSpan.FromSeconds(15), Ct);
+    }
+
+    [Fact]
+    public async Task Completing_the_writer_sends_what_was_written_but_not_flushed()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+
+        server.Output.Write(Encoding.UTF8.GetBytes("unflushed"));
+        Assert.Equal(9, server.Output.UnflushedBytes);
+        await server.Output.CompleteAsync();
+
+        Assert.Equal("unflushed", await ReceiveAsync(client.Input, 9));
+    }
+
+    [Fact]
+    public async Task Misuse_of_the_pipes_is_refused_with_a_clear_error()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        await SendAsync(client.Output, "data");
+        ReadResult result = await ReadAtLeastAsync(server.Input, 4);
+
+        // A second read before AdvanceTo, and a position from somewhere else.
+        Assert.Throws<InvalidOperationException>(() => server.Input.TryRead(out _));
+        Assert.Throws<ArgumentOutOfRangeException>(() => server.Input.AdvanceTo(new ReadOnlySequence<byte>(new byte[4]).End));
+        server.Input.AdvanceTo(result.Buffer.End);
+        Assert.Throws<InvalidOperationException>(() => server.Input.AdvanceTo(result.Buffer.End));
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => server.Output.Advance(1 << 20));
+        await server.Output.CompleteAsync();
+        Assert.Throws<InvalidOperationException>(() => server.Output.GetSpan());
+    }
+
+    [Fact]
+    public async Task DisposeAsync_wakes_a_read_left_waiting()
+    {
+        var listener = Listen("IP:127.0.0.1:0");
+        var (_, server) = await ConnectPairAsync(listener);
+
+        ValueTask<ReadResult> read = server.Input.ReadAsync(Ct);
+        await Task.Delay(20, Ct);
+        await server.DisposeAsync();
+
+        // A caller that forgot to stop reading first gets an error, not a read that never ends.
+        await Assert.ThrowsAnyAsync<Exception>(async () => await read.AsTask().WaitAsync(TimeSpan.FromSeconds(5), Ct));
+    }
+
+    private static byte[] RandomBytes(int length, int seed)
+    {
+        byte[] bytes = new byte[length];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    private async Task WriteInChunksAsync(PipeWriter output, byte[] bytes, int chunk)
+    {
+        for (int offset = 0; offset < bytes.Length; offset += chunk)
+        {
+            FlushResult result = await output.WriteAsync(bytes.AsMemory(offset, Math.Min(chunk, bytes.Length - offset)), Ct);
+            Assert.False(result.IsCanceled);
+        }
+    }
+
+    private async Task<byte[]> ReadExactlyAsync(PipeReader input, int length)
+    {
+        byte[] received = new byte[length];
+        int filled = 0;
+        while (filled < length)
+        {
+            ReadResult result = await input.ReadAsync(Ct);
+            ReadOnlySequence<byte> buffer = result.Buffer.Slice(0, Math.Min(result.Buffer.Length, length - filled));
+            buffer.CopyTo(received.AsSpan(filled));
+            filled += (int)buffer.Length;
+            input.AdvanceTo(buffer.End);
+            if (result.IsCompleted && filled < length)
+            {
+                throw new EndOfStreamException($"stream ended after {filled} of {length} bytes");
+            }
+        }
+
+        return received;
+    }
+
+    private async Task<ReadResult> ReadAtLeastAsync(PipeReader input, int length)
+    {
+        while (true)
+        {
+            ReadResult result = await input.ReadAsync(Ct);
+            if (result.Buffer.Length >= length || result.IsCompleted)
+            {
+                return result;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+}
