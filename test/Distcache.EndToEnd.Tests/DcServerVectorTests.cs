@@ -42,4 +42,30 @@ public sealed class DcServerVectorTests
             Assert.Equal(expected, Wire.ReceiveExactly(socket, expected.Length));
         }
     }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("0")]
+    public async Task Both_socket_transports_answer_the_capture_byte_for_byte(string? nativeTransport)
+    {
+        // dc_server serves on its own epoll transport unless DISTCACHE_NATIVE_TRANSPORT=0 sends it back to the
+        // runtime's sockets. The event loops' threads (named "distcache event loop N", of which Linux keeps the
+        // first 15 characters) show which one is serving.
+        var environment = new Dictionary<string, string>();
+        if (nativeTransport is not null)
+        {
+            environment["DISTCACHE_NATIVE_TRANSPORT"] = nativeTransport;
+        }
+
+        var (server, address) = await ServerProcess.StartTcpAsync(environment);
+        await using var _ = server;
+        using var socket = Wire.Open(address);
+        var expected = File.ReadAllBytes(Path.Combine(Vectors, "persistent", "conn001.s2c"));
+        socket.Send(File.ReadAllBytes(Path.Combine(Vectors, "persistent", "conn001.c2s")));
+        Assert.Equal(expected, Wire.ReceiveExactly(socket, expected.Length));
+
+        bool eventLoops = Directory.GetDirectories($"/proc/{server.Pid}/task")
+            .Any(task => File.ReadAllText(Path.Combine(task, "comm")).Trim() == "distcache event");
+        Assert.Equal(nativeTransport is null, eventLoops);
+    }
 }

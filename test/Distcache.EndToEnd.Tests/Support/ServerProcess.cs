@@ -5,9 +5,13 @@ internal static class ServerProcess
 {
     /// <summary>Listens on port 0, so the kernel picks a free port and no other test can race for it; the
     /// port is read from the server's "Info, listening on ..." line.</summary>
-    public static async Task<(Tool Server, string Address)> StartTcpAsync(params string[] extra)
+    public static Task<(Tool Server, string Address)> StartTcpAsync(params string[] extra) =>
+        StartTcpAsync(new Dictionary<string, string>(), extra);
+
+    /// <summary>As <see cref="StartTcpAsync(string[])"/>, with extra environment variables.</summary>
+    public static async Task<(Tool Server, string Address)> StartTcpAsync(IReadOnlyDictionary<string, string> environment, params string[] extra)
     {
-        var server = Tool.Start("dc_server", ["-listen", "IP:127.0.0.1:0", .. extra]);
+        var server = Tool.StartWithEnvironment("dc_server", environment, ["-listen", "IP:127.0.0.1:0", .. extra]);
         try
         {
             string? address = null;

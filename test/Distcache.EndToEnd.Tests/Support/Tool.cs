@@ -69,8 +69,14 @@ internal sealed class Tool : IAsyncDisposable
 
     public static Tool Start(string name, params string[] args) => StartPath(PathOf(name), args);
 
+    /// <summary>Starts a tool with extra environment variables.</summary>
+    public static Tool StartWithEnvironment(string name, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        StartPath(PathOf(name), environment, args);
+
     /// <summary>Starts an executable by path (a tool copied elsewhere, say).</summary>
-    public static Tool StartPath(string path, params string[] args)
+    public static Tool StartPath(string path, params string[] args) => StartPath(path, new Dictionary<string, string>(), args);
+
+    private static Tool StartPath(string path, IReadOnlyDictionary<string, string> environment, string[] args)
     {
         var info = new ProcessStartInfo(path)
         {
@@ -85,6 +91,11 @@ internal sealed class Tool : IAsyncDisposable
         }
 
         info.Environment["DOTNET_gcServer"] = "0";
+        foreach (var (variable, value) in environment)
+        {
+            info.Environment[variable] = value;
+        }
+
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var tool = new Tool(process);
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (tool._stdout) { tool._stdout.AppendLine(e.Data); } } };
