@@ -499,12 +499,13 @@ public sealed class MultiplexerTests
         FakeLink link = await server.NextLinkAsync();
         using TestClient a = await proxy.ConnectAsync();
         using TestClient b = await proxy.ConnectAsync();
+        // b sends once a's requests are on the link: the two connections are read on different threads, and the
+        // answers below assume a's requests took the link's first uids.
         await a.SendAsync(Wire.Concat(Wire.Get(1, "a1"), Wire.Get(2, "a2")));
+        await link.ReceiveAsync();
+        await link.ReceiveAsync();
         await b.SendAsync(Wire.Have(3, "b"));
-        for (int i = 0; i < 3; i++)
-        {
-            await link.ReceiveAsync();
-        }
+        await link.ReceiveAsync();
 
         // The server answers the first and then dies (a reset, as when its host reboots).
         await link.SendAsync(Wire.Status(1, Operation.Get, StatusCode.NotOk));
