@@ -37,6 +37,10 @@ public sealed class DistcacheProxy
     // How long a shutdown waits for the link's reader and writer to stop before resetting the link.
     private static readonly TimeSpan ShutdownLinkGrace = TimeSpan.FromSeconds(1);
 
+    // How many batches a link writer sends in a row on the thread that started it (a local connection's) before
+    // the thread pool takes over.
+    private const int MaxInlineLinkWrites = 4;
+
     private readonly DistcacheProxyOptions _options;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<long, (LocalConnection Connection, Task Served)> _clients = new();
@@ -129,7 +133,8 @@ public sealed class DistcacheProxy
 
     /// <summary>
     /// Forwards the requests one read of a local connection produced, or answers them <c>DISCONNECTED</c> when
-    /// there is no link, in one locked step, then wakes the link writer once for all of them.
+    /// there is no link, in one locked step, then sends them: on the caller's thread when no write is under way
+    /// on the link (see <see cref="WriteStaged"/>).
     /// </summary>
     internal void Forward(LocalConnection client, in ReadOnlySequence<byte> buffer, List<RequestLocation> requests)
     {
@@ -169,12 +174,42 @@ public sealed class DistcacheProxy
         if (link is null)
         {
             Statistics.AddAnsweredDisconnected(disconnected);
+            client.WriteQueued();
         }
         else
         {
             Statistics.AddForwarded(requests.Count);
-            link.WriterSignal.Writer.TryWrite(true);
+            WriteStaged(link);
         }
+    }
+
+    /// <summary>
+    /// Sends what is staged for the link, unless a write is already under way (which then sends it too). The
+    /// caller's thread makes the write itself, as far as the socket takes it without waiting, so that a request
+    /// reaches the server without waking another thread; requests from many local connections staged during a
+    /// write share the next one.
+    /// </summary>
+    private void WriteStaged(ServerLink link)
+    {
+        lock (_gate)
+        {
+            if (link.WriterBusy || link.Failed || link.Staging.Length == 0)
+            {
+                return;
+            }
+
+            link.WriterBusy = true;
+            if (link.Contended)
+            {
+                // Busy: others stage requests while a write is under way. A writer on the thread pool starts a
+                // little later and so finds more of them to send in one write, which is worth more under load than
+                // the wake-up it costs.
+                ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Proxy.DrainLinkAsync(state.Link), (Proxy: this, Link: link), preferLocal: false);
+                return;
+            }
+        }
+
+        _ = DrainLinkAsync(link);
     }
 
     // What a link's reader or writer sees when the server goes away or the link is aborted under it: socket and
@@ -215,14 +250,21 @@ public sealed class DistcacheProxy
             var client = new LocalConnection(this, connection, _options, _logger);
             Statistics.ConnectionOpened();
             Log.ClientOpened(_logger, client.Peer);
-            _clients[id] = (client, ServeAsync(id, client));
+
+            // Listed before it is served: a connection served to its end without waiting must find its entry to
+            // remove.
+            _clients[id] = (client, Task.CompletedTask);
+            Task served = ServeAsync(id, client);
+            _clients.TryUpdate(id, (client, served), (client, Task.CompletedTask));
         }
     }
 
     private async Task ServeAsync(long id, LocalConnection client)
     {
-        // Off the accept loop's stack: the accept loop must go straight back to accepting.
-        await Task.Yield();
+        // Served on the accept loop's thread until its first wait. A short-lived client's request is usually there
+        // already: read, forwarded and sent to the server here, it wakes no other thread on the way. The reader
+        // waits at the latest when the connection has its limit of requests in flight, and the accept loop then
+        // goes back to accepting.
         try
         {
             await client.RunAsync().ConfigureAwait(false);
@@ -430,7 +472,7 @@ public sealed class DistcacheProxy
     private async Task ServeLinkAsync(ServerLink link, CancellationToken cancellationToken)
     {
         Task reader = ReadLinkAsync(link);
-        Task writer = WriteLinkAsync(link);
+        Task writer = link.WriterStopped.Task;
         await link.Closed.Task.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         if (!link.Closed.Task.IsCompleted)
         {
@@ -457,6 +499,7 @@ public sealed class DistcacheProxy
     private void FailLink(ServerLink link, string reason, bool expected = false)
     {
         int answered;
+        var answeredClients = new List<LocalConnection>();
         lock (_gate)
         {
             if (link.Failed)
@@ -474,9 +517,14 @@ public sealed class DistcacheProxy
             while (link.InFlight.TryDequeue(out InFlightRequest request))
             {
                 request.Client.AnswerStatus(request.ClientUid, request.Operation, StatusCode.Disconnected);
+                AddOnce(answeredClients, request.Client);
             }
 
             link.Staging.Reset();
+            if (!link.WriterBusy)
+            {
+                link.WriterStopped.TrySetResult();
+            }
         }
 
         if (expected)
@@ -491,7 +539,12 @@ public sealed class DistcacheProxy
 
         Statistics.AddAnsweredDisconnected(answered);
 
-        link.WriterSignal.Writer.TryWrite(true);
+        // Sent once logged and counted, so that whoever gets a DISCONNECTED answer also finds them.
+        foreach (LocalConnection client in answeredClients)
+        {
+            client.WriteQueued();
+        }
+
         if (expected)
         {
             StopReading(link.Connection);
@@ -516,19 +569,27 @@ public sealed class DistcacheProxy
         }
     }
 
-    private async Task WriteLinkAsync(ServerLink link)
+    // The link's writer: started by WriteStaged with WriterBusy claimed, it sends everything staged, batch after
+    // batch, and gives the claim back in the locked step that finds nothing staged (or the link failed), so that
+    // requests staged at that moment are either in its next batch or find no writer and start one.
+    private async Task DrainLinkAsync(ServerLink link)
     {
         PipeWriter output = link.Connection.Output;
+        bool released = false;
         try
         {
+            int batches = 0;
             while (true)
             {
-                await link.WriterSignal.Reader.ReadAsync().ConfigureAwait(false);
                 OutputBuffer batch;
                 lock (_gate)
                 {
-                    if (link.Failed)
+                    if (link.Failed || link.Staging.Length == 0)
                     {
+                        // More than one batch means requests were staged while this one was being written.
+                        link.Contended = batches > 1;
+                        ReleaseLinkWriter(link);
+                        released = true;
                         return;
                     }
 
@@ -538,9 +599,11 @@ public sealed class DistcacheProxy
                     batch = link.Writing;
                 }
 
-                if (batch.Length == 0)
+                // A local connection's thread sends a few batches at most, then the thread pool takes over: its
+                // own socket's other work must not wait behind everyone's requests.
+                if (++batches % MaxInlineLinkWrites == 0)
                 {
-                    continue;
+                    await Task.Yield();
                 }
 
                 FlushResult flushed;
@@ -556,7 +619,6 @@ public sealed class DistcacheProxy
                 if (flushed.IsCompleted || flushed.IsCanceled)
                 {
                     FailLink(link, "the connection was closed while sending");
-                    return;
                 }
             }
         }
@@ -571,6 +633,26 @@ public sealed class DistcacheProxy
             Log.ServerLinkError(_logger, _options.Server, e);
             FailLink(link, "internal error");
         }
+        finally
+        {
+            if (!released)
+            {
+                lock (_gate)
+                {
+                    ReleaseLinkWriter(link);
+                }
+            }
+        }
+    }
+
+    // Under the lock.
+    private static void ReleaseLinkWriter(ServerLink link)
+    {
+        link.WriterBusy = false;
+        if (link.Failed)
+        {
+            link.WriterStopped.TrySetResult();
+        }
     }
 
     private async Task ReadLinkAsync(ServerLink link)
@@ -578,6 +660,7 @@ public sealed class DistcacheProxy
         PipeReader input = link.Connection.Input;
         var decoder = new MessageDecoder(MessageDirection.Responses);
         var responses = new List<ResponseLocation>();
+        var answered = new List<LocalConnection>();
         try
         {
             while (true)
@@ -585,8 +668,26 @@ public sealed class DistcacheProxy
                 ReadResult read = await input.ReadAsync().ConfigureAwait(false);
                 ReadOnlySequence<byte> buffer = read.Buffer;
                 SequencePosition consumed = DecodeResponses(decoder, buffer, responses, out ProtocolViolation? violation);
-                string? broken = responses.Count > 0 ? Deliver(link, buffer, responses) : null;
+                string? broken = responses.Count > 0 ? Deliver(link, buffer, responses, answered) : null;
                 responses.Clear();
+
+                // Out of the lock. The first connection that got answers is written from this thread, which saves
+                // a thread wake-up on every answer when few requests are in flight; the others go to the thread
+                // pool, so that under load the writes to many connections run on both cores while this thread
+                // goes back to reading the link.
+                for (int i = 0; i < answered.Count; i++)
+                {
+                    if (i == 0)
+                    {
+                        answered[i].WriteQueued();
+                    }
+                    else
+                    {
+                        ThreadPool.UnsafeQueueUserWorkItem(answered[i], preferLocal: false);
+                    }
+                }
+
+                answered.Clear();
                 long pending = buffer.Slice(consumed).Length;
                 input.AdvanceTo(consumed, buffer.End);
                 if (broken is not null)
@@ -656,9 +757,10 @@ public sealed class DistcacheProxy
 
     /// <summary>
     /// Hands each response to the local connection whose request it answers, under the lock once for the whole
-    /// batch. Returns why the link must be given up, or null.
+    /// batch, and lists in <paramref name="answered"/> the connections that got answers (for the caller to write
+    /// them out of the lock). Returns why the link must be given up, or null.
     /// </summary>
-    private string? Deliver(ServerLink link, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses)
+    private string? Deliver(ServerLink link, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses, List<LocalConnection> answered)
     {
         int delivered = 0;
         int discarded = 0;
@@ -708,6 +810,7 @@ public sealed class DistcacheProxy
                 if (oldest.Client.Answer(buffer.Slice(response.Start, response.Length), response.Frames, oldest.ClientUid))
                 {
                     delivered++;
+                    AddOnce(answered, oldest.Client);
                 }
                 else
                 {
@@ -727,6 +830,16 @@ public sealed class DistcacheProxy
         Statistics.AddResponsesDiscarded(discarded);
 
         return broken;
+    }
+
+    // A connection's answers usually come together (its requests were forwarded together), so comparing with the
+    // last one listed removes nearly all repeats; one that slips through costs a WriteQueued that finds nothing.
+    private static void AddOnce(List<LocalConnection> clients, LocalConnection client)
+    {
+        if (clients.Count == 0 || !ReferenceEquals(clients[^1], client))
+        {
+            clients.Add(client);
+        }
     }
 
     /// <summary>One complete response found in the server link's input.</summary>

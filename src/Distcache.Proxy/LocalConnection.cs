@@ -18,7 +18,7 @@ internal readonly record struct RequestLocation(long Start, long Length, uint Ui
 
 /// <summary>
 /// One local client connection: a reader loop that decodes every complete request available and hands them all to
-/// the proxy in one step, and a writer loop that sends the answers queued for it. The two meet only through the
+/// the proxy in one step, and a writer that sends the answers queued for it. The two meet only through the
 /// output buffer, so the server link, which queues answers, never waits for this connection's socket.
 /// </summary>
 /// <remarks>
@@ -34,7 +34,7 @@ internal readonly record struct RequestLocation(long Start, long Length, uint Ui
 /// <see cref="DistcacheProxyOptions.ConnectionOutputHardLimit"/> is dropped.
 /// </para>
 /// </remarks>
-internal sealed class LocalConnection
+internal sealed class LocalConnection : IThreadPoolWorkItem
 {
     private readonly DistcacheProxy _proxy;
     private readonly NetworkConnection _connection;
@@ -44,13 +44,23 @@ internal sealed class LocalConnection
     private readonly List<RequestLocation> _batch = [];
     private readonly MessageDecoder _decoder = new(MessageDirection.Requests);
 
-    // Both signals are auto-reset events: one pending wake-up at most, never lost, never blocking the setter.
-    private readonly Channel<bool> _writerSignal = CreateSignal();
+    // How many batches one writer sends in a row on the thread that started it before it moves to the thread
+    // pool: a link reader delivering to many connections must get back to reading.
+    private const int MaxInlineWrites = 4;
+
+    // An auto-reset event: one pending wake-up at most, never lost, never blocking the setter.
     private readonly Channel<bool> _readerSignal = CreateSignal();
+
+    // Completes once nothing more will be written: every request read has been answered and its answer sent, or
+    // the connection was closed.
+    private readonly TaskCompletionSource _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private OutputBuffer _staging = new();
     private OutputBuffer _writing = new();
     private int _queuedBytes;
+
+    // True while a writer is sending (under _outputLock): answers queued meanwhile go out with its next batch.
+    private bool _writerBusy;
     private int _inFlight;
     private long _lastActivity = Environment.TickCount64;
     private long _requests;
@@ -82,7 +92,6 @@ internal sealed class LocalConnection
     /// </summary>
     public async Task RunAsync()
     {
-        Task writer = WriteLoopAsync();
         try
         {
             await ReadLoopAsync().ConfigureAwait(false);
@@ -102,10 +111,10 @@ internal sealed class LocalConnection
         finally
         {
             _readerDone = true;
-            _writerSignal.Writer.TryWrite(true);
         }
 
-        await writer.ConfigureAwait(false);
+        WriteQueued();
+        await _written.Task.ConfigureAwait(false);
 
         // From here on nothing is written: answers still arriving for this connection are discarded.
         _closed = true;
@@ -191,6 +200,37 @@ internal sealed class LocalConnection
         return queued;
     }
 
+    /// <summary>
+    /// Sends the answers queued so far. Unless a write is already under way (which then sends these too), the
+    /// caller's thread makes the write itself, as far as the socket takes it without waiting: an answer goes out
+    /// without waking another thread. Call it after queueing answers, outside the proxy's lock.
+    /// </summary>
+    public void WriteQueued()
+    {
+        bool claimed;
+        lock (_outputLock)
+        {
+            if (_writerBusy)
+            {
+                return;
+            }
+
+            claimed = _writerBusy = _staging.Length > 0 && !_closed;
+        }
+
+        if (claimed)
+        {
+            _ = DrainAsync();
+        }
+        else
+        {
+            TryFinishWriting();
+        }
+    }
+
+    /// <summary>On the thread pool: <see cref="WriteQueued"/>.</summary>
+    void IThreadPoolWorkItem.Execute() => WriteQueued();
+
     /// <summary>Drops the connection at once (TCP reset), from any thread, without running anything inline.</summary>
     public void Abort()
     {
@@ -200,7 +240,6 @@ internal sealed class LocalConnection
             return;
         }
 
-        _writerSignal.Writer.TryWrite(true);
         _readerSignal.Writer.TryWrite(true);
 
         // Abort wakes the pipes' pending operations; from the thread pool their continuations cannot run inside
@@ -245,14 +284,11 @@ internal sealed class LocalConnection
 
     private void Answered(bool queued)
     {
-        // The answer is queued before the request stops counting as in flight, so the writer, which checks the
-        // count first and the queue second, can never close the connection with an answer still unsent.
+        // The answer is queued before the request stops counting as in flight, so that the check for the end of
+        // writing, which reads the count first and the queue second, can never see neither. Whoever queued it
+        // calls WriteQueued once out of the proxy's lock; a discarded answer means the connection is closing.
+        _ = queued;
         Volatile.Write(ref _inFlight, _inFlight - 1);
-        if (queued)
-        {
-            _writerSignal.Writer.TryWrite(true);
-        }
-
         _readerSignal.Writer.TryWrite(true);
     }
 
@@ -279,6 +315,24 @@ internal sealed class LocalConnection
         {
             // The connection finished closing first (its pipes are completed): there is nothing left to interrupt.
         }
+
+        TryFinishWriting();
+    }
+
+    // Ends RunAsync's wait once nothing more will be written: the connection is closed, or the reader has stopped,
+    // every request it read has been answered, and every answer sent. Checked whenever one of those may have
+    // become true: when a writer finishes, when the reader stops, after an abort.
+    private void TryFinishWriting()
+    {
+        lock (_outputLock)
+        {
+            if (_writerBusy || (!_closed && !(_readerDone && Volatile.Read(ref _inFlight) == 0 && _staging.Length == 0)))
+            {
+                return;
+            }
+        }
+
+        _written.TrySetResult();
     }
 
     private void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);
@@ -409,67 +463,59 @@ internal sealed class LocalConnection
         return false;
     }
 
-    private async Task WriteLoopAsync()
+    // The writer: started by WriteQueued with _writerBusy claimed, it sends batch after batch until nothing is
+    // queued, and gives the claim back in the same locked step that finds the queue empty, so that an answer queued
+    // at that moment is either in its next batch or finds no writer and starts one.
+    private async Task DrainAsync()
     {
+        bool released = false;
         try
         {
             PipeWriter output = _connection.Output;
-            while (!_closed)
+            int batches = 0;
+            while (true)
             {
-                OutputBuffer? batch = null;
+                OutputBuffer batch;
                 lock (_outputLock)
                 {
-                    if (_staging.Length > 0)
+                    if (_closed || _staging.Length == 0)
                     {
-                        (_staging, _writing) = (_writing, _staging);
-                        batch = _writing;
+                        _writerBusy = false;
+                        released = true;
+                        break;
                     }
+
+                    (_staging, _writing) = (_writing, _staging);
+                    batch = _writing;
                 }
 
-                if (batch is not null)
+                if (++batches > MaxInlineWrites)
                 {
-                    FlushResult flushed;
-                    int length = batch.Length;
-                    try
-                    {
-                        flushed = await output.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
-                    }
-                    finally
-                    {
-                        batch.Reset();
-                        lock (_outputLock)
-                        {
-                            _queuedBytes -= length;
-                        }
-                    }
-
-                    Touch();
-                    _readerSignal.Writer.TryWrite(true);
-                    if (flushed.IsCompleted || flushed.IsCanceled)
-                    {
-                        Abort();
-                        return;
-                    }
-
-                    continue;
+                    batches = 0;
+                    await Task.Yield();
                 }
 
-                // Done once the reader has stopped and every request read has been answered and sent. The in-flight
-                // count is read before the queue (see Answered).
-                if (_readerDone && Volatile.Read(ref _inFlight) == 0)
+                FlushResult flushed;
+                int length = batch.Length;
+                try
                 {
+                    flushed = await output.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
+                }
+                finally
+                {
+                    batch.Reset();
                     lock (_outputLock)
                     {
-                        if (_staging.Length == 0)
-                        {
-                            return;
-                        }
+                        _queuedBytes -= length;
                     }
-
-                    continue;
                 }
 
-                await _writerSignal.Reader.ReadAsync().ConfigureAwait(false);
+                Touch();
+                _readerSignal.Writer.TryWrite(true);
+                if (flushed.IsCompleted || flushed.IsCanceled)
+                {
+                    Abort();
+                }
             }
         }
         catch (Exception e) when (IsConnectionFailure(e))
@@ -478,5 +524,24 @@ internal sealed class LocalConnection
             Log.ClientFailed(_logger, Peer, e.Message);
             Abort();
         }
+#pragma warning disable CA1031 // A bug must cost this one connection, never the proxy.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            Log.ClientError(_logger, Peer, e);
+            Abort();
+        }
+        finally
+        {
+            if (!released)
+            {
+                lock (_outputLock)
+                {
+                    _writerBusy = false;
+                }
+            }
+        }
+
+        TryFinishWriting();
     }
 }

@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using Distcache.Networking;
 using Distcache.Protocol;
 
@@ -12,8 +11,8 @@ namespace Distcache.Proxy;
 internal readonly record struct InFlightRequest(LocalConnection Client, uint ClientUid, Operation Operation, long SentAt);
 
 /// <summary>
-/// One connection to the server, from connect to loss. Everything but <see cref="Connection"/> and
-/// <see cref="Writing"/> is guarded by the proxy's lock.
+/// One connection to the server, from connect to loss. Everything but <see cref="Connection"/>,
+/// <see cref="Writing"/> and the two completion sources is guarded by the proxy's lock.
 /// </summary>
 /// <remarks>
 /// A link is never reused: each reconnection makes a new one, so a reader or writer still running for a lost
@@ -40,12 +39,20 @@ internal sealed class ServerLink(NetworkConnection connection)
     /// <summary>The batch the writer is sending; only the writer touches it.</summary>
     public OutputBuffer Writing { get; set; } = new();
 
-    /// <summary>Wakes the writer: there is something in <see cref="Staging"/>, or the link failed.</summary>
-    public Channel<bool> WriterSignal { get; } = Channel.CreateBounded<bool>(new BoundedChannelOptions(1)
-    {
-        FullMode = BoundedChannelFullMode.DropWrite,
-        SingleReader = true,
-    });
+    /// <summary>
+    /// True while a writer is sending on the link: requests staged meanwhile go out with its next write. Claimed by
+    /// whoever stages requests and finds no writer, given back in the locked step that finds nothing staged.
+    /// </summary>
+    public bool WriterBusy { get; set; }
+
+    /// <summary>
+    /// True when the last writer found requests staged while it wrote: the link is busy, and the next writer is
+    /// started on the thread pool rather than on the staging thread, so that it gathers more requests per write.
+    /// </summary>
+    public bool Contended { get; set; }
+
+    /// <summary>Completes once the link has failed and no writer is sending on it: nothing more will be written.</summary>
+    public TaskCompletionSource WriterStopped { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>True once the link has been given up; set once, under the proxy's lock.</summary>
     public bool Failed { get; set; }
