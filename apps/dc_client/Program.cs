@@ -137,7 +137,8 @@ internal static class Program
             // Owner, group and mode are applied by Listen before listen(2), so no application can connect
             // while the socket still has the permissions the umask gave it.
             NetworkListener? listener = await ToolListener.TryListenAsync(address, ToolListener.ReadOptions(
-                options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>())).ConfigureAwait(false);
+                options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>(),
+                nativeTransport: SocketEngine.NativeTransportWanted())).ConfigureAwait(false);
             if (listener is null)
             {
                 return 1;

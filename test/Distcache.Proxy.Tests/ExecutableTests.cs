@@ -80,6 +80,35 @@ public sealed class ExecutableTests
         Assert.True(File.Exists(path));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("0")]
+    public async Task Local_connections_are_served_on_either_socket_transport(string? nativeTransport)
+    {
+        // Local connections go on dc_client's own epoll transport unless DISTCACHE_NATIVE_TRANSPORT=0; the event
+        // loops' threads ("distcache event loop N", of which Linux keeps 15 characters) show which one serves.
+        await using var server = InProcessServer.Start();
+        using var dir = new TempDir();
+        string socket = dir.File("t.sock");
+        var environment = new Dictionary<string, string>();
+        if (nativeTransport is not null)
+        {
+            environment["DISTCACHE_NATIVE_TRANSPORT"] = nativeTransport;
+        }
+
+        await using Tool tool = Tool.StartWithEnvironment("dc_client", environment, "-listen", "UNIX:" + socket, "-server", server.Address.ToString());
+        await LoadTests.WaitForLinkAsync(tool);
+        for (int i = 0; i < 20; i++)
+        {
+            using TestClient client = await TestClient.ConnectAsync(socket);
+            Assert.Equal(Wire.Status(7, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Wire.Have(7, "absent"))).Raw);
+        }
+
+        bool eventLoops = Directory.GetDirectories($"/proc/{tool.Pid}/task")
+            .Any(task => File.ReadAllText(Path.Combine(task, "comm")).Trim() == "distcache event");
+        Assert.Equal(nativeTransport is null, eventLoops);
+    }
+
     [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task SIGTERM_shuts_down_cleanly_removing_the_socket_and_pid_files()
