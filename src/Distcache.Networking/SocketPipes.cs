@@ -31,6 +31,9 @@ internal sealed class SocketPipes
     // The same sizes as the stream pipes' (see NetworkConnection): a whole pipeline of 1 KB ADDs per receive, a
     // whole pipeline of 1 KB answers per send.
     private const int ReceiveBufferSize = 16 * 1024;
+
+    // How far one read grows the receive buffer while receives keep filling it.
+    private const int ReadAheadLimit = 64 * 1024;
     private const int MinimumReceiveSize = 2048;
     private const int SendBufferSize = 32 * 1024;
     private const int EBADF = 9;
@@ -500,31 +503,47 @@ internal sealed class SocketPipes
 
         private void ReceiveOnce()
         {
-            MakeRoom();
-            int wanted = _buffer!.Length - _end;
-            nint received = owner.Receive(_buffer, _end, wanted, out int errno);
-            if (received > 0)
+            // Repeats only while receives fill the buffer.
+            while (true)
             {
-                _end += (int)received;
-
-                // Short of what was asked: the socket had no more. Anything that arrives later raises a new edge;
-                // an end of stream that arrived before this receive may have raised its edge already (see _hungUp).
-                if (received < wanted && !_hungUp)
+                MakeRoom();
+                int wanted = _buffer!.Length - _end;
+                nint received = owner.Receive(_buffer, _end, wanted, out int errno);
+                if (received <= 0)
                 {
-                    _readable = false;
+                    if (received == 0)
+                    {
+                        _ended = true;
+                    }
+                    else if (errno == EAGAIN)
+                    {
+                        _readable = false;
+                    }
+                    else if (errno != EINTR)
+                    {
+                        _error = Failure("read data from", errno);
+                    }
+
+                    return;
                 }
-            }
-            else if (received == 0)
-            {
-                _ended = true;
-            }
-            else if (errno == EAGAIN)
-            {
-                _readable = false;
-            }
-            else if (errno != EINTR)
-            {
-                _error = Failure("read data from", errno);
+
+                _end += (int)received;
+                if (received < wanted)
+                {
+                    // Short of what was asked: the socket had no more. Anything that arrives later raises a new
+                    // edge; an end of stream that arrived before this receive may have raised its edge already
+                    // (see _hungUp).
+                    _readable = _hungUp;
+                    return;
+                }
+
+                // The buffer is full and the socket may hold more: a pipeline larger than the buffer (16 ADDs of
+                // 1 KB are 17 KB). Taking the rest now, into a larger buffer, rather than at the next read, answers
+                // the whole pipeline with one send instead of two.
+                if (_buffer.Length >= ReadAheadLimit)
+                {
+                    return;
+                }
             }
         }
 

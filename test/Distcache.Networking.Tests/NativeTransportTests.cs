@@ -112,6 +112,23 @@ public sealed class NativeTransportTests : NetworkTest
     }
 
     [Fact]
+    public async Task A_pipeline_larger_than_the_receive_buffer_comes_back_from_one_read()
+    {
+        // 16 ADDs of 1 KB are 17 KB: the whole pipeline in one read is answered with one send, not two.
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        _ = server.Input;
+        byte[] pipeline = RandomBytes(40_000, seed: 4);
+        await client.Output.WriteAsync(pipeline, Ct);
+        await Task.Delay(100, Ct);
+
+        ReadResult result = await server.Input.ReadAsync(Ct);
+
+        Assert.Equal(pipeline, result.Buffer.ToArray());
+        server.Input.AdvanceTo(result.Buffer.End);
+    }
+
+    [Fact]
     public async Task Bytes_left_unconsumed_are_offered_again_with_what_arrives_next()
     {
         var listener = Listen("UNIX:" + TempPath("partial.sock"));
