@@ -2,7 +2,6 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Threading.Tasks.Sources;
 using Microsoft.Extensions.Logging;
 using static Distcache.Networking.EventLoop.Interop;
 
@@ -192,11 +191,11 @@ internal sealed class SocketPipes
     }
 
     /// <summary>The receiving half: one contiguous buffer, filled by <c>recv</c> when the reader asks for data.</summary>
-    internal sealed class Reader(SocketPipes owner) : PipeReader, IValueTaskSource<ReadResult>
+    internal sealed class Reader : PipeReader
     {
+        private readonly SocketPipes _owner;
         private readonly Lock _gate = new();
-        private ManualResetValueTaskSourceCore<ReadResult> _source;
-        private CancellationTokenRegistration _cancellation;
+        private readonly PendingWait<ReadResult> _wait;
         private byte[]? _buffer;
 
         // Unconsumed bytes are _buffer[_start.._end); the reader has looked at everything before _examined.
@@ -213,11 +212,16 @@ internal sealed class SocketPipes
         // already been delivered, so receives go on until they meet it.
         private bool _hungUp;
         private bool _ended;
-        private bool _waiting;
         private bool _holding;
         private bool _cancelRequested;
         private bool _completed;
         private Exception? _error;
+
+        public Reader(SocketPipes owner)
+        {
+            _owner = owner;
+            _wait = new PendingWait<ReadResult>(_gate);
+        }
 
         /// <inheritdoc/>
         public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
@@ -243,17 +247,10 @@ internal sealed class SocketPipes
                     return ValueTask.FromException<ReadResult>(e);
                 }
 
-                _source.Reset();
-                version = _source.Version;
-                _waiting = true;
+                version = _wait.Begin();
             }
 
-            if (cancellationToken.CanBeCanceled)
-            {
-                KeepRegistration(cancellationToken.UnsafeRegister(static (state, token) => ((Reader)state!).CancelWait(token), this), version);
-            }
-
-            return new ValueTask<ReadResult>(this, version);
+            return _wait.Await(version, cancellationToken);
         }
 
         /// <inheritdoc/>
@@ -310,18 +307,17 @@ internal sealed class SocketPipes
             ReadResult result;
             lock (_gate)
             {
-                if (!_waiting)
+                if (!_wait.TryEnd())
                 {
                     _cancelRequested = true;
                     return;
                 }
 
-                _waiting = false;
                 _holding = true;
                 result = new ReadResult(Sequence(), isCanceled: true, isCompleted: false);
             }
 
-            Finish(result, null);
+            _wait.Complete(result, null);
         }
 
         /// <inheritdoc/>
@@ -336,19 +332,12 @@ internal sealed class SocketPipes
 
                 _completed = true;
                 _holding = false;
-                if (!_waiting)
+                if (!_wait.IsWaiting)
                 {
                     ReleaseBuffer();
                 }
             }
         }
-
-        ReadResult IValueTaskSource<ReadResult>.GetResult(short token) => _source.GetResult(token);
-
-        ValueTaskSourceStatus IValueTaskSource<ReadResult>.GetStatus(short token) => _source.GetStatus(token);
-
-        void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            _source.OnCompleted(continuation, state, token, flags);
 
         /// <summary>The loop's thread: the socket may have data. Completes a waiting read if it does.</summary>
         /// <param name="hangUp">The event also said the peer closed or reset the connection.</param>
@@ -360,7 +349,7 @@ internal sealed class SocketPipes
             {
                 _readable = true;
                 _hungUp |= hangUp;
-                if (!_waiting)
+                if (!_wait.IsWaiting)
                 {
                     return;
                 }
@@ -377,10 +366,10 @@ internal sealed class SocketPipes
                     failure = e;
                 }
 
-                _waiting = false;
+                _wait.TryEnd();
             }
 
-            Finish(result, failure);
+            _wait.Complete(result, failure);
         }
 
         /// <summary>Fails a waiting read and every later one (after the bytes already received are read).</summary>
@@ -390,67 +379,13 @@ internal sealed class SocketPipes
             {
                 _error ??= error;
                 _readable = false;
-                if (!_waiting)
+                if (!_wait.TryEnd())
                 {
                     return;
                 }
-
-                _waiting = false;
             }
 
-            Finish(default, error);
-        }
-
-        // Registered after the wait began (outside the lock, because an already cancelled token runs the callback at
-        // once), so kept only if that wait is still the current one.
-        private void KeepRegistration(CancellationTokenRegistration registration, short version)
-        {
-            lock (_gate)
-            {
-                if (_waiting && _source.Version == version)
-                {
-                    _cancellation = registration;
-                    return;
-                }
-            }
-
-            registration.Unregister();
-        }
-
-        private void Finish(ReadResult result, Exception? failure)
-        {
-            CancellationTokenRegistration registration;
-            lock (_gate)
-            {
-                registration = _cancellation;
-                _cancellation = default;
-            }
-
-            registration.Unregister();
-            if (failure is null)
-            {
-                _source.SetResult(result);
-            }
-            else
-            {
-                _source.SetException(failure);
-            }
-        }
-
-        private void CancelWait(CancellationToken token)
-        {
-            lock (_gate)
-            {
-                if (!_waiting)
-                {
-                    return;
-                }
-
-                _waiting = false;
-                _cancellation = default;
-            }
-
-            _source.SetException(new OperationCanceledException(token));
+            _wait.Complete(default, error);
         }
 
         private void ThrowIfUnusable()
@@ -460,7 +395,7 @@ internal sealed class SocketPipes
                 throw new InvalidOperationException("reading is not allowed after the reader was completed");
             }
 
-            if (_holding || _waiting)
+            if (_holding || _wait.IsWaiting)
             {
                 throw new InvalidOperationException("a read is already in progress: call AdvanceTo first");
             }
@@ -508,7 +443,7 @@ internal sealed class SocketPipes
             {
                 MakeRoom();
                 int wanted = _buffer!.Length - _end;
-                nint received = owner.Receive(_buffer, _end, wanted, out int errno);
+                nint received = _owner.Receive(_buffer, _end, wanted, out int errno);
                 if (received <= 0)
                 {
                     if (received == 0)
@@ -604,21 +539,26 @@ internal sealed class SocketPipes
     }
 
     /// <summary>The sending half: one contiguous buffer, sent by <c>send</c> on each flush.</summary>
-    internal sealed class Writer(SocketPipes owner) : PipeWriter, IValueTaskSource<FlushResult>
+    internal sealed class Writer : PipeWriter
     {
+        private readonly SocketPipes _owner;
         private readonly Lock _gate = new();
-        private ManualResetValueTaskSourceCore<FlushResult> _source;
-        private CancellationTokenRegistration _cancellation;
+        private readonly PendingWait<FlushResult> _wait;
         private byte[]? _buffer;
 
         // Bytes _buffer[_sent.._written) are written and not yet sent.
         private int _sent;
         private int _written;
         private bool _writable = true;
-        private bool _waiting;
         private bool _cancelRequested;
         private bool _completed;
         private Exception? _error;
+
+        public Writer(SocketPipes owner)
+        {
+            _owner = owner;
+            _wait = new PendingWait<FlushResult>(_gate);
+        }
 
         /// <inheritdoc/>
         public override bool CanGetUnflushedBytes => true;
@@ -662,7 +602,7 @@ internal sealed class SocketPipes
                     throw new InvalidOperationException("flushing is not allowed after the writer was completed");
                 }
 
-                if (_waiting)
+                if (_wait.IsWaiting)
                 {
                     throw new InvalidOperationException("a flush is already in progress");
                 }
@@ -688,17 +628,10 @@ internal sealed class SocketPipes
                     return ValueTask.FromException<FlushResult>(_error);
                 }
 
-                _source.Reset();
-                version = _source.Version;
-                _waiting = true;
+                version = _wait.Begin();
             }
 
-            if (cancellationToken.CanBeCanceled)
-            {
-                KeepRegistration(cancellationToken.UnsafeRegister(static (state, token) => ((Writer)state!).CancelWait(token), this), version);
-            }
-
-            return new ValueTask<FlushResult>(this, version);
+            return _wait.Await(version, cancellationToken);
         }
 
         /// <inheritdoc/>
@@ -706,16 +639,14 @@ internal sealed class SocketPipes
         {
             lock (_gate)
             {
-                if (!_waiting)
+                if (!_wait.TryEnd())
                 {
                     _cancelRequested = true;
                     return;
                 }
-
-                _waiting = false;
             }
 
-            Finish(new FlushResult(isCanceled: true, isCompleted: false), null);
+            _wait.Complete(new FlushResult(isCanceled: true, isCompleted: false), null);
         }
 
         /// <inheritdoc/>
@@ -729,7 +660,7 @@ internal sealed class SocketPipes
                 }
 
                 _completed = true;
-                if (_waiting)
+                if (_wait.IsWaiting)
                 {
                     return;
                 }
@@ -751,13 +682,6 @@ internal sealed class SocketPipes
             }
         }
 
-        FlushResult IValueTaskSource<FlushResult>.GetResult(short token) => _source.GetResult(token);
-
-        ValueTaskSourceStatus IValueTaskSource<FlushResult>.GetStatus(short token) => _source.GetStatus(token);
-
-        void IValueTaskSource<FlushResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-            _source.OnCompleted(continuation, state, token, flags);
-
         /// <summary>The loop's thread: the socket may take more. Completes a waiting flush once all is sent.</summary>
         internal void OnWritable()
         {
@@ -765,7 +689,7 @@ internal sealed class SocketPipes
             lock (_gate)
             {
                 _writable = true;
-                if (!_waiting)
+                if (!_wait.IsWaiting)
                 {
                     return;
                 }
@@ -776,10 +700,10 @@ internal sealed class SocketPipes
                 }
 
                 failure = _error;
-                _waiting = false;
+                _wait.TryEnd();
             }
 
-            Finish(new FlushResult(isCanceled: false, isCompleted: false), failure);
+            _wait.Complete(new FlushResult(isCanceled: false, isCompleted: false), failure);
         }
 
         /// <summary>Fails a waiting flush and every later one.</summary>
@@ -789,67 +713,13 @@ internal sealed class SocketPipes
             {
                 _error ??= error;
                 _writable = false;
-                if (!_waiting)
+                if (!_wait.TryEnd())
                 {
                     return;
                 }
-
-                _waiting = false;
             }
 
-            Finish(default, error);
-        }
-
-        // Registered after the wait began (outside the lock, because an already cancelled token runs the callback at
-        // once), so kept only if that wait is still the current one.
-        private void KeepRegistration(CancellationTokenRegistration registration, short version)
-        {
-            lock (_gate)
-            {
-                if (_waiting && _source.Version == version)
-                {
-                    _cancellation = registration;
-                    return;
-                }
-            }
-
-            registration.Unregister();
-        }
-
-        private void Finish(FlushResult result, Exception? failure)
-        {
-            CancellationTokenRegistration registration;
-            lock (_gate)
-            {
-                registration = _cancellation;
-                _cancellation = default;
-            }
-
-            registration.Unregister();
-            if (failure is null)
-            {
-                _source.SetResult(result);
-            }
-            else
-            {
-                _source.SetException(failure);
-            }
-        }
-
-        private void CancelWait(CancellationToken token)
-        {
-            lock (_gate)
-            {
-                if (!_waiting)
-                {
-                    return;
-                }
-
-                _waiting = false;
-                _cancellation = default;
-            }
-
-            _source.SetException(new OperationCanceledException(token));
+            _wait.Complete(default, error);
         }
 
         // Under the lock. True once everything written has been sent; false when the socket is full (wait for
@@ -863,7 +733,7 @@ internal sealed class SocketPipes
                     return false;
                 }
 
-                nint sent = owner.Send(_buffer!, _sent, _written - _sent, out int errno);
+                nint sent = _owner.Send(_buffer!, _sent, _written - _sent, out int errno);
                 if (sent >= 0)
                 {
                     _sent += (int)sent;
