@@ -96,17 +96,11 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
         {
             await ReadLoopAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (IsConnectionFailure(e))
-        {
-            Log.ClientFailed(_logger, Peer, e.Message);
-            Abort();
-        }
 #pragma warning disable CA1031 // A bug must cost this one connection, never the proxy.
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            Log.ClientError(_logger, Peer, e);
-            Abort();
+            Drop(e);
         }
         finally
         {
@@ -171,7 +165,7 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
             }
         }
 
-        Answered(queued);
+        Answered();
         return queued;
     }
 
@@ -196,7 +190,7 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
             }
         }
 
-        Answered(queued);
+        Answered();
         return queued;
     }
 
@@ -258,6 +252,22 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
     private static bool IsConnectionFailure(Exception e) =>
         e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
 
+    // What the reader and the writer do with an exception: the client going away is logged as such, anything else
+    // as the bug it is; either way only this connection is dropped.
+    private void Drop(Exception e)
+    {
+        if (IsConnectionFailure(e))
+        {
+            Log.ClientFailed(_logger, Peer, e.Message);
+        }
+        else
+        {
+            Log.ClientError(_logger, Peer, e);
+        }
+
+        Abort();
+    }
+
     private bool IsIdle(long now, long idleMilliseconds) =>
         Volatile.Read(ref _inFlight) == 0
         && Volatile.Read(ref _queuedBytes) == 0
@@ -282,12 +292,11 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
         return true;
     }
 
-    private void Answered(bool queued)
+    private void Answered()
     {
         // The answer is queued before the request stops counting as in flight, so that the check for the end of
         // writing, which reads the count first and the queue second, can never see neither. Whoever queued it
         // calls WriteQueued once out of the proxy's lock; a discarded answer means the connection is closing.
-        _ = queued;
         Volatile.Write(ref _inFlight, _inFlight - 1);
         _readerSignal.Writer.TryWrite(true);
     }
@@ -518,18 +527,12 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
                 }
             }
         }
-        catch (Exception e) when (IsConnectionFailure(e))
-        {
-            // The client went away; its remaining answers are discarded.
-            Log.ClientFailed(_logger, Peer, e.Message);
-            Abort();
-        }
 #pragma warning disable CA1031 // A bug must cost this one connection, never the proxy.
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            Log.ClientError(_logger, Peer, e);
-            Abort();
+            // The client went away (or a bug struck); its remaining answers are discarded.
+            Drop(e);
         }
         finally
         {
