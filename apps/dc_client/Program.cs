@@ -131,6 +131,7 @@ internal static class Program
                 IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
                 OperationTimeout = TimeSpan.FromMilliseconds(options.GetValue(TimeoutOption)),
                 Tls = tls,
+                NativeTransport = SocketEngine.NativeTransportWanted(),
             };
 
             Address address = options.GetValue(ListenOption)!;

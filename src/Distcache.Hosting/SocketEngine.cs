@@ -32,7 +32,8 @@ public static class SocketEngine
     public const string NativeTransportVariable = "DISTCACHE_NATIVE_TRANSPORT";
 
     /// <summary>
-    /// Whether a server's listener should use <see cref="ListenerOptions.NativeTransport"/>: yes unless the operator
+    /// Whether a tool's listener should use <see cref="ListenerOptions.NativeTransport"/>, and its connections
+    /// <see cref="ConnectionOptions.NativeTransport"/>: yes unless the operator
     /// set <see cref="NativeTransportVariable"/> to <c>0</c> (a way back to the runtime's sockets, should the
     /// transport ever misbehave on some kernel).
     /// </summary>

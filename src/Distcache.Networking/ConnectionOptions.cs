@@ -15,6 +15,14 @@ public sealed class ConnectionOptions
     /// </summary>
     public Func<Stream, CancellationToken, ValueTask<Stream>>? StreamWrapper { get; init; }
 
+    /// <summary>
+    /// Connect without the runtime's socket engine and read and write the connection on the native transport (as
+    /// <see cref="ListenerOptions.NativeTransport"/> does for accepted connections): one <c>recv</c> per read that
+    /// finds data, no <c>recv</c> that finds none. Linux only; elsewhere, and when <see cref="StreamWrapper"/> has
+    /// replaced the socket's stream, the connection uses the runtime's sockets as usual. Default false.
+    /// </summary>
+    public bool NativeTransport { get; init; }
+
     /// <summary>Where the connection logs; null for no logging.</summary>
     public ILogger? Logger { get; init; }
 }

@@ -29,7 +29,7 @@ internal sealed class EventLoop
     private static readonly int DataOffset = Packed ? 4 : 8;
 
     private readonly int _epoll;
-    private readonly ConcurrentDictionary<long, SocketPipes> _registered = new();
+    private readonly ConcurrentDictionary<long, ITarget> _registered = new();
     private long _nextId;
 
     private EventLoop(int index)
@@ -58,12 +58,19 @@ internal sealed class EventLoop
         return loops[(uint)Interlocked.Increment(ref s_next) % (uint)loops.Length];
     }
 
-    /// <summary>Starts delivering the socket's events to <paramref name="pipes"/>; returns the registration's number.</summary>
+    /// <summary>What a registered socket's events are delivered to.</summary>
+    public interface ITarget
+    {
+        /// <summary>Called on the loop's thread with the events (<c>EPOLLIN</c>, ...) that arrived for the socket.</summary>
+        void OnEvents(uint events);
+    }
+
+    /// <summary>Starts delivering the socket's events to <paramref name="target"/>; returns the registration's number.</summary>
     /// <exception cref="NetworkException">The kernel refused the registration.</exception>
-    public long Register(SocketPipes pipes, nint descriptor)
+    public long Register(ITarget target, nint descriptor)
     {
         long id = Interlocked.Increment(ref _nextId);
-        _registered[id] = pipes;
+        _registered[id] = target;
         Span<byte> ev = stackalloc byte[16];
         BinaryPrimitives.WriteUInt32LittleEndian(ev, Interop.EpollIn | Interop.EpollOut | Interop.EpollRdHup | Interop.EpollEt);
         BinaryPrimitives.WriteInt64LittleEndian(ev[DataOffset..], id);
@@ -121,9 +128,9 @@ internal sealed class EventLoop
             for (int i = 0; i < count; i++)
             {
                 ReadOnlySpan<byte> ev = events.AsSpan(i * EventSize, EventSize);
-                if (_registered.TryGetValue(BinaryPrimitives.ReadInt64LittleEndian(ev[DataOffset..]), out SocketPipes? pipes))
+                if (_registered.TryGetValue(BinaryPrimitives.ReadInt64LittleEndian(ev[DataOffset..]), out ITarget? target))
                 {
-                    pipes.OnEvents(BinaryPrimitives.ReadUInt32LittleEndian(ev));
+                    target.OnEvents(BinaryPrimitives.ReadUInt32LittleEndian(ev));
                 }
             }
         }
@@ -145,6 +152,15 @@ internal sealed class EventLoop
         public const int MsgDontWait = 0x40;
         public const int EINTR = 4;
         public const int EAGAIN = 11;
+        public const int EINPROGRESS = 115;
+        public const int SockStream = 1;
+        public const int SockNonBlock = 0x800;
+        public const int SockCloexec = 0x80000;
+        public const int SolSocket = 1;
+        public const int SoError = 4;
+        public const int FcntlGetFlags = 3;
+        public const int FcntlSetFlags = 4;
+        public const int ONonBlock = 0x800;
 
         private const string Libc = "libc";
 
@@ -163,9 +179,26 @@ internal sealed class EventLoop
         [DllImport(Libc, EntryPoint = "send", SetLastError = true)]
         public static extern nint Send(nint descriptor, ref byte buffer, nint length, int flags);
 
+        [DllImport(Libc, EntryPoint = "socket", SetLastError = true)]
+        public static extern int CreateSocket(int domain, int type, int protocol);
+
+        [DllImport(Libc, EntryPoint = "connect", SetLastError = true)]
+        public static extern int Connect(nint descriptor, ref byte address, int addressLength);
+
+        [DllImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
+        public static extern int GetSocketOption(nint descriptor, int level, int option, ref int value, ref int length);
+
+        [DllImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
+        public static extern int Fcntl(nint descriptor, int command, int argument);
+
         /// <summary>The socket error the runtime reports for an errno, as far as a connection can meet it.</summary>
         public static SocketError ToSocketError(int errno) => errno switch
         {
+            111 => SocketError.ConnectionRefused,
+            2 or 99 => SocketError.AddressNotAvailable,
+            13 or 1 => SocketError.AccessDenied,
+            11 => SocketError.WouldBlock,
+            97 => SocketError.AddressFamilyNotSupported,
             104 => SocketError.ConnectionReset,
             32 => SocketError.Shutdown,
             110 => SocketError.TimedOut,

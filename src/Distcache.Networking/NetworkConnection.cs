@@ -46,7 +46,7 @@ public sealed class NetworkConnection : IAsyncDisposable
     private int _aborted;
     private TimeSpan _closeTimeout = TimeSpan.FromSeconds(5);
 
-    // The native transport (SocketPipes): asked for by the listener, in use once the pipes are made over it.
+    // The native transport (SocketPipes): asked for by the listener or the connect, in use once the pipes are made over it.
     private readonly bool _nativeTransport;
     private SocketPipes? _native;
 
@@ -106,8 +106,8 @@ public sealed class NetworkConnection : IAsyncDisposable
 
     /// <summary>
     /// True when <see cref="Input"/> and <see cref="Output"/> run on the native transport
-    /// (<see cref="ListenerOptions.NativeTransport"/>); false before they are first used, and for connections on the
-    /// runtime's sockets.
+    /// (<see cref="ListenerOptions.NativeTransport"/>, <see cref="ConnectionOptions.NativeTransport"/>); false before
+    /// they are first used, and for connections on the runtime's sockets.
     /// </summary>
     public bool UsesNativeTransport => Volatile.Read(ref _native) is not null;
 
@@ -166,11 +166,12 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
 
         var logger = options.Logger ?? NullLogger.Instance;
+        bool native = options.NativeTransport && EventLoop.IsSupported;
         var connection = address.Kind switch
         {
-            AddressKind.FileDescriptor => FromSocket(SocketHelpers.AdoptDescriptor(address, listening: false), null, logger),
-            AddressKind.Unix => await ConnectUnixAsync(address, logger, cancellationToken).ConfigureAwait(false),
-            _ => await ConnectTcpAsync(address, logger, cancellationToken).ConfigureAwait(false),
+            AddressKind.FileDescriptor => FromSocket(SocketHelpers.AdoptDescriptor(address, listening: false), null, logger, native),
+            AddressKind.Unix => await ConnectUnixAsync(address, logger, native, cancellationToken).ConfigureAwait(false),
+            _ => await ConnectTcpAsync(address, logger, native, cancellationToken).ConfigureAwait(false),
         };
 
         if (options.StreamWrapper is { } wrapper)
@@ -421,55 +422,66 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
     }
 
-    private static async ValueTask<NetworkConnection> ConnectUnixAsync(Address address, ILogger logger, CancellationToken cancellationToken)
+    private static async ValueTask<NetworkConnection> ConnectUnixAsync(Address address, ILogger logger, bool native, CancellationToken cancellationToken)
     {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        Socket socket;
         try
         {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(address.Path!), cancellationToken).ConfigureAwait(false);
+            socket = await ConnectSocketAsync(new UnixDomainSocketEndPoint(address.Path!), native, cancellationToken).ConfigureAwait(false);
         }
         catch (SocketException e)
         {
-            socket.Dispose();
             cancellationToken.ThrowIfCancellationRequested();
             throw SocketHelpers.Failed("connect to", address, e);
+        }
+
+        return FromSocket(socket, address.ToString(), logger, native);
+    }
+
+    // A connected socket; on failure the socket is closed and the exception propagates.
+    private static async ValueTask<Socket> ConnectSocketAsync(EndPoint endPoint, bool native, CancellationToken cancellationToken)
+    {
+        if (native)
+        {
+            return await NativeConnect.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+        }
+
+        var socket = endPoint is UnixDomainSocketEndPoint
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            return socket;
         }
         catch
         {
             socket.Dispose();
             throw;
         }
-
-        return FromSocket(socket, address.ToString(), logger);
     }
 
-    private static async ValueTask<NetworkConnection> ConnectTcpAsync(Address address, ILogger logger, CancellationToken cancellationToken)
+    private static async ValueTask<NetworkConnection> ConnectTcpAsync(Address address, ILogger logger, bool native, CancellationToken cancellationToken)
     {
         var candidates = await SocketHelpers.ResolveAsync(address, cancellationToken).ConfigureAwait(false);
         SocketException? lastFailure = null;
         foreach (var ip in candidates)
         {
-            var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             var endPoint = new IPEndPoint(ip, address.Port);
+            Socket socket;
             try
             {
-                await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+                socket = await ConnectSocketAsync(endPoint, native, cancellationToken).ConfigureAwait(false);
             }
             catch (SocketException e)
             {
-                socket.Dispose();
                 cancellationToken.ThrowIfCancellationRequested();
                 lastFailure = e;
                 Log.ConnectAttemptFailed(logger, endPoint, address, e.SocketErrorCode);
                 continue;
             }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
 
-            return FromSocket(socket, Address.FromEndPoint(endPoint).ToString(), logger);
+            return FromSocket(socket, Address.FromEndPoint(endPoint).ToString(), logger, native);
         }
 
         throw SocketHelpers.Failed("connect to", address, lastFailure!);

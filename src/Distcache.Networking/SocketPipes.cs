@@ -25,7 +25,7 @@ namespace Distcache.Networking;
 /// <para>Every system call holds a reference on the socket's handle, so that a close from another thread (an
 /// abort) cannot free the descriptor number, and let it be reused by a new connection, while a call is using it.</para>
 /// </remarks>
-internal sealed class SocketPipes
+internal sealed class SocketPipes : EventLoop.ITarget
 {
     // The same sizes as the stream pipes' (see NetworkConnection): a whole pipeline of 1 KB ADDs per receive, a
     // whole pipeline of 1 KB answers per send.
@@ -113,7 +113,7 @@ internal sealed class SocketPipes
     }
 
     /// <summary>Called by the event loop's thread with the events that arrived for this socket.</summary>
-    internal void OnEvents(uint events)
+    public void OnEvents(uint events)
     {
         try
         {

@@ -392,7 +392,12 @@ public sealed class DistcacheProxy
     {
         Address server = _options.Server;
         long retryMs = (long)_options.RetryInterval.TotalMilliseconds;
-        var connectionOptions = new ConnectionOptions { Logger = _logger, StreamWrapper = _options.Tls?.CreateStreamWrapper(server) };
+        var connectionOptions = new ConnectionOptions
+        {
+            Logger = _logger,
+            StreamWrapper = _options.Tls?.CreateStreamWrapper(server),
+            NativeTransport = _options.NativeTransport && _options.Tls is null,
+        };
         long nextAttempt = Stopwatch.GetTimestamp();
         bool reportedUnreachable = false;
         try

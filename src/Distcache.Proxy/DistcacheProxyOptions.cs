@@ -18,6 +18,14 @@ public sealed class DistcacheProxyOptions
     public TlsClientSettings? Tls { get; init; }
 
     /// <summary>
+    /// Connect to the server on the native transport (<see cref="ConnectionOptions.NativeTransport"/>): the link
+    /// then costs one <c>recv</c> per batch of answers and never wakes the runtime's socket thread. Ignored with
+    /// <see cref="Tls"/>, whose stream runs on the runtime's sockets. Default false; <c>dc_client</c> sets it unless
+    /// <c>DISTCACHE_NATIVE_TRANSPORT=0</c>.
+    /// </summary>
+    public bool NativeTransport { get; init; }
+
+    /// <summary>
     /// How long after losing the server link (or failing to connect) the next connection attempt is made
     /// (<c>-retry</c>). Default 5 seconds, as in 1.5.1; at least 1 ms and at most <see cref="MaxInterval"/>.
     /// </summary>

@@ -5,8 +5,20 @@ using System.Text;
 
 namespace Distcache.Networking.Tests;
 
-/// <summary>The connection tests again, with the accepted ends on the native transport.</summary>
+/// <summary>The connection tests again, with both ends on the native transport.</summary>
 public sealed class NativeTransportConnectionTests : ConnectionTests
+{
+    protected override bool NativeTransport => true;
+}
+
+/// <summary>The TCP tests again (connecting, refusals, cancellation), with both ends on the native transport.</summary>
+public sealed class NativeTransportTcpTests : TcpTests
+{
+    protected override bool NativeTransport => true;
+}
+
+/// <summary>The unix socket tests again, with both ends on the native transport.</summary>
+public sealed class NativeTransportUnixSocketTests : UnixSocketTests
 {
     protected override bool NativeTransport => true;
 }
@@ -22,7 +34,7 @@ public sealed class NativeTransportTests : NetworkTest
     [Theory]
     [InlineData("IP:127.0.0.1:0")]
     [InlineData("UNIX")]
-    public async Task Accepted_connections_use_it_and_exchange_bytes(string address)
+    public async Task Accepted_and_connected_connections_use_it_and_exchange_bytes(string address)
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
         var listener = Listen(address == "UNIX" ? "UNIX:" + TempPath("native.sock") : address);
@@ -31,7 +43,95 @@ public sealed class NativeTransportTests : NetworkTest
         await ExchangeAsync(client, server);
 
         Assert.True(server.UsesNativeTransport);
-        Assert.False(client.UsesNativeTransport);
+        Assert.True(client.UsesNativeTransport);
+        Assert.True(client.Socket!.Connected);
+        Assert.Equal(listener.LocalAddress.ToString(), client.PeerDescription);
+    }
+
+    [Theory]
+    [InlineData("IP:127.0.0.1:0")]
+    [InlineData("UNIX")]
+    public async Task A_connected_socket_is_registered_with_its_event_loop_only(string address)
+    {
+        // The point of connecting natively: a socket the runtime's engine had registered (as its ConnectAsync
+        // does) would be in two epoll sets, and every packet would wake the runtime's thread as well as the loop.
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen(address == "UNIX" ? "UNIX:" + TempPath("sets.sock") : address);
+        var (client, server) = await ConnectPairAsync(listener);
+        await ExchangeAsync(client, server);
+
+        // The accepted end, which the runtime never touched, shows that the count sees the loops' sets.
+        Assert.Equal(1, EpollSetsHolding((int)server.Socket!.Handle));
+        Assert.Equal(1, EpollSetsHolding((int)client.Socket!.Handle));
+    }
+
+    [Fact]
+    public async Task A_connect_that_must_wait_for_the_handshake_completes_through_the_loop()
+    {
+        // Many connects at once, so that some of them find the handshake unfinished when connect returns.
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("IP:127.0.0.1:0");
+        var connects = Enumerable.Range(0, 32).Select(_ => ConnectAsync(listener.LocalAddress)).ToList();
+        var accepted = new List<NetworkConnection>();
+        for (int i = 0; i < connects.Count; i++)
+        {
+            accepted.Add(await AcceptAsync(listener));
+        }
+
+        foreach (var connect in connects)
+        {
+            var client = await connect;
+            await SendAsync(client.Output, "hello");
+        }
+
+        foreach (var server in accepted)
+        {
+            Assert.Equal("hello", await ReceiveAsync(server.Input, 5));
+        }
+    }
+
+    // How many epoll instances of this process watch the descriptor (each lists it as "tfd: N" in its fdinfo).
+    private static int EpollSetsHolding(int descriptor)
+    {
+        int sets = 0;
+        foreach (string path in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            string? target;
+            try
+            {
+                target = new FileInfo(path).LinkTarget;
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+
+            if (target != "anon_inode:[eventpoll]")
+            {
+                continue;
+            }
+
+            string info;
+            try
+            {
+                info = File.ReadAllText("/proc/self/fdinfo/" + Path.GetFileName(path));
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+
+            foreach (string line in info.Split('\n'))
+            {
+                string[] fields = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length >= 2 && fields[0] == "tfd:" && fields[1] == descriptor.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                {
+                    sets++;
+                }
+            }
+        }
+
+        return sets;
     }
 
     [Fact]
@@ -324,7 +424,7 @@ public sealed class NativeTransportTests : NetworkTest
         for (int i = 0; i < 200; i++)
         {
             var accept = listener.AcceptAsync(Ct);
-            await using var client = await NetworkConnection.ConnectAsync(listener.LocalAddress, ConnectionOptions.Default, Ct);
+            await using var client = await NetworkConnection.ConnectAsync(listener.LocalAddress, ConnectOptions, Ct);
             await using var server = await accept;
             string text = "message " + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
             await SendAsync(client.Output, text);

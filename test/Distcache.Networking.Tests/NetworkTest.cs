@@ -49,8 +49,9 @@ public abstract class NetworkTest : IAsyncLifetime
     }
 
     /// <summary>
-    /// True to serve the connections that <see cref="Listen"/>'s listeners accept on the native transport, so that a
-    /// derived class runs the same tests over both transports.
+    /// True to serve the connections that <see cref="Listen"/>'s listeners accept, and those that
+    /// <see cref="ConnectAsync"/> makes, on the native transport, so that a derived class runs the same tests over
+    /// both transports.
     /// </summary>
     protected virtual bool NativeTransport => false;
 
@@ -73,7 +74,13 @@ public abstract class NetworkTest : IAsyncLifetime
             };
 
     protected async Task<NetworkConnection> ConnectAsync(Address address, ConnectionOptions? options = null) =>
-        Track(await NetworkConnection.ConnectAsync(address, options ?? ConnectionOptions.Default, Ct));
+        Track(await NetworkConnection.ConnectAsync(address, NativeTransport ? WithNativeTransport(options) : options ?? ConnectionOptions.Default, Ct));
+
+    /// <summary>The options <see cref="ConnectAsync"/> uses by default, for tests that call <see cref="NetworkConnection.ConnectAsync(Address, ConnectionOptions, CancellationToken)"/> themselves.</summary>
+    protected ConnectionOptions ConnectOptions => NativeTransport ? WithNativeTransport((ConnectionOptions?)null) : ConnectionOptions.Default;
+
+    private static ConnectionOptions WithNativeTransport(ConnectionOptions? options) =>
+        new() { StreamWrapper = options?.StreamWrapper, Logger = options?.Logger, NativeTransport = true };
 
     protected async Task<NetworkConnection> AcceptAsync(NetworkListener listener) =>
         Track(await listener.AcceptAsync(Ct));

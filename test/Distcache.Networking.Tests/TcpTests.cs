@@ -125,7 +125,7 @@ public class TcpTests : NetworkTest
         await using (first)
         {
             var accept = first.AcceptAsync(Ct);
-            await using var client = await NetworkConnection.ConnectAsync(address, Ct);
+            await using var client = await NetworkConnection.ConnectAsync(address, ConnectOptions, Ct);
             await using var server = await accept;
             await ExchangeAsync(client, server);
 
@@ -149,12 +149,44 @@ public class TcpTests : NetworkTest
             vacant = probe.LocalAddress;
         }
 
-        var e = await Assert.ThrowsAsync<NetworkException>(async () => await NetworkConnection.ConnectAsync(vacant, Ct));
+        var e = await Assert.ThrowsAsync<NetworkException>(async () => await NetworkConnection.ConnectAsync(vacant, ConnectOptions, Ct));
         Assert.Equal(SocketError.ConnectionRefused, e.SocketError);
         Assert.Equal(vacant, e.Address);
         Assert.Equal(SocketError.ConnectionRefused, Assert.IsType<SocketException>(e.InnerException).SocketErrorCode);
         Assert.StartsWith($"cannot connect to {vacant}: ", e.Message, StringComparison.Ordinal);
         Assert.IsAssignableFrom<IOException>(e);
+    }
+
+    [Fact]
+    public async Task Canceling_a_connect_that_waits_for_the_handshake_ends_it_and_later_connects_work()
+    {
+        // A listener that never accepts, with a backlog of one: once its queue is full the kernel drops further
+        // SYNs, so a connect stays in its handshake until it is canceled.
+        using var stuck = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        stuck.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        stuck.Listen(1);
+        var address = Address.FromEndPoint(stuck.LocalEndPoint!);
+        var connected = new List<NetworkConnection>();
+        OperationCanceledException? canceled = null;
+        for (int attempt = 0; attempt < 8 && canceled is null; attempt++)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromMilliseconds(300));
+            try
+            {
+                connected.Add(Track(await NetworkConnection.ConnectAsync(address, ConnectOptions, timeout.Token)));
+            }
+            catch (OperationCanceledException e) when (!Ct.IsCancellationRequested)
+            {
+                canceled = e;
+            }
+        }
+
+        Assert.NotNull(canceled);
+        Assert.NotEmpty(connected);
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        await ExchangeAsync(client, server);
     }
 
     [Fact]

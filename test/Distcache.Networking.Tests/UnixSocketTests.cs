@@ -127,7 +127,7 @@ public class UnixSocketTests : NetworkTest
     {
         var address = Address.Parse("UNIX:" + TempPath("nobody.sock"));
 
-        var e = Assert.Throws<NetworkException>(() => NetworkConnection.ConnectAsync(address, Ct).AsTask().GetAwaiter().GetResult());
+        var e = Assert.Throws<NetworkException>(() => NetworkConnection.ConnectAsync(address, ConnectOptions, Ct).AsTask().GetAwaiter().GetResult());
 
         Assert.StartsWith($"cannot connect to {address}: ", e.Message, StringComparison.Ordinal);
         Assert.IsType<SocketException>(e.InnerException);
@@ -139,7 +139,7 @@ public class UnixSocketTests : NetworkTest
         var path = TempPath("stale.sock");
         LeaveStaleSocket(path);
 
-        var e = await Assert.ThrowsAsync<NetworkException>(async () => await NetworkConnection.ConnectAsync(Address.Parse("UNIX:" + path), Ct));
+        var e = await Assert.ThrowsAsync<NetworkException>(async () => await NetworkConnection.ConnectAsync(Address.Parse("UNIX:" + path), ConnectOptions, Ct));
         Assert.Equal(SocketError.ConnectionRefused, e.SocketError);
     }
 

@@ -83,14 +83,17 @@ public sealed class ExecutableTests
     [Theory]
     [InlineData(null)]
     [InlineData("0")]
-    public async Task Local_connections_are_served_on_either_socket_transport(string? nativeTransport)
+    public async Task Local_connections_and_the_server_link_are_served_on_either_socket_transport(string? nativeTransport)
     {
-        // Local connections go on dc_client's own epoll transport unless DISTCACHE_NATIVE_TRANSPORT=0; the event
-        // loops' threads ("distcache event loop N", of which Linux keeps 15 characters) show which one serves.
+        // Local connections and the link go on dc_client's own epoll transport unless DISTCACHE_NATIVE_TRANSPORT=0.
+        // The event loops' threads ("distcache event loop N", of which Linux keeps 15 characters) show that it
+        // runs; which epoll set holds the link's socket shows which transport carries the link. The runtime keeps
+        // one set for its sockets (told here to use one thread), which also holds the listening socket it accepts
+        // on; the native transport's sets never do.
         await using var server = InProcessServer.Start();
         using var dir = new TempDir();
         string socket = dir.File("t.sock");
-        var environment = new Dictionary<string, string>();
+        var environment = new Dictionary<string, string> { ["DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT"] = "1" };
         if (nativeTransport is not null)
         {
             environment["DISTCACHE_NATIVE_TRANSPORT"] = nativeTransport;
@@ -107,6 +110,12 @@ public sealed class ExecutableTests
         bool eventLoops = Directory.GetDirectories($"/proc/{tool.Pid}/task")
             .Any(task => File.ReadAllText(Path.Combine(task, "comm")).Trim() == "distcache event");
         Assert.Equal(nativeTransport is null, eventLoops);
+
+        int link = ProcessSockets.Descriptor(tool.Pid, ProcessSockets.TcpInodeConnectedTo(server.Address.Port));
+        int listening = ProcessSockets.Descriptor(tool.Pid, ProcessSockets.UnixInodeListeningOn(socket));
+        List<HashSet<int>> sets = ProcessSockets.EpollSets(tool.Pid);
+        Assert.Single(sets, set => set.Contains(link));
+        Assert.Equal(nativeTransport is not null, sets.Any(set => set.Contains(link) && set.Contains(listening)));
     }
 
     [Fact]

@@ -355,6 +355,7 @@ public sealed class MultiplexerTests
             ConnectionOutputSoftLimit = 64 * 1024,
             ConnectionOutputHardLimit = 256 * 1024,
             MaxRequestsInFlightPerConnection = 1000,
+            NativeTransport = options.NativeTransport,
         };
         await using var proxy = await ProxyHarness.StartAsync(options);
         using TestClient hog = await proxy.ConnectAsync();

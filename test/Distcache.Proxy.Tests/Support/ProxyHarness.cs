@@ -16,7 +16,8 @@ internal sealed class ProxyHarness : IAsyncDisposable
     private ProxyHarness(DistcacheProxyOptions options)
     {
         SocketPath = _dir.File("proxy.sock");
-        _listener = NetworkListener.Listen(Address.Parse("UNIX:" + SocketPath));
+        // Both ends on the native transport where it runs, as dc_client has them.
+        _listener = NetworkListener.Listen(Address.Parse("UNIX:" + SocketPath), new ListenerOptions { NativeTransport = true });
         Proxy = new DistcacheProxy(options, Logs);
         _running = Proxy.RunAsync(_listener, _stop.Token);
     }
@@ -49,6 +50,7 @@ internal sealed class ProxyHarness : IAsyncDisposable
         RetryInterval = TimeSpan.FromMilliseconds(retryMilliseconds),
         OperationTimeout = TimeSpan.FromMilliseconds(timeoutMilliseconds),
         IdleTimeout = TimeSpan.FromMilliseconds(idleMilliseconds),
+        NativeTransport = true,
     };
 
     public Task<TestClient> ConnectAsync() => TestClient.ConnectAsync(SocketPath);
