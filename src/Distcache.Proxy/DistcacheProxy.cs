@@ -676,20 +676,14 @@ public sealed class DistcacheProxy
                 string? broken = responses.Count > 0 ? Deliver(link, buffer, responses, answered) : null;
                 responses.Clear();
 
-                // Out of the lock. The first connection that got answers is written from this thread, which saves
-                // a thread wake-up on every answer when few requests are in flight; the others go to the thread
-                // pool, so that under load the writes to many connections run on both cores while this thread
-                // goes back to reading the link.
-                for (int i = 0; i < answered.Count; i++)
+                // Out of the lock, and from this thread: each write is a send that does not wait (a connection whose
+                // socket is full finishes its write later, on its own), so writing every answered connection here
+                // costs no more than handing the writes to other threads, and saves a thread wake-up for each.
+                // Handing all but the first to the thread pool, to spread the writes over the cores, cost 12-18%
+                // more CPU per request at 50 connections with one request in flight each, and bought nothing at 16.
+                foreach (LocalConnection connection in answered)
                 {
-                    if (i == 0)
-                    {
-                        answered[i].WriteQueued();
-                    }
-                    else
-                    {
-                        ThreadPool.UnsafeQueueUserWorkItem(answered[i], preferLocal: false);
-                    }
+                    connection.WriteQueued();
                 }
 
                 answered.Clear();

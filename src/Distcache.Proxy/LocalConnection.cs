@@ -34,7 +34,7 @@ internal readonly record struct RequestLocation(long Start, long Length, uint Ui
 /// <see cref="DistcacheProxyOptions.ConnectionOutputHardLimit"/> is dropped.
 /// </para>
 /// </remarks>
-internal sealed class LocalConnection : IThreadPoolWorkItem
+internal sealed class LocalConnection
 {
     private readonly DistcacheProxy _proxy;
     private readonly NetworkConnection _connection;
@@ -221,9 +221,6 @@ internal sealed class LocalConnection : IThreadPoolWorkItem
             TryFinishWriting();
         }
     }
-
-    /// <summary>On the thread pool: <see cref="WriteQueued"/>.</summary>
-    void IThreadPoolWorkItem.Execute() => WriteQueued();
 
     /// <summary>Drops the connection at once (TCP reset), from any thread, without running anything inline.</summary>
     public void Abort()
