@@ -28,8 +28,18 @@ internal sealed class EventLoop
     private static readonly int EventSize = Packed ? 12 : 16;
     private static readonly int DataOffset = Packed ? 4 : 8;
 
+    // Deferred work runs after a batch of events, in turns of at most this many items, so that work deferring more
+    // work cannot keep the loop from its sockets.
+    private const int MaxDeferredPerTurn = 1024;
+
+    [ThreadStatic]
+    private static EventLoop? t_current;
+
     private readonly int _epoll;
     private readonly ConcurrentDictionary<long, ITarget> _registered = new();
+
+    // Touched only by the loop's own thread.
+    private readonly Queue<IThreadPoolWorkItem> _deferred = new();
     private long _nextId;
 
     private EventLoop(int index)
@@ -63,6 +73,22 @@ internal sealed class EventLoop
     {
         /// <summary>Called on the loop's thread with the events (<c>EPOLLIN</c>, ...) that arrived for the socket.</summary>
         void OnEvents(uint events);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on the calling thread once the event loop it belongs to has dispatched every event
+    /// of its current batch, before it waits again; false, doing nothing, when the caller is not a loop's thread.
+    /// </summary>
+    public static bool TryDefer(IThreadPoolWorkItem work)
+    {
+        EventLoop? loop = t_current;
+        if (loop is null)
+        {
+            return false;
+        }
+
+        loop._deferred.Enqueue(work);
+        return true;
     }
 
     /// <summary>Starts delivering the socket's events to <paramref name="target"/>; returns the registration's number.</summary>
@@ -109,10 +135,12 @@ internal sealed class EventLoop
 
     private void Run()
     {
+        t_current = this;
         byte[] events = new byte[MaxEvents * EventSize];
         while (true)
         {
-            int count = Interop.EpollWait(_epoll, ref events[0], MaxEvents, -1);
+            // With deferred work still queued (a turn's worth was not enough), only look for events, do not sleep.
+            int count = Interop.EpollWait(_epoll, ref events[0], MaxEvents, _deferred.Count > 0 ? 0 : -1);
             if (count < 0)
             {
                 // EINTR (a signal, a debugger) is routine; anything else would be a bug in how the loop was set up,
@@ -132,6 +160,26 @@ internal sealed class EventLoop
                 {
                     target.OnEvents(BinaryPrimitives.ReadUInt32LittleEndian(ev));
                 }
+            }
+
+            RunDeferred();
+        }
+    }
+
+    private void RunDeferred()
+    {
+        for (int i = 0; i < MaxDeferredPerTurn && _deferred.TryDequeue(out IThreadPoolWorkItem? work); i++)
+        {
+            try
+            {
+                work.Execute();
+            }
+#pragma warning disable CA1031 // The loop serves every connection of the process and must outlive a failing item.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+                // Deferred work reports its own failures (TryDefer's callers start tasks that catch and log); this
+                // only keeps a bug in one from stopping the loop.
             }
         }
     }

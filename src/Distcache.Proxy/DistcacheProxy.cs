@@ -199,12 +199,21 @@ public sealed class DistcacheProxy
             }
 
             link.WriterBusy = true;
+
+            // On a native event loop (local connections on the native transport) the write waits until the loop
+            // has dispatched its current batch of events: every local connection that became readable in the same
+            // moment stages its requests first, and all go out in one write, without another thread.
+            if (NativeTransport.TryDeferToEndOfBatch(link.StartWriter!))
+            {
+                return;
+            }
+
             if (link.Contended)
             {
                 // Busy: others stage requests while a write is under way. A writer on the thread pool starts a
                 // little later and so finds more of them to send in one write, which is worth more under load than
                 // the wake-up it costs.
-                ThreadPool.UnsafeQueueUserWorkItem(static state => _ = state.Proxy.DrainLinkAsync(state.Link), (Proxy: this, Link: link), preferLocal: false);
+                ThreadPool.UnsafeQueueUserWorkItem(link.StartWriter!, preferLocal: false);
                 return;
             }
         }
@@ -450,6 +459,7 @@ public sealed class DistcacheProxy
 
                 reportedUnreachable = false;
                 var link = new ServerLink(connection) { ConnectedAt = Stopwatch.GetTimestamp() };
+                link.StartWriter = new LinkWriterStart(this, link);
                 lock (_gate)
                 {
                     _link = link;
@@ -843,4 +853,10 @@ public sealed class DistcacheProxy
 
     /// <summary>One complete response found in the server link's input.</summary>
     internal readonly record struct ResponseLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
+
+    // Starts a link's writer from the thread pool or at the end of an event loop's batch.
+    private sealed class LinkWriterStart(DistcacheProxy proxy, ServerLink link) : IThreadPoolWorkItem
+    {
+        public void Execute() => _ = proxy.DrainLinkAsync(link);
+    }
 }

@@ -48,8 +48,12 @@ internal sealed class ServerLink(NetworkConnection connection)
     /// <summary>
     /// True when the last writer found requests staged while it wrote: the link is busy, and the next writer is
     /// started on the thread pool rather than on the staging thread, so that it gathers more requests per write.
+    /// (Not consulted on a native event loop, where the writer starts at the end of the loop's batch of events.)
     /// </summary>
     public bool Contended { get; set; }
+
+    /// <summary>Starts the link's writer; set once, when the link is made, so that starting one allocates nothing.</summary>
+    public IThreadPoolWorkItem? StartWriter { get; set; }
 
     /// <summary>Completes once the link has failed and no writer is sending on it: nothing more will be written.</summary>
     public TaskCompletionSource WriterStopped { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

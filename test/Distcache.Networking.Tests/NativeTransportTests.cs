@@ -90,6 +90,54 @@ public sealed class NativeTransportTests : NetworkTest
         }
     }
 
+    [Fact]
+    public async Task Work_deferred_from_a_loop_runs_on_its_thread_after_the_continuation_that_deferred_it()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        var work = new RecordingWork();
+        // (From the thread pool: this test's own continuations may run on a loop's thread.)
+        Assert.False(await Task.Run(() => Distcache.Networking.NativeTransport.TryDeferToEndOfBatch(work)), "deferred from a thread that is not a loop's");
+
+        // A read that waits is resumed on the loop's thread, inside its batch of events.
+        Task<(bool Deferred, int Thread, string? Name)> reading = Task.Run(async () =>
+        {
+            ReadResult read = await server.Input.ReadAsync(Ct).ConfigureAwait(false);
+            server.Input.AdvanceTo(read.Buffer.End);
+            bool deferred = Distcache.Networking.NativeTransport.TryDeferToEndOfBatch(work);
+            work.Log.Enqueue("continuation done");
+            return (deferred, Environment.CurrentManagedThreadId, Thread.CurrentThread.Name);
+        });
+        await Task.Delay(100, Ct);
+        Assert.False(reading.IsCompleted, "the read should be waiting for data");
+        await SendAsync(client.Output, "x");
+
+        var (deferredOk, loopThread, name) = await reading.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        await work.Ran.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+
+        Assert.True(deferredOk);
+        Assert.StartsWith("distcache event loop", name, StringComparison.Ordinal);
+        Assert.Equal(loopThread, work.Thread);
+        Assert.Equal(["continuation done", "work ran"], work.Log);
+    }
+
+    private sealed class RecordingWork : IThreadPoolWorkItem
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Log { get; } = new();
+
+        public TaskCompletionSource Ran { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Thread { get; private set; }
+
+        public void Execute()
+        {
+            Thread = Environment.CurrentManagedThreadId;
+            Log.Enqueue("work ran");
+            Ran.TrySetResult();
+        }
+    }
+
     // How many epoll instances of this process watch the descriptor (each lists it as "tfd: N" in its fdinfo).
     private static int EpollSetsHolding(int descriptor)
     {
