@@ -1,5 +1,6 @@
 using System.Buffers;
 using Distcache.Client.Tests.Support;
+using Distcache.Networking;
 using Distcache.EndToEnd.Tests.Support;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
@@ -11,19 +12,32 @@ public sealed class InProcessServerTests : IDisposable
 {
     private readonly TempDir _dir = new();
 
-    public static TheoryData<string> Transports => new() { "tcp", "unix" };
+    // "-native": the client's connection on the native transport (ConnectionOptions.NativeTransport), as dc_client's
+    // link to the server has it.
+    public static TheoryData<string> Transports => new() { "tcp", "unix", "tcp-native", "unix-native" };
 
     public void Dispose() => _dir.Dispose();
 
     private InProcessServer StartServer(string transport) =>
-        InProcessServer.Start(transport == "tcp" ? "IP:127.0.0.1:0" : $"UNIX:{_dir.File("dc.sock")}");
+        InProcessServer.Start(transport.StartsWith("tcp", StringComparison.Ordinal) ? "IP:127.0.0.1:0" : $"UNIX:{_dir.File("dc.sock")}");
+
+    private static DistcacheClientOptions OptionsFor(Address address, string transport)
+    {
+        DistcacheClientOptions options = TestHelpers.Options(address);
+        if (transport.EndsWith("-native", StringComparison.Ordinal))
+        {
+            options.Connection = new ConnectionOptions { NativeTransport = true };
+        }
+
+        return options;
+    }
 
     [Theory(Timeout = 30_000)]
     [MemberData(nameof(Transports))]
     public async Task Every_operation_round_trips_async(string transport)
     {
         await using var server = StartServer(transport);
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(OptionsFor(server.Address, transport));
         byte[] id = Bytes("session-1");
         byte[] data = Bytes("the session data");
 
@@ -55,7 +69,7 @@ public sealed class InProcessServerTests : IDisposable
     public async Task Every_operation_round_trips_sync(string transport)
     {
         await using var server = StartServer(transport);
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(OptionsFor(server.Address, transport));
         byte[] id = Bytes("session-2");
         byte[] data = new byte[5000];
         Random.Shared.NextBytes(data);
