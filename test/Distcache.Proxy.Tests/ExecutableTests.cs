@@ -111,7 +111,7 @@ public sealed class ExecutableTests
             .Any(task => File.ReadAllText(Path.Combine(task, "comm")).Trim() == "distcache event");
         Assert.Equal(nativeTransport is null, eventLoops);
 
-        int link = ProcessSockets.Descriptor(tool.Pid, ProcessSockets.TcpInodeConnectedTo(server.Address.Port));
+        int link = ProcessSockets.Descriptor(tool.Pid, ProcessSockets.TcpInodesConnectedTo(server.Address.Port));
         int listening = ProcessSockets.Descriptor(tool.Pid, ProcessSockets.UnixInodeListeningOn(socket));
         List<HashSet<int>> sets = ProcessSockets.EpollSets(tool.Pid);
         Assert.Single(sets, set => set.Contains(link));

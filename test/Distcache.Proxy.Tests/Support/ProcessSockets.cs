@@ -5,20 +5,27 @@ namespace Distcache.Proxy.Tests.Support;
 /// <summary>What <c>/proc</c> tells about another process's sockets and epoll sets (Linux).</summary>
 internal static class ProcessSockets
 {
-    /// <summary>The inode of the TCP socket in this network namespace whose peer's port is <paramref name="remotePort"/>.</summary>
-    public static long TcpInodeConnectedTo(int remotePort)
+    /// <summary>
+    /// The inodes of the established TCP sockets in this network namespace whose peer's port is
+    /// <paramref name="remotePort"/>. (Connections of earlier tests that reached a server on the same port number
+    /// may linger in TIME_WAIT; those have no inode and are left out.)
+    /// </summary>
+    public static IReadOnlyList<long> TcpInodesConnectedTo(int remotePort)
     {
-        // "sl local_address rem_address st ... uid timeout inode", addresses as hex "0100007F:1F90".
+        // "sl local_address rem_address st ... uid timeout inode", addresses as hex "0100007F:1F90", state 01 established.
+        var inodes = new List<long>();
         foreach (string line in File.ReadLines("/proc/net/tcp").Skip(1))
         {
             string[] fields = Fields(line);
-            if (fields.Length > 9 && int.Parse(fields[2].AsSpan(fields[2].IndexOf(':') + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture) == remotePort)
+            if (fields.Length > 9 && fields[3] == "01"
+                && int.Parse(fields[2].AsSpan(fields[2].IndexOf(':') + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture) == remotePort
+                && long.Parse(fields[9], CultureInfo.InvariantCulture) is var inode and not 0)
             {
-                return long.Parse(fields[9], CultureInfo.InvariantCulture);
+                inodes.Add(inode);
             }
         }
 
-        throw new InvalidOperationException($"no TCP socket is connected to port {remotePort}");
+        return inodes;
     }
 
     /// <summary>The inode of the listening unix socket bound to <paramref name="path"/>.</summary>
@@ -38,18 +45,21 @@ internal static class ProcessSockets
     }
 
     /// <summary>The descriptor number under which process <paramref name="pid"/> holds the socket with inode <paramref name="inode"/>.</summary>
-    public static int Descriptor(int pid, long inode)
+    public static int Descriptor(int pid, long inode) => Descriptor(pid, [inode]);
+
+    /// <summary>The descriptor number under which process <paramref name="pid"/> holds one of the sockets with these inodes.</summary>
+    public static int Descriptor(int pid, IReadOnlyList<long> inodes)
     {
-        string target = "socket:[" + inode.ToString(CultureInfo.InvariantCulture) + "]";
+        var targets = inodes.Select(inode => "socket:[" + inode.ToString(CultureInfo.InvariantCulture) + "]").ToHashSet(StringComparer.Ordinal);
         foreach (string path in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
         {
-            if (LinkTarget(path) == target)
+            if (LinkTarget(path) is { } target && targets.Contains(target))
             {
                 return int.Parse(Path.GetFileName(path), CultureInfo.InvariantCulture);
             }
         }
 
-        throw new InvalidOperationException($"process {pid} does not hold socket {inode}");
+        throw new InvalidOperationException($"process {pid} holds none of the sockets {string.Join(", ", inodes)}");
     }
 
     /// <summary>For each epoll instance of process <paramref name="pid"/>, the descriptors it watches.</summary>
