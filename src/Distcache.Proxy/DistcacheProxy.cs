@@ -203,7 +203,7 @@ public sealed class DistcacheProxy
             // On a native event loop (local connections on the native transport) the write waits until the loop
             // has dispatched its current batch of events: every local connection that became readable in the same
             // moment stages its requests first, and all go out in one write, without another thread.
-            if (NativeTransport.TryDeferToEndOfBatch(link.StartWriter!))
+            if (NativeTransport.TryDeferToEndOfBatch(link))
             {
                 return;
             }
@@ -213,7 +213,7 @@ public sealed class DistcacheProxy
                 // Busy: others stage requests while a write is under way. A writer on the thread pool starts a
                 // little later and so finds more of them to send in one write, which is worth more under load than
                 // the wake-up it costs.
-                ThreadPool.UnsafeQueueUserWorkItem(link.StartWriter!, preferLocal: false);
+                ThreadPool.UnsafeQueueUserWorkItem(link, preferLocal: false);
                 return;
             }
         }
@@ -458,8 +458,7 @@ public sealed class DistcacheProxy
                 }
 
                 reportedUnreachable = false;
-                var link = new ServerLink(connection) { ConnectedAt = Stopwatch.GetTimestamp() };
-                link.StartWriter = new LinkWriterStart(this, link);
+                var link = new ServerLink(connection, StartLinkWriter) { ConnectedAt = Stopwatch.GetTimestamp() };
                 lock (_gate)
                 {
                     _link = link;
@@ -583,6 +582,9 @@ public sealed class DistcacheProxy
             // Already closed: the reader has stopped by itself.
         }
     }
+
+    // Started from the thread pool or at the end of an event loop's batch (ServerLink.Execute).
+    private void StartLinkWriter(ServerLink link) => _ = DrainLinkAsync(link);
 
     // The link's writer: started by WriteStaged with WriterBusy claimed, it sends everything staged, batch after
     // batch, and gives the claim back in the locked step that finds nothing staged (or the link failed), so that
@@ -853,10 +855,4 @@ public sealed class DistcacheProxy
 
     /// <summary>One complete response found in the server link's input.</summary>
     internal readonly record struct ResponseLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
-
-    // Starts a link's writer from the thread pool or at the end of an event loop's batch.
-    private sealed class LinkWriterStart(DistcacheProxy proxy, ServerLink link) : IThreadPoolWorkItem
-    {
-        public void Execute() => _ = proxy.DrainLinkAsync(link);
-    }
 }

@@ -18,7 +18,7 @@ internal readonly record struct InFlightRequest(LocalConnection Client, uint Cli
 /// A link is never reused: each reconnection makes a new one, so a reader or writer still running for a lost
 /// link can recognise that (<see cref="Failed"/>) and touch nothing.
 /// </remarks>
-internal sealed class ServerLink(NetworkConnection connection)
+internal sealed class ServerLink(NetworkConnection connection, Action<ServerLink> startWriter) : IThreadPoolWorkItem
 {
     /// <summary>The connection to the server.</summary>
     public NetworkConnection Connection { get; } = connection;
@@ -52,9 +52,6 @@ internal sealed class ServerLink(NetworkConnection connection)
     /// </summary>
     public bool Contended { get; set; }
 
-    /// <summary>Starts the link's writer; set once, when the link is made, so that starting one allocates nothing.</summary>
-    public IThreadPoolWorkItem? StartWriter { get; set; }
-
     /// <summary>Completes once the link has failed and no writer is sending on it: nothing more will be written.</summary>
     public TaskCompletionSource WriterStopped { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -66,4 +63,10 @@ internal sealed class ServerLink(NetworkConnection connection)
 
     /// <summary>When the link was established (<see cref="System.Diagnostics.Stopwatch"/> ticks).</summary>
     public long ConnectedAt { get; init; }
+
+    /// <summary>
+    /// Starts the link's writer: the link itself is the work item queued for that (on the thread pool, or at the end
+    /// of an event loop's batch), so that starting a writer allocates nothing.
+    /// </summary>
+    public void Execute() => startWriter(this);
 }

@@ -34,8 +34,8 @@ internal sealed class PartitionedSessionStore : ISessionStore, ISessionPrefetch
     // request into a fresh array.
     private readonly byte[] _input;
     private readonly byte[] _key = new byte[KeyLength];
-    private byte[]? _prefetchKeys;
-    private ReadOnlyMemory<byte>[]? _prefetchIds;
+    private byte[] _prefetchKeys = [];
+    private ReadOnlyMemory<byte>[] _prefetchIds = [];
 
     public PartitionedSessionStore(ISessionStore store, ClientAccess access)
     {
@@ -86,22 +86,20 @@ internal sealed class PartitionedSessionStore : ISessionStore, ISessionPrefetch
             return;
         }
 
-        ReadOnlyMemory<byte>[] keys = _prefetchIds ??= new ReadOnlyMemory<byte>[Math.Max(ids.Length, 16)];
-        if (keys.Length < ids.Length)
+        if (_prefetchIds.Length < ids.Length)
         {
-            keys = _prefetchIds = new ReadOnlyMemory<byte>[ids.Length];
+            _prefetchIds = new ReadOnlyMemory<byte>[ids.Length];
+            _prefetchKeys = new byte[ids.Length * KeyLength];
         }
 
-        byte[] buffer = _prefetchKeys is { } existing && existing.Length >= keys.Length * KeyLength
-            ? existing
-            : _prefetchKeys = new byte[keys.Length * KeyLength];
+        ReadOnlyMemory<byte>[] keys = _prefetchIds;
         int count = 0;
         foreach (ReadOnlyMemory<byte> id in ids)
         {
             // An id the request processor would refuse is never looked up, so it is not worth fetching.
             if (id.Length is >= 1 and <= SessionStoreLimits.MaxIdLength)
             {
-                Memory<byte> key = buffer.AsMemory(count * KeyLength, KeyLength);
+                Memory<byte> key = _prefetchKeys.AsMemory(count * KeyLength, KeyLength);
                 Hash(id.Span, key.Span);
                 keys[count++] = key;
             }
