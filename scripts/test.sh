@@ -8,7 +8,12 @@ configuration="${CONFIGURATION:-Release}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
 # Debian packages the suites start for real (none are mocked). Installed only when missing.
-required_packages=(redis-server openssl strace)
+#   redis-server                    the Redis store's tests
+#   gcc make libc6-dev valgrind     libdistcache (C) and its tests under a leak checker
+#   apache2 apache2-dev dpkg-dev    two real Apache servers; apxs builds the socache modules, dpkg-dev unpacks
+#                                   Debian's apache2 source for its mod_socache_dc
+#   python3                         the TLS client of the Apache tests (its ssl module resumes sessions)
+required_packages=(redis-server openssl strace gcc make libc6-dev valgrind apache2 apache2-dev dpkg-dev python3)
 packages=()
 for pkg in "${required_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || packages+=("$pkg")
@@ -20,6 +25,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
+make -C native --no-print-directory -s all
 dotnet build Distcache.slnx -c "$configuration" -warnaserror -nologo -v quiet
 
 log="$(mktemp)"

@@ -230,8 +230,7 @@ static struct conn *take_idle(DC_CTX *ctx)
         k->prev->next = k->next;
         k->next->prev = k->prev;
         pthread_mutex_unlock(&ctx->lock);
-        if (k->pid == self)
-            close(k->fd);
+        close(k->fd);   /* in another process: only this process's copy */
         free(k);
     }
 }
@@ -513,8 +512,7 @@ void DC_CTX_free(DC_CTX *ctx)
     while (ctx->idle != NULL) {
         struct conn *k = ctx->idle;
         ctx->idle = k->next;
-        if (k->pid == getpid())
-            close(k->fd);
+        close(k->fd);
         free(k);
     }
     pthread_mutex_destroy(&ctx->lock);
