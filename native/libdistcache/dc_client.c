@@ -461,7 +461,8 @@ DC_CTX *DC_CTX_new(const char *target, unsigned int flags)
     }
     ctx->flags = flags;
     ctx->timeout_ms = (int)env_ms(TIMEOUT_ENV, 1, TIMEOUT_MAX, TIMEOUT_DEFAULT);
-    ctx->min_lifetime_ms = env_ms(MIN_LIFETIME_ENV, 0, SESSION_LIFETIME_MAX, MIN_LIFETIME_DEFAULT);
+    ctx->min_lifetime_ms = (flags & DC_CTX_FLAG_EXACT_LIFETIMES)
+        ? 0 : env_ms(MIN_LIFETIME_ENV, 0, SESSION_LIFETIME_MAX, MIN_LIFETIME_DEFAULT);
     ctx->busy.next = ctx->busy.prev = &ctx->busy;
     if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
         free(ctx);

@@ -31,6 +31,11 @@ typedef struct st_DC_CTX DC_CTX;
 /* Connect on the first operation instead of in DC_CTX_new(). */
 #define DC_CTX_FLAG_PERSISTENT_LATE     (unsigned int)0x0008
 
+/* An extension of this library (1.5.1 has no such flag and ignores it): the caller passes real session lifetimes,
+ * so DISTCACHE_MIN_SESSION_TIMEOUT_MS, the floor that makes up for mod_socache_dc's 0-999 ms lifetimes, does not
+ * apply to this context. mod_socache_distcache sets it. */
+#define DC_CTX_FLAG_EXACT_LIFETIMES     (unsigned int)0x0100
+
 /* 1.5.1's smallest session lifetime, in milliseconds: DC_CTX_add_session() refuses lifetimes of this much or
  * less (returns 0), unless DISTCACHE_MIN_SESSION_TIMEOUT_MS raises them first (see docs/libdistcache.md). */
 #define DC_MIN_TIMEOUT 500
