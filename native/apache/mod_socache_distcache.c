@@ -420,8 +420,8 @@ static apr_status_t dcm_iterate(ap_socache_instance_t *ctx, server_rec *s, void 
 
 static const ap_socache_provider_t dcm_provider = {
     "distcache",
-    /* 0, not AP_SOCACHE_FLAG_NOTMPSAFE: see dcm_init; without DC_CTX_FLAG_PERSISTENT the library is safe from every thread of
-     * every child at once, so serialising the whole server's session cache behind one mutex would only cost. */
+    /* 0, not AP_SOCACHE_FLAG_NOTMPSAFE: see dcm_init; without DC_CTX_FLAG_PERSISTENT the library is safe from
+     * every thread of every child at once, so serialising the whole server's session cache behind one mutex would only cost. */
     0,
     dcm_create,
     dcm_init,
