@@ -1,0 +1,336 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using Distcache.EndToEnd.Tests.Support;
+
+namespace Distcache.Apache.Tests.Support;
+
+/// <summary>What an Apache server of the tests loads and listens on.</summary>
+/// <param name="ModulePath">the socache module to load (Debian's mod_socache_dc or ours)</param>
+/// <param name="ModuleName">its module structure's name, for LoadModule (socache_dc_module, ...)</param>
+/// <param name="LogTag">its tag for LogLevel (socache_dc, ...)</param>
+internal sealed record ApacheSettings(
+    string Name,
+    string Address,
+    int Port,
+    string ServerName,
+    string ModulePath,
+    string ModuleName,
+    string LogTag,
+    string SessionCache,
+    string CertificateFile,
+    string KeyFile,
+    string DocumentRoot,
+    IReadOnlyDictionary<string, string> Environment);
+
+/// <summary>
+/// A real Apache httpd (Debian's /usr/sbin/apache2) with its own configuration in a private folder: its own
+/// ServerRoot, PidFile, ErrorLog, runtime dir and mutex folder, modules loaded from /usr/lib/apache2/modules, run in
+/// the foreground as a child process. Nothing of the machine's /etc/apache2 is read. Disposing stops it with SIGTERM
+/// (Apache stops its own children) and makes sure no child of it is left running.
+/// </summary>
+internal sealed class ApacheServer : IAsyncDisposable
+{
+    public const string Binary = "/usr/sbin/apache2";
+    private const string Modules = "/usr/lib/apache2/modules";
+
+    // How an Apache child that died shows in the parent's error log ("AH00052: child pid 123 exit signal Aborted (6)"),
+    // and what an assert or a crash of the library writes to the child's stderr (the same error log).
+    private static readonly string[] CrashMarkers = ["exit signal", "AH00052", "AH00053", "Assertion", "Segmentation fault", "core dumped", "double free", "stack smashing"];
+
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private ApacheServer(ApacheSettings settings, string directory, Process process)
+    {
+        Settings = settings;
+        Directory = directory;
+        _process = process;
+    }
+
+    public ApacheSettings Settings { get; }
+
+    public string Directory { get; }
+
+    public string ErrorLog => Path.Combine(Directory, "error.log");
+
+    public string ConfigFile => Path.Combine(Directory, "httpd.conf");
+
+    public string Endpoint => $"{Settings.Address}:{Settings.Port}";
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Writes the configuration into <paramref name="directory"/> and starts Apache in the foreground.</summary>
+    public static ApacheServer Start(ApacheSettings settings, string directory)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        // The children run as www-data: they must reach the document root and the dc_client socket, and Apache
+        // gives its mutex files to that user in this folder.
+        File.SetUnixFileMode(directory, (UnixFileMode)0x1ED); // 0755
+        File.WriteAllText(Path.Combine(directory, "httpd.conf"), Configuration(settings, directory));
+
+        var info = new ProcessStartInfo(Binary)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = directory,
+        };
+        foreach (string arg in new[] { "-f", Path.Combine(directory, "httpd.conf"), "-DFOREGROUND" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        // The library reads DISTCACHE_* in the parent (DC_CTX_new at post-config); the children inherit them.
+        foreach (var (name, value) in settings.Environment)
+        {
+            info.Environment[name] = value;
+        }
+
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var server = new ApacheServer(settings, directory, process);
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (server._output) { server._output.AppendLine(e.Data); } } };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (server._output) { server._output.AppendLine(e.Data); } } };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return server;
+    }
+
+    private static string Configuration(ApacheSettings s, string dir) => $"""
+        # Written by Distcache.Apache.Tests: a private Apache, nothing read from /etc/apache2.
+        ServerRoot "{dir}"
+        DefaultRuntimeDir "{dir}"
+        PidFile "{dir}/httpd.pid"
+        ErrorLog "{dir}/error.log"
+        LogLevel notice {s.LogTag}:info
+        Mutex file:{dir} default
+
+        LoadModule mpm_event_module {Modules}/mod_mpm_event.so
+        LoadModule authz_core_module {Modules}/mod_authz_core.so
+        LoadModule dir_module {Modules}/mod_dir.so
+        LoadModule ssl_module {Modules}/mod_ssl.so
+        LoadModule {s.ModuleName} {s.ModulePath}
+
+        User www-data
+        Group www-data
+        ServerName {s.ServerName}
+        Listen {s.Address}:{s.Port}
+
+        StartServers 2
+        ServerLimit 4
+        ThreadsPerChild 25
+        MaxRequestWorkers 100
+        MinSpareThreads 25
+        MaxSpareThreads 75
+        KeepAlive Off
+        Timeout 30
+
+        DocumentRoot "{s.DocumentRoot}"
+        DirectoryIndex index.html
+        <Directory "{s.DocumentRoot}">
+          Require all granted
+        </Directory>
+
+        SSLEngine on
+        SSLCertificateFile "{s.CertificateFile}"
+        SSLCertificateKeyFile "{s.KeyFile}"
+        SSLProtocol -all +TLSv1.2 +TLSv1.3
+        # Resumption only through the shared session cache: no stateless tickets.
+        SSLSessionTickets off
+        SSLSessionCache {s.SessionCache}
+        SSLSessionCacheTimeout 300
+
+        """;
+
+    /// <summary>Waits until Apache says it is running and accepts TCP connections; throws with its log otherwise.</summary>
+    public async Task WaitReadyAsync(TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"Apache {Settings.Name} ({ConfigFile}) exited with {_process.ExitCode} while starting.\n{Diagnostics()}");
+            }
+
+            if (ReadErrorLog().Contains("AH00489", StringComparison.Ordinal) && CanConnect())
+            {
+                return;
+            }
+
+            if (clock.Elapsed > timeout)
+            {
+                throw new TimeoutException($"Apache {Settings.Name} did not start within {timeout}.\n{Diagnostics()}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    private bool CanConnect()
+    {
+        try
+        {
+            using var client = new TcpClient();
+            client.Connect(System.Net.IPAddress.Parse(Settings.Address), Settings.Port);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    public string ReadErrorLog()
+    {
+        try
+        {
+            using var stream = new FileStream(ErrorLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd();
+        }
+        catch (FileNotFoundException)
+        {
+            return "";
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return "";
+        }
+    }
+
+    /// <summary>The error log's lines that tell of a crashed child or an abort in the library.</summary>
+    public IReadOnlyList<string> CrashLines() =>
+        [.. ReadErrorLog().Split('\n').Where(line => CrashMarkers.Any(marker => line.Contains(marker, StringComparison.Ordinal)))];
+
+    /// <summary>The error log's lines from one module (its "[tag:" prefix) after <paramref name="fromOffset"/>
+    /// characters, counted by message with the variable parts (time, pid, client, numbers) left out, most frequent first.</summary>
+    public IReadOnlyList<(string Message, int Count)> ModuleMessages(string tag, int fromOffset = 0)
+    {
+        string log = ReadErrorLog();
+        return [.. log[Math.Min(fromOffset, log.Length)..].Split('\n')
+            .Where(line => line.Contains($"[{tag}:", StringComparison.Ordinal))
+            .Select(line => line[(line.IndexOf($"[{tag}:", StringComparison.Ordinal))..])
+            .Select(line => System.Text.RegularExpressions.Regex.Replace(line, @"\[(pid|client) [^\]]*\] ?", ""))
+            .Select(line => System.Text.RegularExpressions.Regex.Replace(line, @"(?<![A-Za-z0-9])\d+(?![\d-])", "N"))
+            .GroupBy(message => message)
+            .Select(group => (group.Key, group.Count()))
+            .OrderByDescending(entry => entry.Item2)];
+    }
+
+    /// <summary>The error log's lines matching <paramref name="text"/>.</summary>
+    public IReadOnlyList<string> LogLines(string text) =>
+        [.. ReadErrorLog().Split('\n').Where(line => line.Contains(text, StringComparison.Ordinal))];
+
+    public string Diagnostics()
+    {
+        string output;
+        lock (_output)
+        {
+            output = _output.ToString();
+        }
+
+        string[] log = ReadErrorLog().TrimEnd().Split('\n');
+        return $"--- {ErrorLog} (last 30 lines):\n{string.Join('\n', log.Skip(Math.Max(0, log.Length - 30)))}\n--- apache2 stdout/stderr:\n{output}";
+    }
+
+    /// <summary>The processes whose parent is this Apache (its children), read from /proc.</summary>
+    public IReadOnlyList<int> ChildPids()
+    {
+        var children = new List<int>();
+        foreach (string entry in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
+                string stat = File.ReadAllText(Path.Combine(entry, "stat"));
+                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1], CultureInfo.InvariantCulture) == _process.Id)
+                {
+                    children.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return children;
+    }
+
+    /// <summary>Whether a process still runs this server's configuration (not a recycled pid).</summary>
+    private bool IsOurs(int pid)
+    {
+        try
+        {
+            string cmdline = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+            string state = File.ReadAllText($"/proc/{pid}/stat");
+            return cmdline.Contains(ConfigFile, StringComparison.Ordinal) && !state[(state.LastIndexOf(')') + 2)..].StartsWith('Z');
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Stops Apache: SIGTERM to the parent, which stops its children and exits; SIGKILL for anything left.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        IReadOnlyList<int> children = [];
+        try
+        {
+            if (!_process.HasExited)
+            {
+                children = ChildPids();
+                _ = Native.Kill(_process.Id, Native.SIGTERM);
+                var clock = Stopwatch.StartNew();
+                while (!_process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(15))
+                {
+                    await Task.Delay(50);
+                }
+
+                if (!_process.HasExited)
+                {
+                    _process.Kill(entireProcessTree: true);
+                }
+            }
+
+            // Apache waits for its children before it exits; a child that outlived it anyway is killed here.
+            var wait = Stopwatch.StartNew();
+            while (children.Any(IsOurs) && wait.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                foreach (int pid in children.Where(IsOurs))
+                {
+                    _ = Native.Kill(pid, Native.SIGKILL);
+                }
+
+                await Task.Delay(50);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Never started.
+        }
+        finally
+        {
+            _process.Dispose();
+        }
+    }
+}

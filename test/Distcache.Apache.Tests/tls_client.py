@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+"""TLS client driver for the Apache integration tests: makes sessions on one Apache and resumes them on another.
+
+Standard library only (Debian's python3). Every subcommand prints one JSON object on stdout and exits 0 when it
+could run at all (the figures are judged by the caller); it exits 2 on bad arguments.
+
+  pair       --first HOST:PORT --second HOST:PORT [--count N] [--delay S]
+             a full handshake on the first server, then (after the delay) one on the second offering that session
+  load       --first HOST:PORT --second HOST:PORT --clients 16 --pairs N
+             N such pairs (no delay) over concurrent threads, alternating the direction
+  handshakes --target HOST:PORT --count N [--max-ms MS]
+             N fresh full handshakes, one after the other, each timed
+
+Common options: --tls 1.2|1.3, --server-name NAME (SNI and Host header), --timeout S (per socket operation).
+
+Each connection does an HTTP GET / and reads the whole response: with TLS 1.3 the server's NewSessionTicket
+arrives after the handshake, so the session is only complete (and resumable) once some data has been read.
+Certificates are not verified (the tests use a self-signed one); what is tested is the session cache.
+"""
+
+import argparse
+import json
+import socket
+import ssl
+import sys
+import threading
+import time
+
+
+def parse_target(text):
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def make_context(tls):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    version = ssl.TLSVersion.TLSv1_2 if tls == "1.2" else ssl.TLSVersion.TLSv1_3
+    context.minimum_version = version
+    context.maximum_version = version
+    return context
+
+
+class Result:
+    """One connection: a handshake (full or resumed) and one HTTP exchange."""
+
+    __slots__ = ("ok", "reused", "handshake_ms", "total_ms", "status", "error", "session")
+
+    def __init__(self):
+        self.ok = False
+        self.reused = False
+        self.handshake_ms = 0.0
+        self.total_ms = 0.0
+        self.status = None
+        self.error = None
+        self.session = None
+
+    def as_dict(self):
+        return {
+            "ok": self.ok,
+            "reused": self.reused,
+            "handshake_ms": round(self.handshake_ms, 2),
+            "total_ms": round(self.total_ms, 2),
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+def connect(context, target, server_name, session, timeout):
+    """Connects, handshakes (offering `session` if given), GETs / and reads the response; never raises."""
+    result = Result()
+    start = time.perf_counter()
+    raw = None
+    tls = None
+    try:
+        raw = socket.create_connection(target, timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = context.wrap_socket(raw, server_hostname=server_name, session=session, do_handshake_on_connect=False)
+        handshake_start = time.perf_counter()
+        tls.do_handshake()
+        result.handshake_ms = (time.perf_counter() - handshake_start) * 1000.0
+        result.reused = bool(tls.session_reused)
+        request = f"GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode("ascii")
+        tls.sendall(request)
+        response = bytearray()
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            response.extend(chunk)
+        head = bytes(response[:64]).split(b"\r\n", 1)[0].decode("latin-1")
+        parts = head.split(" ")
+        result.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        result.session = tls.session
+        if result.status is None:
+            result.error = f"no HTTP status line in the response ({len(response)} bytes)"
+        else:
+            result.ok = True
+    except (OSError, ssl.SSLError, ValueError) as e:
+        result.error = f"{type(e).__name__}: {e}"
+    finally:
+        result.total_ms = (time.perf_counter() - start) * 1000.0
+        for s in (tls, raw):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+    return result
+
+
+def run_pair(context, first, second, server_name, delay, timeout):
+    made = connect(context, first, server_name, None, timeout)
+    pair = {"first": made.as_dict(), "second": None, "reused": False}
+    if not made.ok or made.session is None:
+        return pair, made, None
+    if delay > 0:
+        time.sleep(delay)
+    resumed = connect(context, second, server_name, made.session, timeout)
+    pair["second"] = resumed.as_dict()
+    pair["reused"] = resumed.ok and resumed.reused
+    return pair, made, resumed
+
+
+def command_pair(args):
+    context = make_context(args.tls)
+    pairs = []
+    for _ in range(args.count):
+        pair, _, _ = run_pair(context, args.first, args.second, args.server_name, args.delay, args.timeout)
+        pairs.append(pair)
+    report = {
+        "command": "pair",
+        "tls": args.tls,
+        "delay_s": args.delay,
+        "pairs": len(pairs),
+        "reused": sum(1 for p in pairs if p["reused"]),
+        "first_reused": sum(1 for p in pairs if p["first"]["reused"]),
+        "failed": sum(1 for p in pairs if not p["first"]["ok"] or (p["second"] is not None and not p["second"]["ok"])
+                      or p["second"] is None),
+        "details": pairs,
+        "openssl": ssl.OPENSSL_VERSION,
+    }
+    return report
+
+
+def command_load(args):
+    context = make_context(args.tls)
+    lock = threading.Lock()
+    next_pair = [0]
+    counts = {"pairs": 0, "resumed": 0, "full": 0, "failed": 0, "first_reused": 0}
+    errors = {}
+    handshake_times = []
+    total_times = []
+
+    def record_error(where, result):
+        key = f"{where}: {result.error or 'HTTP status ' + str(result.status)}"
+        errors[key] = errors.get(key, 0) + 1
+
+    def worker():
+        while True:
+            with lock:
+                index = next_pair[0]
+                if index >= args.pairs:
+                    return
+                next_pair[0] += 1
+            # Alternate the direction, so each server both makes and resumes sessions.
+            first, second = (args.first, args.second) if index % 2 == 0 else (args.second, args.first)
+            _, made, resumed = run_pair(context, first, second, args.server_name, 0, args.timeout)
+            with lock:
+                counts["pairs"] += 1
+                for r in (made, resumed):
+                    if r is not None and r.ok:
+                        handshake_times.append(r.handshake_ms)
+                        total_times.append(r.total_ms)
+                if not made.ok or made.session is None:
+                    counts["failed"] += 1
+                    record_error("first handshake", made)
+                    continue
+                if made.reused:
+                    counts["first_reused"] += 1
+                if not resumed.ok:
+                    counts["failed"] += 1
+                    record_error("second handshake", resumed)
+                elif resumed.reused:
+                    counts["resumed"] += 1
+                else:
+                    counts["full"] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+
+    def percentile(values, p):
+        if not values:
+            return 0.0
+        ordered = sorted(values)
+        return round(ordered[min(len(ordered) - 1, int(p / 100.0 * len(ordered)))], 2)
+
+    report = {
+        "command": "load",
+        "tls": args.tls,
+        "clients": args.clients,
+        **counts,
+        "errors": errors,
+        "handshakes": len(handshake_times),
+        "longest_handshake_ms": round(max(handshake_times), 2) if handshake_times else 0.0,
+        "longest_request_ms": round(max(total_times), 2) if total_times else 0.0,
+        "p50_handshake_ms": percentile(handshake_times, 50),
+        "p99_handshake_ms": percentile(handshake_times, 99),
+        "elapsed_s": round(elapsed, 3),
+        "openssl": ssl.OPENSSL_VERSION,
+    }
+    return report
+
+
+def command_handshakes(args):
+    context = make_context(args.tls)
+    results = []
+    for _ in range(args.count):
+        results.append(connect(context, args.target, args.server_name, None, args.timeout))
+    ok = [r for r in results if r.ok]
+    report = {
+        "command": "handshakes",
+        "tls": args.tls,
+        "count": len(results),
+        "ok": len(ok),
+        "failed": len(results) - len(ok),
+        "reused": sum(1 for r in ok if r.reused),
+        "longest_handshake_ms": round(max((r.handshake_ms for r in ok), default=0.0), 2),
+        "longest_request_ms": round(max((r.total_ms for r in results), default=0.0), 2),
+        "handshake_ms": [round(r.handshake_ms, 2) for r in results],
+        "request_ms": [round(r.total_ms, 2) for r in results],
+        "errors": [r.error for r in results if not r.ok],
+        "openssl": ssl.OPENSSL_VERSION,
+    }
+    if args.max_ms is not None:
+        report["max_ms"] = args.max_ms
+        report["over_max"] = sum(1 for r in results if r.total_ms > args.max_ms)
+    return report
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tls", choices=("1.2", "1.3"), default="1.2")
+    common.add_argument("--server-name", default="cache.test")
+    common.add_argument("--timeout", type=float, default=15.0, help="seconds per socket operation")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    pair = commands.add_parser("pair", parents=[common])
+    pair.add_argument("--first", type=parse_target, required=True)
+    pair.add_argument("--second", type=parse_target, required=True)
+    pair.add_argument("--delay", type=float, default=0.0, help="seconds between the two handshakes")
+    pair.add_argument("--count", type=int, default=1)
+
+    load = commands.add_parser("load", parents=[common])
+    load.add_argument("--first", type=parse_target, required=True)
+    load.add_argument("--second", type=parse_target, required=True)
+    load.add_argument("--clients", type=int, default=16)
+    load.add_argument("--pairs", type=int, default=600)
+
+    handshakes = commands.add_parser("handshakes", parents=[common])
+    handshakes.add_argument("--target", type=parse_target, required=True)
+    handshakes.add_argument("--count", type=int, default=10)
+    handshakes.add_argument("--max-ms", type=float, default=None)
+
+    args = parser.parse_args(argv)
+    report = {"pair": command_pair, "load": command_load, "handshakes": command_handshakes}[args.command](args)
+    json.dump(report, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
