@@ -22,6 +22,11 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
     /// <summary>Added to the library's time limit for the rest of a handshake and a loaded 2-core machine.</summary>
     private const int SlackMs = 750;
 
+    /// <summary>The set-up under test, for the tests of one module only.</summary>
+    protected TPair Pair => pair;
+
+    protected ITestOutputHelper Output => output;
+
     private const int SIGSTOP = 19;
     private const int SIGCONT = 18;
 
@@ -226,4 +231,23 @@ public sealed class DebianModSocacheDcTests(DebianModulePair pair, ITestOutputHe
 
 /// <summary>This repository's mod_socache_distcache (native/apache) with libdistcache.</summary>
 public sealed class ModSocacheDistcacheTests(DistcacheModulePair pair, ITestOutputHelper output)
-    : ApacheSessionCacheTests<DistcacheModulePair>(pair, output), IClassFixture<DistcacheModulePair>;
+    : ApacheSessionCacheTests<DistcacheModulePair>(pair, output), IClassFixture<DistcacheModulePair>
+{
+    [Fact(Timeout = 60_000)]
+    public async Task Mod_status_shows_the_cache_target_and_the_counters_of_the_child_that_answers()
+    {
+        // Sessions first, so that some child has counted something; mod_status answers from whichever child
+        // serves the request, so the test checks the report's shape and the target, not one child's counts.
+        await TlsClient.PairAsync("1.2", ApachePair.ServerName, Pair.First.Endpoint, Pair.Second.Endpoint, count: 3);
+        JsonElement report = await TlsClient.FetchAsync("1.2", ApachePair.ServerName, Pair.First.Endpoint, "/server-status?auto");
+        string body = report.GetProperty("body").GetString() ?? "";
+        Output.WriteLine(body);
+        Assert.Equal(200, report.Int("status"));
+        Assert.Contains("CacheType: DC\n", body, StringComparison.Ordinal);
+        Assert.Contains($"CacheTarget: UNIX:{Pair.DcClientSocket}\n", body, StringComparison.Ordinal);
+        foreach (string counter in new[] { "CacheStoreCount", "CacheRetrieveCount", "CacheRetrieveHitCount", "CacheRetrieveMissCount", "CacheRemoveCount", "CacheFailureCount" })
+        {
+            Assert.Matches($"(?m)^{counter}: [0-9]+$", body);
+        }
+    }
+}

@@ -10,6 +10,8 @@ could run at all (the figures are judged by the caller); it exits 2 on bad argum
              N such pairs (no delay) over concurrent threads, alternating the direction
   handshakes --target HOST:PORT --count N [--max-ms MS]
              N fresh full handshakes, one after the other, each timed
+  fetch      --target HOST:PORT --path PATH
+             one GET of PATH; the report carries the HTTP status and the body
 
 Common options: --tls 1.2|1.3, --server-name NAME (SNI and Host header), --timeout S (per socket operation).
 
@@ -47,7 +49,7 @@ def make_context(tls):
 class Result:
     """One connection: a handshake (full or resumed) and one HTTP exchange."""
 
-    __slots__ = ("ok", "reused", "handshake_ms", "total_ms", "status", "error", "session")
+    __slots__ = ("ok", "reused", "handshake_ms", "total_ms", "status", "error", "session", "body")
 
     def __init__(self):
         self.ok = False
@@ -57,6 +59,7 @@ class Result:
         self.status = None
         self.error = None
         self.session = None
+        self.body = None
 
     def as_dict(self):
         return {
@@ -69,8 +72,8 @@ class Result:
         }
 
 
-def connect(context, target, server_name, session, timeout):
-    """Connects, handshakes (offering `session` if given), GETs / and reads the response; never raises."""
+def connect(context, target, server_name, session, timeout, path="/"):
+    """Connects, handshakes (offering `session` if given), GETs `path` and reads the response; never raises."""
     result = Result()
     start = time.perf_counter()
     raw = None
@@ -83,7 +86,7 @@ def connect(context, target, server_name, session, timeout):
         tls.do_handshake()
         result.handshake_ms = (time.perf_counter() - handshake_start) * 1000.0
         result.reused = bool(tls.session_reused)
-        request = f"GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode("ascii")
+        request = f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode("ascii")
         tls.sendall(request)
         response = bytearray()
         while True:
@@ -98,6 +101,7 @@ def connect(context, target, server_name, session, timeout):
         parts = head.split(" ")
         result.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
         result.session = tls.session
+        result.body = bytes(response).split(b"\r\n\r\n", 1)[-1].decode("latin-1")
         if result.status is None:
             result.error = f"no HTTP status line in the response ({len(response)} bytes)"
         else:
@@ -249,6 +253,11 @@ def command_handshakes(args):
     return report
 
 
+def command_fetch(args):
+    result = connect(make_context(args.tls), args.target, args.server_name, None, args.timeout, args.path)
+    return {"command": "fetch", "ok": result.ok, "status": result.status, "error": result.error, "body": result.body}
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
@@ -274,8 +283,13 @@ def main(argv):
     handshakes.add_argument("--count", type=int, default=10)
     handshakes.add_argument("--max-ms", type=float, default=None)
 
+    fetch = commands.add_parser("fetch", parents=[common])
+    fetch.add_argument("--target", type=parse_target, required=True)
+    fetch.add_argument("--path", default="/")
+
     args = parser.parse_args(argv)
-    report = {"pair": command_pair, "load": command_load, "handshakes": command_handshakes}[args.command](args)
+    commands_by_name = {"pair": command_pair, "load": command_load, "handshakes": command_handshakes, "fetch": command_fetch}
+    report = commands_by_name[args.command](args)
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -114,6 +114,7 @@ internal sealed class ApacheServer : IAsyncDisposable
         LoadModule authz_core_module {Modules}/mod_authz_core.so
         LoadModule dir_module {Modules}/mod_dir.so
         LoadModule ssl_module {Modules}/mod_ssl.so
+        LoadModule status_module {Modules}/mod_status.so
         LoadModule {s.ModuleName} {s.ModulePath}
 
         User www-data
@@ -135,6 +136,10 @@ internal sealed class ApacheServer : IAsyncDisposable
         <Directory "{s.DocumentRoot}">
           Require all granted
         </Directory>
+        # mod_status; mod_ssl adds the session cache's own report to it.
+        <Location "/server-status">
+          SetHandler server-status
+        </Location>
 
         SSLEngine on
         SSLCertificateFile "{s.CertificateFile}"

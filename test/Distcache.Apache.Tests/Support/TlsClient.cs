@@ -32,6 +32,10 @@ internal static class TlsClient
             "handshakes", "--tls", tls, "--server-name", serverName, "--target", target,
             "--count", Invariant(count), "--max-ms", Invariant(maxMs));
 
+    /// <summary>One GET of <paramref name="path"/>; the report's <c>status</c> and <c>body</c> are the answer's.</summary>
+    public static Task<JsonElement> FetchAsync(string tls, string serverName, string target, string path) =>
+        RunAsync(TimeSpan.FromSeconds(30), "fetch", "--tls", tls, "--server-name", serverName, "--target", target, "--path", path);
+
     private static string Invariant(double value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static async Task<JsonElement> RunAsync(TimeSpan timeout, params string[] args)
