@@ -80,6 +80,7 @@ struct thread_state {
     unsigned long get_serial;     /* the context of the remembered get; 0 when nothing is remembered */
     unsigned int get_id_len;
     unsigned char get_id[MESSAGE_MAX];
+    struct thread_state *prev, *next;   /* every thread's state, so that a forked child can free the others' */
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -87,6 +88,8 @@ static int once_ok;
 static pthread_key_t state_key;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static DC_CTX *registry;
+static pthread_mutex_t states_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct thread_state *states;
 static unsigned long next_serial = 1;
 static uint32_t next_uid = 1;     /* 1.5.1: one counter per process, starting at 1 */
 
@@ -99,10 +102,12 @@ static void before_fork(void)
     pthread_mutex_lock(&registry_lock);
     for (DC_CTX *c = registry; c != NULL; c = c->next)
         pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(&states_lock);
 }
 
 static void after_fork_in_parent(void)
 {
+    pthread_mutex_unlock(&states_lock);
     for (DC_CTX *c = registry; c != NULL; c = c->next)
         pthread_mutex_unlock(&c->lock);
     pthread_mutex_unlock(&registry_lock);
@@ -113,6 +118,20 @@ static void after_fork_in_parent(void)
  * disturb the parent, which keeps its own descriptors. */
 static void after_fork_in_child(void)
 {
+    /* Only the forking thread exists in the child: the other threads' working memory is unreachable (their
+     * exit destructors will never run here), so it is freed now. */
+    struct thread_state *self = pthread_getspecific(state_key);
+    while (states != NULL) {
+        struct thread_state *s = states;
+        states = s->next;
+        if (s != self)
+            free(s);
+    }
+    if (self != NULL) {
+        self->prev = self->next = NULL;
+        states = self;
+    }
+    pthread_mutex_unlock(&states_lock);
     for (DC_CTX *c = registry; c != NULL; c = c->next) {
         while (c->idle != NULL) {
             struct conn *k = c->idle;
@@ -137,7 +156,16 @@ static void after_fork_in_child(void)
 
 static void free_thread_state(void *state)
 {
-    free(state);
+    struct thread_state *s = state;
+    pthread_mutex_lock(&states_lock);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        states = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&states_lock);
+    free(s);
 }
 
 static void init_once(void)
@@ -166,6 +194,13 @@ static struct thread_state *thread_state(void)
             free(s);
             return NULL;
         }
+        pthread_mutex_lock(&states_lock);
+        s->prev = NULL;
+        s->next = states;
+        if (states != NULL)
+            states->prev = s;
+        states = s;
+        pthread_mutex_unlock(&states_lock);
     }
     return s;
 }
