@@ -417,7 +417,7 @@ static int transact(DC_CTX *ctx, struct thread_state *s, size_t length, uint32_t
                 return 0;
             }
             k->fd = fd;
-            k->pid = getpid();
+            k->pid = persistent ? getpid() : 0;   /* only a kept connection is ever checked */
             k->on_heap = persistent;
             busy_add(ctx, k);
         }

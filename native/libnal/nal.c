@@ -265,21 +265,23 @@ int dcnal_send_all(int fd, const void *buf, size_t length, int64_t deadline_ms)
 
 ptrdiff_t dcnal_recv_some(int fd, void *buf, size_t capacity, int64_t deadline_ms)
 {
+    /* Wait first: the caller has just sent a request, so an answer is rarely there yet, and a receive that finds
+     * nothing would only cost a system call. */
+    int ready = wait_for(fd, POLLIN, deadline_ms);
     for (;;) {
-        ssize_t n = recv(fd, buf, capacity, 0);
+        ssize_t n;
+        if (ready == 0)
+            errno = ETIMEDOUT;
+        if (ready <= 0)
+            return -1;
+        n = recv(fd, buf, capacity, 0);
         if (n >= 0)
             return n;
         if (errno == EINTR)
             continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int ready = wait_for(fd, POLLIN, deadline_ms);
-            if (ready == 0)
-                errno = ETIMEDOUT;
-            if (ready <= 0)
-                return -1;
-            continue;
-        }
-        return -1;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        ready = wait_for(fd, POLLIN, deadline_ms);
     }
 }
 
