@@ -6,7 +6,7 @@ using Distcache.EndToEnd.Tests.Support;
 namespace Distcache.Apache.Tests;
 
 /// <summary>
-/// Two real Apache servers (Debian's apache2 2.4, event MPM, mod_ssl, <c>SSLSessionTickets off</c>) share TLS
+/// Two real Apache servers (Debian's apache2 2.4, event MPM or prefork, mod_ssl, <c>SSLSessionTickets off</c>) share TLS
 /// sessions through an Apache socache module, libdistcache, dc_client and dc_server: a session made on one server
 /// resumes on the other, at once and seconds later, under 16 concurrent clients without a crashed child or a failed
 /// handshake, and Apache keeps serving in bounded time while dc_client is down or frozen. Run for Apache's own
@@ -251,3 +251,7 @@ public sealed class ModSocacheDistcacheTests(DistcacheModulePair pair, ITestOutp
         }
     }
 }
+
+/// <summary>mod_socache_distcache under the prefork MPM (the other classes run the event MPM).</summary>
+public sealed class ModSocacheDistcachePreforkTests(DistcacheModulePreforkPair pair, ITestOutputHelper output)
+    : ApacheSessionCacheTests<DistcacheModulePreforkPair>(pair, output), IClassFixture<DistcacheModulePreforkPair>;

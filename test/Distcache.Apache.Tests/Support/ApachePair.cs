@@ -48,6 +48,9 @@ public abstract class ApachePair : IAsyncLifetime
 
     protected abstract string ModuleName { get; }
 
+    /// <summary>Apache's multi-processing module: event (a server of threads, as Debian configures it) by default.</summary>
+    public virtual string Mpm => "event";
+
     public abstract string LogTag { get; }
 
     public string DcServerAddress { get; private set; } = "";
@@ -123,7 +126,7 @@ public abstract class ApachePair : IAsyncLifetime
                 foreach ((string name, string address) in new[] { ("a", "127.0.0.1"), ("b", "127.0.0.2") })
                 {
                     var settings = new ApacheSettings(name, address, port, ServerName, module, ModuleName, LogTag,
-                        $"dc:UNIX:{DcClientSocket}", cert, key, htdocs, environment);
+                        $"dc:UNIX:{DcClientSocket}", cert, key, htdocs, environment, Mpm);
                     started.Add(ApacheServer.Start(settings, Path.Combine(_dir, $"apache-{name}-{attempt}")));
                 }
 
@@ -285,9 +288,9 @@ public sealed class DebianModulePair(NativeBuild build) : ApachePair(build)
 }
 
 /// <summary>This repository's mod_socache_distcache (native/apache).</summary>
-public sealed class DistcacheModulePair(NativeBuild build) : ApachePair(build)
+public class DistcacheModulePair(NativeBuild build) : ApachePair(build)
 {
-    public override string Description => "mod_socache_distcache (native/apache) with libdistcache";
+    public override string Description => $"mod_socache_distcache (native/apache) with libdistcache, {Mpm} MPM";
 
     protected override string ModuleName => "socache_distcache_module";
 
@@ -295,4 +298,11 @@ public sealed class DistcacheModulePair(NativeBuild build) : ApachePair(build)
 
     protected override (string? Path, string? Error) Module(NativeBuild build) =>
         (build.OwnModule, build.OwnModuleError);
+}
+
+/// <summary>mod_socache_distcache under the prefork MPM: many single-threaded children, each forked from the parent
+/// that created the library's context.</summary>
+public sealed class DistcacheModulePreforkPair(NativeBuild build) : DistcacheModulePair(build)
+{
+    public override string Mpm => "prefork";
 }

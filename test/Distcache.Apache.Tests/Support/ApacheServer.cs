@@ -10,6 +10,7 @@ namespace Distcache.Apache.Tests.Support;
 /// <param name="ModulePath">the socache module to load (Debian's mod_socache_dc or ours)</param>
 /// <param name="ModuleName">its module structure's name, for LoadModule (socache_dc_module, ...)</param>
 /// <param name="LogTag">its tag for LogLevel (socache_dc, ...)</param>
+/// <param name="Mpm">the multi-processing module: "event" (threads in several children) or "prefork" (one thread per child)</param>
 internal sealed record ApacheSettings(
     string Name,
     string Address,
@@ -22,7 +23,8 @@ internal sealed record ApacheSettings(
     string CertificateFile,
     string KeyFile,
     string DocumentRoot,
-    IReadOnlyDictionary<string, string> Environment);
+    IReadOnlyDictionary<string, string> Environment,
+    string Mpm);
 
 /// <summary>
 /// A real Apache httpd (Debian's /usr/sbin/apache2) with its own configuration in a private folder: its own
@@ -80,7 +82,9 @@ internal sealed class ApacheServer : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = directory,
         };
-        foreach (string arg in new[] { "-f", Path.Combine(directory, "httpd.conf"), "-DFOREGROUND" })
+        // NO_DETACH, not FOREGROUND: Apache stays our child but becomes the leader of a session of its own. At
+        // shutdown the prefork MPM signals its whole process group, which under FOREGROUND is the test run's.
+        foreach (string arg in new[] { "-f", Path.Combine(directory, "httpd.conf"), "-DNO_DETACH" })
         {
             info.ArgumentList.Add(arg);
         }
@@ -110,7 +114,7 @@ internal sealed class ApacheServer : IAsyncDisposable
         LogLevel notice {s.LogTag}:info
         Mutex file:{dir} default
 
-        LoadModule mpm_event_module {Modules}/mod_mpm_event.so
+        LoadModule mpm_{s.Mpm}_module {Modules}/mod_mpm_{s.Mpm}.so
         LoadModule authz_core_module {Modules}/mod_authz_core.so
         LoadModule dir_module {Modules}/mod_dir.so
         LoadModule ssl_module {Modules}/mod_ssl.so
@@ -122,12 +126,7 @@ internal sealed class ApacheServer : IAsyncDisposable
         ServerName {s.ServerName}
         Listen {s.Address}:{s.Port}
 
-        StartServers 2
-        ServerLimit 4
-        ThreadsPerChild 25
-        MaxRequestWorkers 100
-        MinSpareThreads 25
-        MaxSpareThreads 75
+        {MpmSettings(s.Mpm)}
         KeepAlive Off
         Timeout 30
 
@@ -152,6 +151,26 @@ internal sealed class ApacheServer : IAsyncDisposable
 
         """;
 
+    private static string MpmSettings(string mpm) => mpm switch
+    {
+        "event" => """
+            StartServers 2
+            ServerLimit 4
+            ThreadsPerChild 25
+            MaxRequestWorkers 100
+            MinSpareThreads 25
+            MaxSpareThreads 75
+            """,
+        "prefork" => """
+            StartServers 8
+            MinSpareServers 8
+            MaxSpareServers 24
+            ServerLimit 32
+            MaxRequestWorkers 32
+            """,
+        _ => throw new ArgumentException($"no settings for the {mpm} MPM", nameof(mpm)),
+    };
+
     /// <summary>Waits until Apache says it is running and accepts TCP connections; throws with its log otherwise.</summary>
     public async Task WaitReadyAsync(TimeSpan timeout)
     {
@@ -163,7 +182,8 @@ internal sealed class ApacheServer : IAsyncDisposable
                 throw new InvalidOperationException($"Apache {Settings.Name} ({ConfigFile}) exited with {_process.ExitCode} while starting.\n{Diagnostics()}");
             }
 
-            if (ReadErrorLog().Contains("AH00489", StringComparison.Ordinal) && CanConnect())
+            // "configured -- resuming normal operations": AH00489 from the event MPM, AH00163 from prefork.
+            if (ReadErrorLog().Contains("resuming normal operations", StringComparison.Ordinal) && CanConnect())
             {
                 return;
             }
