@@ -195,6 +195,39 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
         AssertNoCrash();
     }
 
+    [Fact(Timeout = 90_000)]
+    public async Task After_a_graceful_restart_of_both_servers_sessions_made_before_still_resume_and_new_ones_too()
+    {
+        Describe();
+        // A graceful restart unloads and reloads the module and the library (whose fork handlers and thread-exit
+        // destructor must not outlive its code) and forks new children from a parent that made a new context.
+        // A session made before the restarts and offered to the other server after them: the client waits 8 s
+        // between its two handshakes, and both servers restart in that time.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Task<JsonElement> across = TlsClient.PairAsync("1.2", ApachePair.ServerName, pair.First.Endpoint, pair.Second.Endpoint, count: 1, delaySeconds: 8);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        foreach (ApacheServer apache in pair.Apaches)
+        {
+            await apache.GracefulRestartAsync(TimeSpan.FromSeconds(30));
+        }
+
+        TimeSpan restarted = clock.Elapsed;
+        JsonElement before = await across;
+        output.WriteLine($"both servers restarted gracefully {restarted.TotalSeconds:F1} s after the first handshake began; "
+            + $"the session made before the restarts {(before.Int("reused") == 1 ? "resumed" : "did NOT resume")} on the other server after them");
+        Assert.True(restarted < TimeSpan.FromSeconds(8), "the restarts took longer than the client's wait: the test proves nothing");
+        Assert.True(before.Int("failed") == 0 && before.Int("reused") == 1, before.ToString());
+
+        foreach (string tls in new[] { "1.2", "1.3" })
+        {
+            JsonElement after = await TlsClient.PairAsync(tls, ApachePair.ServerName, pair.First.Endpoint, pair.Second.Endpoint, count: 5);
+            output.WriteLine($"after a graceful restart of both servers, TLS {tls}: {after.Int("reused")} of {after.Int("pairs")} resumed on the other server, {after.Int("failed")} failed");
+            Assert.True(after.Int("failed") == 0 && after.Int("reused") == after.Int("pairs"), after.ToString());
+        }
+
+        AssertNoCrash();
+    }
+
     /// <summary>Prints what the socache module logged (at info level and above) so far, by message.</summary>
     private void ReportModuleMessages()
     {

@@ -172,7 +172,24 @@ internal sealed class ApacheServer : IAsyncDisposable
     };
 
     /// <summary>Waits until Apache says it is running and accepts TCP connections; throws with its log otherwise.</summary>
-    public async Task WaitReadyAsync(TimeSpan timeout)
+    public Task WaitReadyAsync(TimeSpan timeout) => WaitReadyAsync(timeout, readyLinesBefore: 0);
+
+    /// <summary>
+    /// A graceful restart (SIGUSR1, as <c>apachectl -k graceful</c>): the parent rereads its configuration, unloads
+    /// and loads its modules again (the socache module and the library under it included) and replaces its
+    /// children. Returns once it says it is running again.
+    /// </summary>
+    public async Task GracefulRestartAsync(TimeSpan timeout)
+    {
+        int before = CountReadyLines();
+        _ = Native.Kill(_process.Id, Native.SIGUSR1);
+        await WaitReadyAsync(timeout, before);
+    }
+
+    private int CountReadyLines() =>
+        ReadErrorLog().Split('\n').Count(line => line.Contains("resuming normal operations", StringComparison.Ordinal));
+
+    private async Task WaitReadyAsync(TimeSpan timeout, int readyLinesBefore)
     {
         var clock = Stopwatch.StartNew();
         while (true)
@@ -183,7 +200,7 @@ internal sealed class ApacheServer : IAsyncDisposable
             }
 
             // "configured -- resuming normal operations": AH00489 from the event MPM, AH00163 from prefork.
-            if (ReadErrorLog().Contains("resuming normal operations", StringComparison.Ordinal) && CanConnect())
+            if (CountReadyLines() > readyLinesBefore && CanConnect())
             {
                 return;
             }
