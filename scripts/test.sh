@@ -9,11 +9,12 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 # Debian packages the suites start for real (none are mocked). Installed only when missing.
 #   redis-server                    the Redis store's tests
-#   gcc make libc6-dev valgrind     libdistcache (C) and its tests under a leak checker
+#   gcc make libc6-dev pkg-config   libdistcache (C), built and found as programs that use it do
+#   valgrind                        the library's tests under a leak checker
 #   apache2 apache2-dev dpkg-dev    two real Apache servers; apxs builds the socache modules, dpkg-dev unpacks
 #                                   Debian's apache2 source for its mod_socache_dc
 #   python3                         the TLS client of the Apache tests (its ssl module resumes sessions)
-required_packages=(redis-server openssl strace gcc make libc6-dev valgrind apache2 apache2-dev dpkg-dev python3)
+required_packages=(redis-server openssl strace gcc make libc6-dev pkg-config valgrind apache2 apache2-dev dpkg-dev python3)
 packages=()
 for pkg in "${required_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || packages+=("$pkg")
