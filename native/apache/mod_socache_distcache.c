@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mod_socache_distcache: an Apache httpd 2.4 small-object-cache ("socache") provider that keeps TLS sessions
  * in a distcache server, through libdistcache (distcache for .NET's C client library).

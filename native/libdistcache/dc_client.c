@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libdistcache: distcache 1.5.1's DC_CTX client API (see include/distcache/dc_client.h and docs/libdistcache.md).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libnal: addresses in distcache's text syntax, and blocking socket I/O bounded by a deadline.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libnal: distcache's address syntax and deadline-bounded socket I/O (see dcnal.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_libdistcache: the tests of libdistcache (native/libdistcache) and libnal, in C, against the real dc_server
  * and dc_client of this repository and against fake servers run in-process.

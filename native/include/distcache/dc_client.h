@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * distcache for .NET: the C client API, compatible with distcache 1.5.1's <distcache/dc_client.h>.
  *
