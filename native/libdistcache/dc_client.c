@@ -229,16 +229,6 @@ static unsigned long env_ms(const char *name, unsigned long low, unsigned long h
 
 /* ---- Connections ---- */
 
-static void busy_add(DC_CTX *ctx, struct conn *k)
-{
-    pthread_mutex_lock(&ctx->lock);
-    k->next = ctx->busy.next;
-    k->prev = &ctx->busy;
-    ctx->busy.next->prev = k;
-    ctx->busy.next = k;
-    pthread_mutex_unlock(&ctx->lock);
-}
-
 /* Takes a kept connection that this process opened and that is still sound, or returns NULL. */
 static struct conn *take_idle(DC_CTX *ctx)
 {
@@ -265,8 +255,8 @@ static struct conn *take_idle(DC_CTX *ctx)
         pthread_mutex_lock(&ctx->lock);
         k->prev->next = k->next;
         k->next->prev = k->prev;
-        pthread_mutex_unlock(&ctx->lock);
         close(k->fd);   /* in another process: only this process's copy */
+        pthread_mutex_unlock(&ctx->lock);
         free(k);
     }
 }
@@ -284,11 +274,45 @@ static void release(DC_CTX *ctx, struct conn *k, int keep)
         pthread_mutex_unlock(&ctx->lock);
         return;
     }
-    pthread_mutex_unlock(&ctx->lock);
+    /* Closed before the lock goes, for the same reason open_conn lists it under the lock. */
     close(k->fd);
+    pthread_mutex_unlock(&ctx->lock);
     if (k->on_heap)
         free(k);
 }
+
+/* Opens a connection for an operation and puts it on the busy list; k is the caller's (on its stack) or, with
+ * on_heap, from malloc. The socket is made and listed under the lock that the fork handlers take, so there is no
+ * moment at which a fork() could copy a descriptor that the child's handler does not know about. The connect
+ * itself waits outside the lock. Returns k, or NULL (k released). */
+static struct conn *open_conn(DC_CTX *ctx, struct conn *k, int on_heap, int64_t deadline)
+{
+    int fd;
+    pthread_mutex_lock(&ctx->lock);
+    fd = dcnal_socket(&ctx->address);
+    if (fd >= 0) {
+        k->fd = fd;
+        k->pid = on_heap ? getpid() : 0;   /* only a kept connection is ever checked */
+        k->on_heap = on_heap;
+        k->next = ctx->busy.next;
+        k->prev = &ctx->busy;
+        ctx->busy.next->prev = k;
+        ctx->busy.next = k;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (fd < 0) {
+        if (on_heap)
+            free(k);
+        return NULL;
+    }
+    if (dcnal_connect(fd, &ctx->address, deadline) != 0) {
+        release(ctx, k, 0);
+        return NULL;
+    }
+    return k;
+}
+
+
 
 /* ---- Framing ---- */
 
@@ -354,13 +378,11 @@ enum exchange {
 };
 
 /* Reads one answer to request (uid, op) into state->rx and compacts its payload to the front. Every frame is
- * checked as PROTOCOL.md requires of a client; any breach fails the operation and the connection. *extra is set
- * when bytes followed the answer (a connection carrying those cannot be kept). */
+ * checked as PROTOCOL.md requires of a client; any breach fails the operation and the connection. */
 static enum exchange read_answer(int fd, struct thread_state *s, uint32_t uid, unsigned char op,
-                                 int64_t deadline, int *extra)
+                                 int64_t deadline)
 {
     size_t received = 0, parsed = 0, payload = 0;
-    *extra = 0;
     for (;;) {
         /* Decode every whole frame received so far. */
         while (received - parsed >= FRAME_HEADER) {
@@ -378,8 +400,11 @@ static enum exchange read_answer(int fd, struct thread_state *s, uint32_t uid, u
             payload += length;
             parsed += FRAME_HEADER + length;
             if (complete) {
+                /* One request, one answer: a byte after the answer means the peer's framing is not to be
+                 * trusted (a length or a complete flag that cut the answer short). */
+                if (received > parsed)
+                    return EXCHANGE_VIOLATION;
                 s->payload_len = payload;
-                *extra = received > parsed;
                 return EXCHANGE_OK;
             }
         }
@@ -407,26 +432,16 @@ static int transact(DC_CTX *ctx, struct thread_state *s, size_t length, uint32_t
     for (;;) {
         struct conn local, *k = persistent ? take_idle(ctx) : NULL;
         enum exchange result;
-        int extra = 0;
         if (k == NULL) {
-            int fd = dcnal_connect(&ctx->address, deadline);
-            if (fd < 0)
-                return 0;
             k = persistent ? malloc(sizeof(*k)) : &local;
-            if (k == NULL) {
-                close(fd);
+            if (k == NULL || (k = open_conn(ctx, k, persistent, deadline)) == NULL)
                 return 0;
-            }
-            k->fd = fd;
-            k->pid = persistent ? getpid() : 0;   /* only a kept connection is ever checked */
-            k->on_heap = persistent;
-            busy_add(ctx, k);
         }
         if (dcnal_send_all(k->fd, s->tx, length, deadline) != 0)
             result = errno == ETIMEDOUT ? EXCHANGE_TIMEOUT : EXCHANGE_NETWORK;
         else
-            result = read_answer(k->fd, s, uid, op, deadline, &extra);
-        release(ctx, k, result == EXCHANGE_OK && !extra);
+            result = read_answer(k->fd, s, uid, op, deadline);
+        release(ctx, k, result == EXCHANGE_OK);
         if (result == EXCHANGE_OK)
             return 1;
         if (result != EXCHANGE_NETWORK || retries-- == 0 || dcnal_now_ms() >= deadline)
@@ -480,9 +495,11 @@ static struct thread_state *begin(DC_CTX *ctx, const unsigned char *id, unsigned
     return s;
 }
 
-/* ---- The API ---- */
+/* ---- The operations ---- */
 
-DC_CTX *DC_CTX_new(const char *target, unsigned int flags)
+static void free_ctx(DC_CTX *ctx);
+
+static DC_CTX *new_ctx(const char *target, unsigned int flags)
 {
     DC_CTX *ctx;
     const char *why;
@@ -514,26 +531,16 @@ DC_CTX *DC_CTX_new(const char *target, unsigned int flags)
 
     if ((flags & DC_CTX_FLAG_PERSISTENT) && !(flags & DC_CTX_FLAG_PERSISTENT_LATE)) {
         struct conn *k = malloc(sizeof(*k));
-        int fd = k == NULL ? -1 : dcnal_connect(&ctx->address, dcnal_now_ms() + ctx->timeout_ms);
-        if (fd < 0) {
-            free(k);
-            DC_CTX_free(ctx);
+        if (k == NULL || (k = open_conn(ctx, k, 1, dcnal_now_ms() + ctx->timeout_ms)) == NULL) {
+            free_ctx(ctx);
             return NULL;
         }
-        k->fd = fd;
-        k->pid = getpid();
-        k->on_heap = 1;
-        k->prev = NULL;
-        k->next = NULL;
-        pthread_mutex_lock(&ctx->lock);
-        ctx->idle = k;
-        ctx->idle_count = 1;
-        pthread_mutex_unlock(&ctx->lock);
+        release(ctx, k, 1);   /* into the pool, for the first operation */
     }
     return ctx;
 }
 
-void DC_CTX_free(DC_CTX *ctx)
+static void free_ctx(DC_CTX *ctx)
 {
     struct thread_state *s;
     if (ctx == NULL)
@@ -559,12 +566,14 @@ void DC_CTX_free(DC_CTX *ctx)
     free(ctx);
 }
 
-int DC_CTX_add_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
+static int add_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
                        const unsigned char *sess_data, unsigned int sess_len, unsigned long timeout_msecs)
 {
     unsigned char prefix[8];
     struct thread_state *s = begin(ctx, id_data, id_len);
-    if (s == NULL || sess_data == NULL || sess_len == 0 || (size_t)id_len + sess_len > MESSAGE_MAX - 8)
+    /* The whole payload (8-byte prefix, id, session) must fit one message; written so that nothing can wrap. */
+    if (s == NULL || sess_data == NULL || sess_len == 0 || id_len > MESSAGE_MAX - 8
+        || sess_len > MESSAGE_MAX - 8 - id_len)
         return 0;
     /* Apache's mod_socache_dc passes only the millisecond part (0-999) of a lifetime: lift short lifetimes to
      * the configured floor so that its sessions live long enough to be shared (docs/libdistcache.md). */
@@ -579,7 +588,7 @@ int DC_CTX_add_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int i
     return answer_code(s) == ANSWER_OK;
 }
 
-int DC_CTX_remove_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len)
+static int remove_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len)
 {
     struct thread_state *s = begin(ctx, id_data, id_len);
     if (s == NULL || !request(ctx, s, OP_REMOVE, NULL, 0, id_data, id_len, NULL, 0))
@@ -599,7 +608,7 @@ static int hand_back(const struct thread_state *s, unsigned char *result_storage
     return 1;
 }
 
-int DC_CTX_get_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
+static int get_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
                        unsigned char *result_storage, unsigned int result_size, unsigned int *result_used)
 {
     struct thread_state *s = begin(ctx, id_data, id_len);
@@ -614,7 +623,7 @@ int DC_CTX_get_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int i
     return hand_back(s, result_storage, result_size, result_used);
 }
 
-int DC_CTX_reget_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
+static int reget_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
                          unsigned char *result_storage, unsigned int result_size, unsigned int *result_used)
 {
     struct thread_state *s;
@@ -627,17 +636,94 @@ int DC_CTX_reget_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int
     return hand_back(s, result_storage, result_size, result_used);
 }
 
-int DC_CTX_has_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len)
+static int has_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len)
 {
     struct thread_state *s = begin(ctx, id_data, id_len);
     if (s == NULL || !request(ctx, s, OP_HAVE, NULL, 0, id_data, id_len, NULL, 0))
+        return -1;
+    /* A proxy without its server answers DISCONNECTED (ours) or with an empty payload (1.5.1's): nothing was
+     * asked, so the answer is "failed", not "no". */
+    if (s->payload_len == 0)
         return -1;
     switch (answer_code(s)) {
     case ANSWER_OK:
         return 1;
     case ANSWER_DISCONNECTED:
-        return -1;   /* dc_client has no link to the server: nothing was asked */
+        return -1;
     default:
         return 0;
     }
+}
+
+/* ---- The API ----
+ *
+ * No call is a cancellation point: a thread cancelled while it waits on the network would leave its connection
+ * open and listed (and, for a connection per operation, listed on a stack that no longer exists), so each call
+ * holds cancellation off until it returns; a pending cancellation then acts at the caller's next cancellation
+ * point. */
+
+DC_CTX *DC_CTX_new(const char *target, unsigned int flags)
+{
+    int cancel;
+    DC_CTX *ctx;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    ctx = new_ctx(target, flags);
+    pthread_setcancelstate(cancel, NULL);
+    return ctx;
+}
+
+void DC_CTX_free(DC_CTX *ctx)
+{
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    free_ctx(ctx);
+    pthread_setcancelstate(cancel, NULL);
+}
+
+int DC_CTX_add_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
+                       const unsigned char *sess_data, unsigned int sess_len, unsigned long timeout_msecs)
+{
+    int cancel, result;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    result = add_session(ctx, id_data, id_len, sess_data, sess_len, timeout_msecs);
+    pthread_setcancelstate(cancel, NULL);
+    return result;
+}
+
+int DC_CTX_remove_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len)
+{
+    int cancel, result;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    result = remove_session(ctx, id_data, id_len);
+    pthread_setcancelstate(cancel, NULL);
+    return result;
+}
+
+int DC_CTX_get_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
+                       unsigned char *result_storage, unsigned int result_size, unsigned int *result_used)
+{
+    int cancel, result;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    result = get_session(ctx, id_data, id_len, result_storage, result_size, result_used);
+    pthread_setcancelstate(cancel, NULL);
+    return result;
+}
+
+int DC_CTX_reget_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len,
+                         unsigned char *result_storage, unsigned int result_size, unsigned int *result_used)
+{
+    int cancel, result;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    result = reget_session(ctx, id_data, id_len, result_storage, result_size, result_used);
+    pthread_setcancelstate(cancel, NULL);
+    return result;
+}
+
+int DC_CTX_has_session(DC_CTX *ctx, const unsigned char *id_data, unsigned int id_len)
+{
+    int cancel, result;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
+    result = has_session(ctx, id_data, id_len);
+    pthread_setcancelstate(cancel, NULL);
+    return result;
 }

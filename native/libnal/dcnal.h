@@ -29,9 +29,14 @@ int dcnal_address_parse(const char *text, dcnal_address *out, const char **why);
 /* Milliseconds on the monotonic clock, for deadlines. */
 int64_t dcnal_now_ms(void);
 
-/* Opens a non-blocking, close-on-exec stream socket connected to the address, waiting at most until the
- * deadline. Returns the descriptor, or -1 with errno set (ETIMEDOUT when the deadline passed). */
-int dcnal_connect(const dcnal_address *address, int64_t deadline_ms);
+/* Opens a non-blocking, close-on-exec stream socket for the address's family (TCP without Nagle's delay). The
+ * descriptor, or -1 with errno set. Separate from connecting so that a caller can record the descriptor (for
+ * its fork handler) before it waits for anything. */
+int dcnal_socket(const dcnal_address *address);
+
+/* Connects a socket from dcnal_socket to the address, waiting at most until the deadline. 0, or -1 with errno
+ * set (ETIMEDOUT when the deadline passed); the descriptor stays open either way. */
+int dcnal_connect(int fd, const dcnal_address *address, int64_t deadline_ms);
 
 /* Sends all of buf, waiting for room at most until the deadline; never raises SIGPIPE. 0, or -1 with errno. */
 int dcnal_send_all(int fd, const void *buf, size_t length, int64_t deadline_ms);

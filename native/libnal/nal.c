@@ -191,19 +191,22 @@ static int wait_for(int fd, short events, int64_t deadline_ms)
     }
 }
 
-int dcnal_connect(const dcnal_address *address, int64_t deadline_ms)
+int dcnal_socket(const dcnal_address *address)
 {
     int fd = socket(address->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (address->family != AF_UNIX) {
+    if (fd >= 0 && address->family != AF_UNIX) {
         /* Requests are single small writes that wait for their answer: Nagle would only add delay. */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    return fd;
+}
+
+int dcnal_connect(int fd, const dcnal_address *address, int64_t deadline_ms)
+{
     for (;;) {
         if (connect(fd, (const struct sockaddr *)&address->storage, address->length) == 0)
-            return fd;
+            return 0;
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN && address->family == AF_UNIX) {
@@ -211,7 +214,7 @@ int dcnal_connect(const dcnal_address *address, int64_t deadline_ms)
             struct timespec pause = { 0, 1000000 };
             if (dcnal_now_ms() >= deadline_ms) {
                 errno = ETIMEDOUT;
-                break;
+                return -1;
             }
             nanosleep(&pause, NULL);
             continue;
@@ -221,22 +224,16 @@ int dcnal_connect(const dcnal_address *address, int64_t deadline_ms)
             socklen_t length = sizeof(error);
             if (ready == 0) {
                 errno = ETIMEDOUT;
-                break;
+                return -1;
             }
             if (ready < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
-                break;
+                return -1;
             if (error == 0)
-                return fd;
+                return 0;
             errno = error;
         }
-        break;
+        return -1;
     }
-    {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-    }
-    return -1;
 }
 
 int dcnal_send_all(int fd, const void *buf, size_t length, int64_t deadline_ms)
