@@ -82,8 +82,12 @@ APLOG_USE_MODULE(socache_distcache);
 struct ap_socache_instance_t {
     /* The target address as configured ("UNIX:/path", "IP:host:port", "IPv6:[addr]:port"). */
     const char *target;
-    /* The library context; created in init (parent, post-config), freed in destroy or by init_pool's cleanup. */
-    DC_CTX *dc;
+    /* The library context; created in init (parent, post-config), or later by the first operation that finds it
+     * missing (when init could not: a host name that did not resolve); freed in destroy or by init_pool's
+     * cleanup. Set with a compare-and-swap, since worker threads may race to create it. */
+    void *volatile dc;
+    /* apr_time_sec() before which no operation tries DC_CTX_new again after a failure. */
+    apr_uint32_t retry_after;
     /* The pool init registered our cleanup on; NULL once that cleanup has run (so destroy never touches a
      * pool that may be gone). */
     apr_pool_t *init_pool;
@@ -161,6 +165,42 @@ static int dcm_has_prefix(const char *text, const char *prefix)
     return strncasecmp(text, prefix, n) == 0 && text[n] == ':' && text[n + 1] != '\0';
 }
 
+/* True when text is a TCP port: 1 to 65535, digits only. */
+static int dcm_is_port(const char *text)
+{
+    long port = 0;
+    if (*text == '\0')
+        return 0;
+    for (; *text != '\0'; text++) {
+        if (*text < '0' || *text > '9' || (port = port * 10 + (*text - '0')) > 65535)
+            return 0;
+    }
+    return port > 0;
+}
+
+/* Why arg is not an address the library can connect to, or NULL. The same rules as the library's parser, so
+ * that "apachectl -t" reports a mistake instead of a server that fails to start. */
+static const char *dcm_address_problem(const char *arg)
+{
+    const char *rest, *colon;
+    if (dcm_has_prefix(arg, "UNIX"))
+        return NULL;
+    if (dcm_has_prefix(arg, "IPv6")) {
+        rest = arg + 5;
+        colon = strstr(rest, "]:");
+        return rest[0] == '[' && colon != NULL && colon > rest + 1 && dcm_is_port(colon + 2)
+            ? NULL : "an IPv6 address is written IPv6:[address]:port";
+    }
+    if (dcm_has_prefix(arg, "IPv4") || dcm_has_prefix(arg, "IP")) {
+        rest = strchr(arg, ':') + 1;
+        colon = strrchr(rest, ':');
+        if (colon == NULL || colon == rest)
+            return "IP:port names every interface of a server that listens; a client needs IP:host:port";
+        return dcm_is_port(colon + 1) ? NULL : "the port is not a number from 1 to 65535";
+    }
+    return "expected UNIX:/path/to/socket, IP:host:port or IPv6:[address]:port";
+}
+
 /* Called while the configuration is read ("SSLSessionCache dc:ARG"; mod_ssl strips "dc:" and passes NULL when
  * there was no colon). Only the form is checked here: resolving host names and the like is the library's job
  * in init, and the cache need not be running while the configuration is read or tested. */
@@ -173,10 +213,9 @@ static const char *dcm_create(ap_socache_instance_t **instance, const char *arg,
         return "the distcache provider needs the address of a distcache proxy or server, as in "
                "\"dc:UNIX:/var/run/dc_client.sock\" or \"dc:IP:cache.example.com:9001\"";
     }
-    if (!dcm_has_prefix(arg, "UNIX") && !dcm_has_prefix(arg, "IP") && !dcm_has_prefix(arg, "IPv4")
-        && !dcm_has_prefix(arg, "IPv6")) {
-        return apr_psprintf(p, "'%s' is not a distcache address: expected UNIX:/path/to/socket, IP:host:port "
-                               "or IPv6:[address]:port after \"dc:\"", arg);
+    if (dcm_address_problem(arg) != NULL) {
+        return apr_psprintf(p, "'%s' after \"dc:\" is not a distcache address to connect to: %s", arg,
+                            dcm_address_problem(arg));
     }
 
     /* pcalloc: every counter starts at zero. The instance lives as long as the configuration (pool p). */
@@ -184,6 +223,33 @@ static const char *dcm_create(ap_socache_instance_t **instance, const char *arg,
     ctx->target = apr_pstrdup(p, arg);
     *instance = ctx;
     return NULL;
+}
+
+/* Kept connections (one per busy worker thread, up to 64, opened by the first operation of each child, never by
+ * the parent; a child never shares its parent's), resent once after a connection that dropped, and real
+ * lifetimes (no floor). A connection per operation would cost a TCP target a TIME_WAIT socket each, running out
+ * of ports at a few hundred operations a second, and cost dc_client an accept and a close each. */
+#define DCM_FLAGS (DC_CTX_FLAG_PERSISTENT | DC_CTX_FLAG_PERSISTENT_LATE | DC_CTX_FLAG_PERSISTENT_RETRY \
+                   | DC_CTX_FLAG_EXACT_LIFETIMES)
+
+/* How long after a failed DC_CTX_new the operations wait before they try again. */
+#define DCM_RETRY_SECONDS 5
+
+/* The library context, made now if init could not make it and no attempt failed in the last few seconds. */
+static DC_CTX *dcm_context(ap_socache_instance_t *ctx)
+{
+    DC_CTX *dc = ctx->dc, *made;
+    apr_uint32_t now, after;
+    if (dc != NULL)
+        return dc;
+    now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    after = apr_atomic_read32(&ctx->retry_after);
+    if (now < after || apr_atomic_cas32(&ctx->retry_after, now + DCM_RETRY_SECONDS, after) != after)
+        return NULL;   /* too soon, or another thread is trying */
+    made = DC_CTX_new(ctx->target, DCM_FLAGS);
+    if (made != NULL && apr_atomic_casptr((volatile void **)&ctx->dc, made, NULL) != NULL)
+        DC_CTX_free(made);   /* cannot happen while one thread tries at a time; kept for safety */
+    return ctx->dc;
 }
 
 /* Frees the library context. Runs from destroy or, if a consumer never calls destroy, when init's pool goes;
@@ -210,26 +276,24 @@ static apr_status_t dcm_init(ap_socache_instance_t *ctx, const char *cname, cons
         return APR_SUCCESS; /* initialised already: keep the one context */
     }
 
-    /* Not PERSISTENT: one connection per operation, nothing kept open. With our library that is safe to share
-     * between all worker threads and across fork() (no socket, buffer or uid counter is shared by two
-     * operations), which is why this provider's flags are 0 and mod_ssl takes no global mutex around us.
-     * A local dc_client proxy over a unix socket makes the extra connect cheap. This does not touch the
-     * network: a cache that is not running yet does not stop Apache from starting. */
-    ctx->dc = DC_CTX_new(ctx->target, DC_CTX_FLAG_EXACT_LIFETIMES);
+    ctx->dc = DC_CTX_new(ctx->target, DCM_FLAGS);
     if (ctx->dc == NULL) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
-                     "distcache: cannot use '%s' for %s: the address is malformed, its host name does not "
-                     "resolve, or memory ran out", ctx->target, cname ? cname : "the cache");
-        return APR_EGENERAL;
+        /* The form was checked in create, so the host name did not resolve (or memory ran out). Failing init
+         * would make mod_ssl stop the server, a graceful reload included, over a DNS hiccup: carry on without
+         * the shared cache, and let the operations try again. */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "distcache: cannot use '%s' for %s yet (does its host name resolve?): sessions are not "
+                     "shared until it can be; the operations try again every %d s", ctx->target,
+                     cname ? cname : "the cache", DCM_RETRY_SECONDS);
     }
 
-    /* Free the context with the configuration even if the consumer forgets destroy. Nothing to do in a
-     * child about to exec: without DC_CTX_FLAG_PERSISTENT the context holds no descriptor. */
+    /* Free the context with the configuration even if the consumer forgets destroy. A child about to exec
+     * needs nothing: the library's sockets are close-on-exec. */
     ctx->init_pool = pool;
     apr_pool_cleanup_register(pool, ctx, dcm_cleanup, apr_pool_cleanup_null);
 
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                 "distcache: %s uses the session cache at %s (a connection per operation)",
+                 "distcache: %s uses the session cache at %s (connections kept per worker thread)",
                  cname ? cname : "a consumer", ctx->target);
     return APR_SUCCESS;
 }
@@ -259,9 +323,10 @@ static apr_status_t dcm_store(ap_socache_instance_t *ctx, server_rec *s, const u
      * millisecond component: the mod_socache_dc bug this module exists to fix.) */
     apr_int64_t lifetime_ms = apr_time_as_msec(remaining);
     unsigned long timeout_ms;
+    DC_CTX *dc;
 
-    if (ctx->dc == NULL) {
-        dcm_log_failure(ctx, s, pool, "store called before init (or after destroy)");
+    if ((dc = dcm_context(ctx)) == NULL) {
+        dcm_log_failure(ctx, s, pool, "no session stored: the cache address cannot be used (see the warning at start)");
         return APR_EGENERAL;
     }
 
@@ -291,7 +356,7 @@ static apr_status_t dcm_store(ap_socache_instance_t *ctx, server_rec *s, const u
         return APR_EINVAL;
     }
 
-    if (!DC_CTX_add_session(ctx->dc, id, idlen, data, datalen, timeout_ms)) {
+    if (!DC_CTX_add_session(dc, id, idlen, data, datalen, timeout_ms)) {
         /* The library's 0 covers "the id is already stored", "no answer in time" and "no proxy": it cannot
          * say which, so neither can we. */
         dcm_log_failure(ctx, s, pool, "storing a session (%u-byte id, %u bytes, %lu ms) failed: the cache "
@@ -310,10 +375,11 @@ static apr_status_t dcm_retrieve(ap_socache_instance_t *ctx, server_rec *s, cons
                                  unsigned int idlen, unsigned char *data, unsigned int *datalen, apr_pool_t *pool)
 {
     unsigned int used = 0;
+    DC_CTX *dc;
 
     apr_atomic_inc32(&ctx->retrieves);
-    if (ctx->dc == NULL) {
-        dcm_log_failure(ctx, s, pool, "retrieve called before init (or after destroy)");
+    if ((dc = dcm_context(ctx)) == NULL) {
+        dcm_log_failure(ctx, s, pool, "no session retrieved: the cache address cannot be used (see the warning at start)");
         return APR_EGENERAL;
     }
     /* The cache can hold no such id: do not ask it. */
@@ -324,7 +390,7 @@ static apr_status_t dcm_retrieve(ap_socache_instance_t *ctx, server_rec *s, cons
         return APR_NOTFOUND;
     }
 
-    if (!DC_CTX_get_session(ctx->dc, id, idlen, data, *datalen, &used)) {
+    if (!DC_CTX_get_session(dc, id, idlen, data, *datalen, &used)) {
         apr_atomic_inc32(&ctx->misses);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "distcache %s: session not found (%u-byte id)",
                      ctx->target, idlen);
@@ -347,9 +413,11 @@ static apr_status_t dcm_retrieve(ap_socache_instance_t *ctx, server_rec *s, cons
 static apr_status_t dcm_remove(ap_socache_instance_t *ctx, server_rec *s, const unsigned char *id,
                                unsigned int idlen, apr_pool_t *pool)
 {
+    DC_CTX *dc;
+
     apr_atomic_inc32(&ctx->removes);
-    if (ctx->dc == NULL) {
-        dcm_log_failure(ctx, s, pool, "remove called before init (or after destroy)");
+    if ((dc = dcm_context(ctx)) == NULL) {
+        dcm_log_failure(ctx, s, pool, "no session removed: the cache address cannot be used (see the warning at start)");
         return APR_EGENERAL;
     }
     if (idlen == 0 || idlen > DCM_MAX_ID_LEN) {
@@ -357,7 +425,7 @@ static apr_status_t dcm_remove(ap_socache_instance_t *ctx, server_rec *s, const 
     }
     /* OpenSSL removes sessions it will not resume (and TLS 1.3 stateful tickets on use), often ones that
      * are already gone: a 0 here is ordinary, hence debug level. Callers ignore the result. */
-    if (!DC_CTX_remove_session(ctx->dc, id, idlen)) {
+    if (!DC_CTX_remove_session(dc, id, idlen)) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "distcache %s: nothing removed (%u-byte id)",
                      ctx->target, idlen);
         return APR_NOTFOUND;
@@ -398,7 +466,7 @@ static void dcm_status(ap_socache_instance_t *ctx, request_rec *r, int flags)
         return;
     }
     /* The target comes from the configuration, but it is still text placed into HTML. */
-    ap_rprintf(r, "cache type: <b>DC (distcache)</b>, target: <b>%s</b>, a connection per operation<br>",
+    ap_rprintf(r, "cache type: <b>DC (distcache)</b>, target: <b>%s</b>, connections kept per worker thread<br>",
                ap_escape_html(r->pool, ctx->target));
     ap_rprintf(r, "counts in this child process (pid %d) since it started:<br>", pid);
     ap_rprintf(r, "sessions stored: <b>%u</b>, not stored as expired: <b>%u</b><br>", stores, expired);

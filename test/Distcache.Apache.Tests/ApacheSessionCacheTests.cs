@@ -266,6 +266,53 @@ public sealed class DebianModSocacheDcTests(DebianModulePair pair, ITestOutputHe
 public sealed class ModSocacheDistcacheTests(DistcacheModulePair pair, ITestOutputHelper output)
     : ApacheSessionCacheTests<DistcacheModulePair>(pair, output), IClassFixture<DistcacheModulePair>
 {
+    /// <summary>apachectl -t: an address the library cannot connect to is a configuration error that names the
+    /// address and the rule; a good one passes.</summary>
+    [Theory(Timeout = 60_000)]
+    [InlineData("IP:9001", "a client needs IP:host:port")]
+    [InlineData("IP:cache.example:99999", "the port is not a number from 1 to 65535")]
+    [InlineData("IPv6:::1:9001", "IPv6:[address]:port")]
+    [InlineData("FD:3", "expected UNIX:/path/to/socket")]
+    [InlineData("UNIX:/run/dc_client.sock", null)]
+    public async Task The_configuration_test_refuses_an_address_that_cannot_be_connected_to(string address, string? rule)
+    {
+        string dir = Directory.CreateTempSubdirectory("dc-apache-config-").FullName;
+        try
+        {
+            string module = Pair.Build.OwnModule ?? throw new InvalidOperationException(Pair.Build.OwnModuleError);
+            string config = Path.Combine(dir, "httpd.conf");
+            await File.WriteAllTextAsync(config, $"""
+                ServerRoot "{dir}"
+                DefaultRuntimeDir "{dir}"
+                PidFile "{dir}/httpd.pid"
+                ErrorLog "{dir}/error.log"
+                LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+                LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+                LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so
+                LoadModule socache_distcache_module {module}
+                ServerName cache.test
+                Listen 127.0.0.1:8443
+                SSLSessionCache dc:{address}
+                """);
+            CommandResult check = await Command.RunAsync(ApacheServer.Binary, ["-t", "-f", config], TimeSpan.FromSeconds(30));
+            Output.WriteLine($"apache2 -t with SSLSessionCache dc:{address}: exit {check.ExitCode}\n{check.Output}");
+            if (rule is null)
+            {
+                Assert.True(check.Succeeded, check.Output);
+            }
+            else
+            {
+                Assert.False(check.Succeeded, check.Output);
+                Assert.Contains($"'{address}'", check.Output, StringComparison.Ordinal);
+                Assert.Contains(rule, check.Output, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact(Timeout = 60_000)]
     public async Task Mod_status_shows_the_cache_target_and_the_counters_of_the_child_that_answers()
     {
