@@ -2235,6 +2235,7 @@ static void test_answers_accepted(void)
         DC_CTX *quick = MUST_CTX(f->address, P);
         unsigned char absent[32];
         make_id(absent, sizeof(absent));
+        EXPECT_ACCEPTS(f, 3);   /* quick's first connection, made by DC_CTX_new: the fake accepts it in its own time */
         accepts = fake_accepts(f);
         fake_set_delay(f, 500);
         fake_set(f, B_DELAY, 1);
