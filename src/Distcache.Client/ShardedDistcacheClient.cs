@@ -1,4 +1,5 @@
 using System.Buffers;
+using Distcache.Protocol;
 using Distcache.Networking;
 
 namespace Distcache.Client;

@@ -34,6 +34,32 @@ public static class Requests
         writer.Complete();
     }
 
+    /// <summary>
+    /// The session id a request is about, for routing it: an ADD's id (after its 8-byte prefix), or the whole
+    /// payload of a GET, REMOVE or HAVE. An ADD whose id length does not fit its payload gives an empty id: the
+    /// server answers such a request with an error wherever it goes, so any one route is as good as another.
+    /// </summary>
+    /// <param name="operation">The request's operation.</param>
+    /// <param name="payload">The request's whole payload.</param>
+    /// <returns>The id, a slice of <paramref name="payload"/>.</returns>
+    public static ReadOnlySpan<byte> SessionIdOf(Operation operation, ReadOnlySpan<byte> payload)
+    {
+        if (operation != Operation.Add)
+        {
+            return payload;
+        }
+
+        if (payload.Length < ProtocolConstants.AddRequestPrefixSize)
+        {
+            return [];
+        }
+
+        uint idLength = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(payload[4..]);
+        return idLength < (uint)(payload.Length - ProtocolConstants.AddRequestPrefixSize)
+            ? payload.Slice(ProtocolConstants.AddRequestPrefixSize, (int)idLength)
+            : [];
+    }
+
     /// <summary>True if an id is within the protocol's 1..64 bytes. The server answers NOTOK for others, as 1.5.1 does.</summary>
     public static bool IsValidSessionId(int length) => length is > 0 and <= ProtocolConstants.MaxSessionIdLength;
 }

@@ -1,5 +1,6 @@
 using Distcache.Client.Tests.Support;
 using Distcache.Networking;
+using Distcache.Protocol;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;

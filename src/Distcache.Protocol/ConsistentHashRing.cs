@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Distcache.Client;
+namespace Distcache.Protocol;
 
 /// <summary>
 /// A consistent hash ring: maps a session id to one of several named nodes so that adding or removing a node
@@ -66,7 +66,26 @@ public sealed class ConsistentHashRing
     /// <summary>The node that owns <paramref name="key"/>: the index into <see cref="Nodes"/>.</summary>
     /// <param name="key">The key, for distcache a session id.</param>
     /// <returns>The owning node's index.</returns>
-    public int Owner(ReadOnlySpan<byte> key) => _owners[StartIndex(key)];
+    public int Owner(ReadOnlySpan<byte> key) => _owners[Locate(key)];
+
+    /// <summary>
+    /// Where <paramref name="key"/> falls on the ring: the index of its first point, for <see cref="FirstUsable(int, ReadOnlySpan{bool})"/>.
+    /// A router hashes each key once, when it reads the request, and picks the node later from the position and
+    /// whichever nodes are usable at that moment.
+    /// </summary>
+    /// <param name="key">The key, for distcache a session id.</param>
+    /// <returns>A position on the ring, from 0 to the number of points less one.</returns>
+    public int Locate(ReadOnlySpan<byte> key)
+    {
+        ulong hash = Hash(key);
+        int index = Array.BinarySearch(_points, hash);
+        if (index < 0)
+        {
+            index = ~index;
+        }
+
+        return index == _points.Length ? 0 : index;
+    }
 
     /// <summary>
     /// The first node on the ring from <paramref name="key"/> onwards for which <paramref name="usable"/> is true:
@@ -77,11 +96,26 @@ public sealed class ConsistentHashRing
     /// <param name="usable">One flag per node, in the order of <see cref="Nodes"/>.</param>
     /// <returns>The node's index, or -1 if no node is usable.</returns>
     /// <exception cref="ArgumentException"><paramref name="usable"/> does not have one flag per node.</exception>
-    public int FirstUsable(ReadOnlySpan<byte> key, ReadOnlySpan<bool> usable)
+    public int FirstUsable(ReadOnlySpan<byte> key, ReadOnlySpan<bool> usable) => FirstUsable(Locate(key), usable);
+
+    /// <summary>As <see cref="FirstUsable(ReadOnlySpan{byte}, ReadOnlySpan{bool})"/>, from a position <see cref="Locate"/> gave.</summary>
+    /// <param name="position">The key's position on the ring.</param>
+    /// <param name="usable">One flag per node, in the order of <see cref="Nodes"/>.</param>
+    /// <returns>The node's index, or -1 if no node is usable.</returns>
+    /// <exception cref="ArgumentException"><paramref name="usable"/> does not have one flag per node.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="position"/> is not on the ring.</exception>
+    public int FirstUsable(int position, ReadOnlySpan<bool> usable)
     {
         if (usable.Length != Nodes.Count)
         {
             throw new ArgumentException("One flag per node is required.", nameof(usable));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(position, _points.Length);
+        if (usable[_owners[position]])
+        {
+            return _owners[position];
         }
 
         if (!usable.Contains(true))
@@ -89,10 +123,9 @@ public sealed class ConsistentHashRing
             return -1;
         }
 
-        int start = StartIndex(key);
-        for (int step = 0; step < _points.Length; step++)
+        for (int step = 1; step < _points.Length; step++)
         {
-            int owner = _owners[(start + step) % _points.Length];
+            int owner = _owners[(position + step) % _points.Length];
             if (usable[owner])
             {
                 return owner;
@@ -120,17 +153,5 @@ public sealed class ConsistentHashRing
         hash *= 0xc4ceb9fe1a85ec53UL;
         hash ^= hash >> 33;
         return hash;
-    }
-
-    private int StartIndex(ReadOnlySpan<byte> key)
-    {
-        ulong hash = Hash(key);
-        int index = Array.BinarySearch(_points, hash);
-        if (index < 0)
-        {
-            index = ~index;
-        }
-
-        return index == _points.Length ? 0 : index;
     }
 }

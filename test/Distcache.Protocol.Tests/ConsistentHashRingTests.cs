@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Distcache.Client.Tests;
+namespace Distcache.Protocol.Tests;
 
 /// <summary>The hash ring: balance, stability when servers come and go, agreement between clients.</summary>
 public sealed class ConsistentHashRingTests
@@ -124,5 +124,44 @@ public sealed class ConsistentHashRingTests
         Assert.Throws<ArgumentException>(() => new ConsistentHashRing([]));
         Assert.Throws<ArgumentException>(() => new ConsistentHashRing(["a", "a"]));
         Assert.Throws<ArgumentOutOfRangeException>(() => new ConsistentHashRing(["a"], 0));
+    }
+
+    [Fact]
+    public void A_position_located_once_picks_the_same_server_as_the_key()
+    {
+        var ring = new ConsistentHashRing(Servers(4));
+        bool[][] masks = [[true, true, true, true], [false, true, true, true], [true, false, false, true], [false, false, false, false]];
+        foreach (byte[] id in SessionIds(2000))
+        {
+            int position = ring.Locate(id);
+            foreach (bool[] usable in masks)
+            {
+                Assert.Equal(ring.FirstUsable(id, usable), ring.FirstUsable(position, usable));
+            }
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => ring.FirstUsable(-1, masks[0]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ring.FirstUsable(4 * ConsistentHashRing.DefaultVirtualNodes, masks[0]));
+    }
+
+    [Fact]
+    public void A_request_is_routed_by_its_session_id()
+    {
+        byte[] id = Encoding.ASCII.GetBytes("the session");
+        var add = new System.Buffers.ArrayBufferWriter<byte>();
+        Requests.WriteAdd(add, 1, 1000, id, [1, 2, 3]);
+        byte[] addPayload = add.WrittenSpan[ProtocolConstants.FrameHeaderSize..].ToArray();
+
+        Assert.Equal(id, Requests.SessionIdOf(Operation.Add, addPayload).ToArray());
+        Assert.Equal(id, Requests.SessionIdOf(Operation.Get, id).ToArray());
+        Assert.Equal(id, Requests.SessionIdOf(Operation.Remove, id).ToArray());
+        Assert.Equal(id, Requests.SessionIdOf(Operation.Have, id).ToArray());
+
+        // An ADD whose id does not fit (the server answers it with an error) has no id to route by.
+        Assert.True(Requests.SessionIdOf(Operation.Add, addPayload.AsSpan(0, 7)).IsEmpty);
+        byte[] corrupt = (byte[])addPayload.Clone();
+        corrupt[4] = 0x80;
+        Assert.True(Requests.SessionIdOf(Operation.Add, corrupt).IsEmpty);
+        Assert.True(Requests.SessionIdOf(Operation.Add, addPayload.AsSpan(0, 8 + id.Length)).IsEmpty);
     }
 }
