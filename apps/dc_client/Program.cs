@@ -70,8 +70,8 @@ internal static class Program
             return exitCode;
         }
 
-        // Several servers spread the sessions between them (ShardedProxy); the same one twice is a mistake, since
-        // it would count double on the hash ring.
+        // Several servers spread the sessions between them by consistent hashing; the same one twice is a mistake,
+        // since it would count double on the hash ring.
         List<string> serverSpellings = ServerSpellings(args);
         IReadOnlyList<Address> servers = options.GetValues(ServerOption);
         if (servers.Count == 0)
@@ -80,7 +80,6 @@ internal static class Program
             return 1;
         }
 
-        Address server = servers[0];
         for (int i = 1; i < servers.Count; i++)
         {
             if (servers.Take(i).Any(s => s.ToString() == servers[i].ToString()))
@@ -126,7 +125,7 @@ internal static class Program
 
             var proxyOptions = new DistcacheProxyOptions
             {
-                Server = server,
+                Servers = servers,
                 RetryInterval = TimeSpan.FromMilliseconds(options.GetValue(RetryOption)),
                 IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
                 OperationTimeout = TimeSpan.FromMilliseconds(options.GetValue(TimeoutOption)),
@@ -153,7 +152,7 @@ internal static class Program
                         $"Warning, listening on {listener.LocalAddress}, which other hosts can reach, and the listening side has no TLS: listen on a unix socket or loopback address; see docs/security.md").ConfigureAwait(false);
                 }
 
-                if (tls is null && SecurityParsers.IsReachableFromOtherHosts(server))
+                foreach (Address server in servers.Where(s => tls is null && SecurityParsers.IsReachableFromOtherHosts(s)))
                 {
                     await Console.Error.WriteLineAsync(
                         $"Warning, the link to {server} is not encrypted: sessions (their master secrets) cross the network in the clear. Use -tls-ca, -tls-cert and -tls-key; see docs/security.md").ConfigureAwait(false);
@@ -182,12 +181,6 @@ internal static class Program
 
                 using (pidFile)
                 {
-                    if (servers.Count > 1)
-                    {
-                        await RunShardedAsync(servers, proxyOptions, listener, loggerFactory, shutdown.Token).ConfigureAwait(false);
-                        return 0;
-                    }
-
                     var proxy = new DistcacheProxy(proxyOptions, loggerFactory.CreateLogger<DistcacheProxy>());
                     Task running = proxy.RunAsync(listener, shutdown.Token);
 
@@ -195,6 +188,11 @@ internal static class Program
                     // user is looking and a script that started the daemon finds it forwarding. The attempt is
                     // bounded by -timeout; failing it is not fatal, the proxy keeps retrying.
                     await Task.WhenAny(proxy.FirstConnectAttempt, running).ConfigureAwait(false);
+                    if (servers.Count > 1)
+                    {
+                        await Console.Error.WriteLineAsync($"Info, spreading sessions over {servers.Count} servers ({proxy.ConnectedServers} connected): {string.Join(", ", servers)}").ConfigureAwait(false);
+                    }
+
                     Daemon.NotifyReady();
                     await running.ConfigureAwait(false);
                 }
@@ -258,32 +256,6 @@ internal static class Program
         {
             Console.Error.WriteLine($"Error, SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous files");
         }
-    }
-
-    // Several servers: one independent link each, sessions placed by consistent hashing of their ids.
-    private static async Task RunShardedAsync(IReadOnlyList<Address> servers, DistcacheProxyOptions single, NetworkListener listener, ILoggerFactory loggerFactory, CancellationToken stoppingToken)
-    {
-        // The same flags mean the same things: -retry bounds the reconnect delay, -timeout each request and connect.
-        TimeSpan timeout = single.OperationTimeout > TimeSpan.Zero ? single.OperationTimeout : TimeSpan.FromMilliseconds(int.MaxValue);
-        var linkOptions = new Distcache.Client.DistcacheClientOptions
-        {
-            OperationTimeout = timeout,
-            ConnectTimeout = single.OperationTimeout > TimeSpan.Zero ? single.OperationTimeout : TimeSpan.FromSeconds(5),
-            ReconnectMinDelay = single.RetryInterval < TimeSpan.FromMilliseconds(100) ? single.RetryInterval : TimeSpan.FromMilliseconds(100),
-            ReconnectMaxDelay = single.RetryInterval,
-            LoggerFactory = loggerFactory,
-
-            // Every server link gets the same TLS settings, each checking its own server's name.
-            Tls = single.Tls,
-        };
-        var proxy = new ShardedProxy(servers, linkOptions, single.IdleTimeout, loggerFactory);
-        await using var disposeProxy = proxy.ConfigureAwait(false);
-        Task running = proxy.RunAsync(listener, stoppingToken);
-        await Task.WhenAny(proxy.FirstConnectAttempts, running).ConfigureAwait(false);
-        int connected = proxy.Client.Servers.Count(s => s.IsConnected);
-        await Console.Error.WriteLineAsync($"Info, spreading sessions over {servers.Count} servers ({connected} connected): {string.Join(", ", servers)}").ConfigureAwait(false);
-        Daemon.NotifyReady();
-        await running.ConfigureAwait(false);
     }
 
     // How each server option was spelled, in order (-server, -connect, --server, ...), for 1.5.1's complaint about

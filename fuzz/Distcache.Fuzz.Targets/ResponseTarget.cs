@@ -1,5 +1,6 @@
 using System.Buffers;
 using Distcache.Apps.Snoop;
+using Distcache.Networking;
 using Distcache.Protocol;
 using Distcache.Proxy;
 
@@ -11,7 +12,7 @@ namespace Distcache.Fuzz;
 /// patch level, as the proxy does for requests.
 /// </summary>
 /// <remarks>
-/// The stream is fed in the fuzzer's pieces to <see cref="DistcacheProxy.DecodeResponses"/>, the proxy's own
+/// The stream is fed in the fuzzer's pieces to <see cref="ServerLink.DecodeResponses"/>, the proxy's own
 /// decoding step, which must find the same responses, and stop at the same byte for the same reason, as a
 /// one-shot decode. Each response is then relabelled with <see cref="Relabel.Append"/> straight from the
 /// multi-segment receive buffer, as the proxy forwards it, and must decode again to the same response under the
@@ -64,7 +65,7 @@ public static class ResponseTarget
     {
         var decoder = new MessageDecoder(MessageDirection.Responses);
         var chain = new SegmentChain();
-        var responses = new List<DistcacheProxy.ResponseLocation>(1 + (int)(stream.Length / ProtocolConstants.FrameHeaderSize));
+        var responses = new List<ResponseLocation>(1 + (int)(stream.Length / ProtocolConstants.FrameHeaderSize));
         long consumed = 0;
         int index = 0;
         ProtocolViolation? violation = null;
@@ -73,9 +74,9 @@ public static class ResponseTarget
             chain.Append(segment);
             ReadOnlySequence<byte> buffer = chain.From(consumed);
             long allocation = Allocation.Start();
-            SequencePosition position = DistcacheProxy.DecodeResponses(decoder, buffer, responses, out violation);
-            Allocation.End(allocation, "DistcacheProxy.DecodeResponses");
-            foreach (DistcacheProxy.ResponseLocation response in responses)
+            SequencePosition position = ServerLink.DecodeResponses(decoder, buffer, responses, out violation);
+            Allocation.End(allocation, "ServerLink.DecodeResponses");
+            foreach (ResponseLocation response in responses)
             {
                 Check.That(index < expected.Messages.Count, $"the proxy found response {index}, a one-shot decode only {expected.Messages.Count}");
                 DecodedMessage want = expected.Messages[index++];
@@ -111,7 +112,7 @@ public static class ResponseTarget
     private static void CheckRelabel(in ReadOnlySequence<byte> raw, DecodedMessage original, bool resetLevel)
     {
         uint uid = ~original.RequestUid;
-        var output = new OutputBuffer();
+        var output = new PooledBuffer();
         try
         {
             Relabel.Append(output, raw, original.FrameCount, uid, resetLevel);

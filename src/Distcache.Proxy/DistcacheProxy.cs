@@ -1,8 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.IO.Pipelines;
-using System.Net.Sockets;
 using Distcache.Networking;
 using Distcache.Protocol;
 using Microsoft.Extensions.Logging;
@@ -12,52 +10,42 @@ namespace Distcache.Proxy;
 
 /// <summary>
 /// The distcache local proxy (<c>dc_client</c>): accepts any number of local connections, each sending one or many
-/// requests, and forwards them all over one persistent connection to <c>dc_server</c>. Each forwarded request
-/// gets a fresh server-side uid (1, 2, 3, ... as in 1.5.1), so that each answer goes back to the connection
-/// that asked, carrying the uid that connection used, in the order of its requests.
+/// requests, and forwards them over one persistent link per server. With several servers, each request goes to the
+/// server its session id falls to on a consistent hash ring, so the sessions are spread over them. Each forwarded
+/// request gets a fresh uid on its link (1, 2, 3, ... as in 1.5.1), so that each answer goes back to the
+/// connection that asked, carrying the uid that connection used, in the order of its requests.
 /// </summary>
 /// <remarks>
 /// <para>
-/// While there is no server link, every request is answered at once with the one-byte status
-/// <c>DISCONNECTED</c> (2). 1.5.1 answered with an empty payload instead; its client library treats both as a
-/// failed operation, and the status byte tells the application why. Requests in flight when the link is lost are
-/// answered the same way at that moment. The link is re-established every <see cref="DistcacheProxyOptions.RetryInterval"/>,
-/// and a server that stops answering without closing the connection is detected by
-/// <see cref="DistcacheProxyOptions.OperationTimeout"/>.
+/// While a request's server is unreachable, the request goes to the next reachable server on the ring (an ADD is
+/// then stored there, and a GET of a session the lost server held misses); while no server is reachable, every
+/// request is answered at once with the one-byte status <c>DISCONNECTED</c> (2). 1.5.1, with its one server,
+/// answered with an empty payload instead; its client library treats both as a failed operation, and the status
+/// byte tells the application why. Requests in flight when a link is lost are answered the same way at that
+/// moment. A link is re-established every <see cref="DistcacheProxyOptions.RetryInterval"/>, and a server that
+/// stops answering without closing the connection is detected by <see cref="DistcacheProxyOptions.OperationTimeout"/>.
 /// </para>
 /// <para>
 /// Requests and answers are forwarded as the bytes that arrived, with only the uid (and a request's
-/// <c>proto_level</c>) rewritten; payloads are never parsed. Framing is enforced on both sides with
-/// <see cref="MessageDecoder"/>: a local client that breaks it is logged and dropped, a server that breaks it
-/// loses the link.
+/// <c>proto_level</c>) rewritten; payloads are read only to find the session id a request routes by. Framing is
+/// enforced on both sides with <see cref="MessageDecoder"/>: a local client that breaks it is logged and dropped,
+/// a server that breaks it loses its link.
 /// </para>
 /// </remarks>
 public sealed class DistcacheProxy
 {
-    // How long a shutdown waits for the link's reader and writer to stop before resetting the link.
-    private static readonly TimeSpan ShutdownLinkGrace = TimeSpan.FromSeconds(1);
-
-    // How many batches a link writer sends in a row on the thread that started it (a local connection's) before
-    // the thread pool takes over.
-    private const int MaxInlineLinkWrites = 4;
-
     private readonly DistcacheProxyOptions _options;
     private readonly ILogger _logger;
+    private readonly ServerLink[] _links;
+    private readonly ConsistentHashRing? _ring;
     private readonly ConcurrentDictionary<long, (LocalConnection Connection, Task Served)> _clients = new();
-    private readonly TaskCompletionSource<bool> _firstConnectAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    // Guards the link, its in-flight queue and staging buffer, and the uid counter. Every answer a local connection
-    // gets is queued under it too; that is what keeps each connection's answers in the order of its requests.
-    private readonly Lock _gate = new();
-    private ServerLink? _link;
-    private uint _nextUid = 1;
     private int _running;
 
     /// <summary>Creates a proxy; nothing happens until <see cref="RunAsync"/>.</summary>
     /// <param name="options">Where the server is, and the timing and flow-control settings.</param>
     /// <param name="logger">Where to log link changes and misbehaving peers; nowhere when null.</param>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
-    /// <exception cref="ArgumentException">The server address cannot be connected to.</exception>
+    /// <exception cref="ArgumentException">No server, a server address that cannot be connected to, or the same one twice.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting is out of its documented range.</exception>
     public DistcacheProxy(DistcacheProxyOptions options, ILogger<DistcacheProxy>? logger = null)
     {
@@ -65,6 +53,14 @@ public sealed class DistcacheProxy
         options.Validate();
         _options = options;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _links = [.. options.Servers.Select(server => new ServerLink(this, server, _logger))];
+
+        // The ring is built from the addresses as written, so that every dc_client listing the same servers (in
+        // any order) sends each session to the same one.
+        _ring = _links.Length > 1 ? new ConsistentHashRing(options.Servers.Select(server => server.ToString())) : null;
+        Task<bool>[] attempts = [.. _links.Select(link => link.FirstConnectAttempt)];
+        FirstConnectAttempt = Task.WhenAll(attempts).ContinueWith(
+            static (_, state) => ((Task<bool>[])state!).Any(attempt => attempt.Result), attempts, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>The settings the proxy runs with.</summary>
@@ -73,24 +69,21 @@ public sealed class DistcacheProxy
     /// <summary>Counters for operators and tests.</summary>
     public ProxyStatistics Statistics { get; } = new();
 
-    /// <summary>Whether requests are being forwarded to the server right now (false: they are answered <c>DISCONNECTED</c>).</summary>
-    public bool IsServerConnected
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _link is not null;
-            }
-        }
-    }
+    /// <summary>
+    /// Whether requests are being forwarded right now: with one server, whether it is linked (false: requests are
+    /// answered <c>DISCONNECTED</c>); with several, whether any is.
+    /// </summary>
+    public bool IsServerConnected => _links.Any(link => link.IsConnected);
+
+    /// <summary>How many of the servers are linked right now.</summary>
+    public int ConnectedServers => _links.Count(link => link.IsConnected);
 
     /// <summary>
-    /// Completes when <see cref="RunAsync"/> has made its first attempt to connect to the server: true if it
-    /// connected, false if not (the proxy then keeps retrying). A start-up script can wait for it so that the
-    /// proxy is forwarding by the time it reports ready, as 1.5.1 connected before it detached.
+    /// Completes when <see cref="RunAsync"/> has made its first attempt to connect to every server: true if it
+    /// connected to at least one, false if to none (the proxy then keeps retrying). A start-up script can wait for
+    /// it so that the proxy is forwarding by the time it reports ready, as 1.5.1 connected before it detached.
     /// </summary>
-    public Task<bool> FirstConnectAttempt => _firstConnectAttempt.Task;
+    public Task<bool> FirstConnectAttempt { get; }
 
     /// <summary>
     /// Runs the proxy: keeps the server link up (connecting, detecting its loss, reconnecting), accepts local
@@ -115,11 +108,11 @@ public sealed class DistcacheProxy
         }
 
         using var background = new CancellationTokenSource();
-        Task link = RunServerLinkAsync(background.Token);
+        Task links = Task.WhenAll(_links.Select(l => l.RunAsync(background.Token)));
         Task housekeeping = RunHousekeepingAsync(background.Token);
         try
         {
-            // As in 1.5.1, the server is contacted before the first local connection is accepted, so an application
+            // As in 1.5.1, the servers are contacted before the first local connection is accepted, so an application
             // that connects as soon as the socket exists has its requests forwarded, not answered DISCONNECTED.
             // Connections arriving meanwhile wait in the listen backlog, at most for one connection attempt.
             await ((Task)FirstConnectAttempt).WaitAsync(stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
@@ -127,106 +120,100 @@ public sealed class DistcacheProxy
         }
         finally
         {
-            await ShutDownAsync(background, link, housekeeping).ConfigureAwait(false);
+            await ShutDownAsync(background, links, housekeeping).ConfigureAwait(false);
         }
     }
 
+    /// <summary>How many servers requests are spread over; the local connections route by it.</summary>
+    internal int ServerCount => _links.Length;
+
+    /// <summary>Where a session id falls on the ring, when there are several servers (0 with one).</summary>
+    internal int Locate(ReadOnlySpan<byte> sessionId) => _ring?.Locate(sessionId) ?? 0;
+
     /// <summary>
-    /// Forwards the requests one read of a local connection produced, or answers them <c>DISCONNECTED</c> when
-    /// there is no link, in one locked step, then sends them: on the caller's thread when no write is under way
-    /// on the link (see <see cref="WriteStaged"/>).
+    /// Forwards the requests one read of a local connection produced, each to its server's link in one locked step
+    /// per link, and answers <c>DISCONNECTED</c> those that no server can take. <paramref name="targets"/> is the
+    /// connection's scratch space, one entry per request.
     /// </summary>
-    internal void Forward(LocalConnection client, in ReadOnlySequence<byte> buffer, List<RequestLocation> requests)
+    internal void Forward(LocalConnection client, in ReadOnlySequence<byte> buffer, List<RequestLocation> requests, int[] targets)
     {
-        ServerLink? link;
+        client.AddInFlight(requests.Count);
+        Statistics.AddRequests(requests.Count);
+        int forwarded = 0;
         int disconnected = 0;
-        lock (_gate)
+        if (_ring is null)
         {
-            link = _link;
-            client.AddInFlight(requests.Count);
-            if (link is null)
+            forwarded = Math.Max(0, _links[0].Forward(client, buffer, requests, [], 0));
+            if (forwarded == 0)
             {
-                foreach (RequestLocation request in requests)
-                {
-                    client.AnswerStatus(request.Uid, request.Operation, StatusCode.Disconnected);
-                }
-
-                disconnected = requests.Count;
-            }
-            else
-            {
-                long now = Stopwatch.GetTimestamp();
-                foreach (RequestLocation request in requests)
-                {
-                    uint uid = _nextUid++;
-                    if (link.InFlight.Count == 0)
-                    {
-                        link.FirstUid = uid;
-                    }
-
-                    link.InFlight.Enqueue(new InFlightRequest(client, request.Uid, request.Operation, now));
-                    Relabel.Append(link.Staging, buffer.Slice(request.Start, request.Length), request.Frames, uid, resetLevel: true);
-                }
+                disconnected = AnswerDisconnected(client, requests, [], 0);
             }
         }
+        else
+        {
+            forwarded = ForwardSpread(client, buffer, requests, targets.AsSpan(0, requests.Count), out disconnected);
+        }
 
-        Statistics.AddRequests(requests.Count);
-        if (link is null)
+        Statistics.AddForwarded(forwarded);
+        if (disconnected > 0)
         {
             Statistics.AddAnsweredDisconnected(disconnected);
             client.WriteQueued();
         }
-        else
-        {
-            Statistics.AddForwarded(requests.Count);
-            WriteStaged(link);
-        }
     }
 
-    /// <summary>
-    /// Sends what is staged for the link, unless a write is already under way (which then sends it too). The
-    /// caller's thread makes the write itself, as far as the socket takes it without waiting, so that a request
-    /// reaches the server without waking another thread; requests from many local connections staged during a
-    /// write share the next one.
-    /// </summary>
-    private void WriteStaged(ServerLink link)
+    // Several servers: each request goes to the first linked server on the ring from its session id. A link lost
+    // between the choice and the forwarding answers its share DISCONNECTED, as if the loss had come a moment later.
+    private int ForwardSpread(LocalConnection client, in ReadOnlySequence<byte> buffer, List<RequestLocation> requests, Span<int> targets, out int disconnected)
     {
-        lock (_gate)
+        Span<bool> linked = stackalloc bool[_links.Length];
+        for (int i = 0; i < _links.Length; i++)
         {
-            if (link.WriterBusy || link.Failed || link.Staging.Length == 0)
-            {
-                return;
-            }
+            linked[i] = _links[i].IsConnected;
+        }
 
-            link.WriterBusy = true;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            targets[i] = _ring!.FirstUsable(requests[i].RingPosition, linked);
+        }
 
-            // On a native event loop (local connections on the native transport) the write waits until the loop
-            // has dispatched its current batch of events: every local connection that became readable in the same
-            // moment stages its requests first, and all go out in one write, without another thread.
-            if (NativeTransport.TryDeferToEndOfBatch(link))
+        int forwarded = 0;
+        disconnected = AnswerDisconnected(client, requests, targets, -1);
+        for (int link = 0; link < _links.Length; link++)
+        {
+            if (linked[link] && targets.Contains(link))
             {
-                return;
-            }
-
-            if (link.Contended)
-            {
-                // Busy: others stage requests while a write is under way. A writer on the thread pool starts a
-                // little later and so finds more of them to send in one write, which is worth more under load than
-                // the wake-up it costs.
-                ThreadPool.UnsafeQueueUserWorkItem(link, preferLocal: false);
-                return;
+                int sent = _links[link].Forward(client, buffer, requests, targets, link);
+                if (sent < 0)
+                {
+                    disconnected += AnswerDisconnected(client, requests, targets, link);
+                }
+                else
+                {
+                    forwarded += sent;
+                }
             }
         }
 
-        _ = DrainLinkAsync(link);
+        return forwarded;
     }
 
-    // What a link's reader or writer sees when the server goes away or the link is aborted under it: socket and
-    // stream errors, and the pipes' complaints (cancelled, or used after completion) once the connection is torn down.
-    private static bool IsNetworkFailure(Exception e) =>
-        e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
+    // Answers DISCONNECTED the requests whose target is 'target' (all of them when 'targets' is empty).
+    private static int AnswerDisconnected(LocalConnection client, List<RequestLocation> requests, ReadOnlySpan<int> targets, int target)
+    {
+        int answered = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            if (targets.IsEmpty || targets[i] == target)
+            {
+                RequestLocation request = requests[i];
+                client.AnswerStatus(request.Sequence, request.Uid, request.Operation, StatusCode.Disconnected);
+                answered++;
+            }
+        }
 
-    private static string Describe(Exception e) => e is NetworkException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+        return answered;
+    }
 
     private async Task AcceptLoopAsync(NetworkListener listener, CancellationToken stoppingToken)
     {
@@ -247,7 +234,7 @@ public sealed class DistcacheProxy
             {
                 return;
             }
-            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            catch (Exception e) when (e is NetworkException or System.Net.Sockets.SocketException or IOException)
             {
                 // Typically EMFILE under a connection flood: back off briefly instead of spinning.
                 Log.AcceptFailed(_logger, name, e);
@@ -285,13 +272,9 @@ public sealed class DistcacheProxy
         }
     }
 
-    private async Task ShutDownAsync(CancellationTokenSource background, Task link, Task housekeeping)
+    private async Task ShutDownAsync(CancellationTokenSource background, Task links, Task housekeeping)
     {
-        int inFlight;
-        lock (_gate)
-        {
-            inFlight = _link?.InFlight.Count ?? 0;
-        }
+        int inFlight = _links.Sum(link => link.InFlightCount);
 
         Log.ShuttingDown(_logger, _clients.Count, inFlight);
         foreach ((LocalConnection client, _) in _clients.Values)
@@ -306,9 +289,9 @@ public sealed class DistcacheProxy
             await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
         }
 
-        // Losing the link answers whatever is still in flight with DISCONNECTED.
+        // Losing the links answers whatever is still in flight with DISCONNECTED.
         await background.CancelAsync().ConfigureAwait(false);
-        await link.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await links.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await housekeeping.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
 
         // Connections now only write what is queued for them and close; a client that does not read is reset.
@@ -360,7 +343,10 @@ public sealed class DistcacheProxy
 
             if (timeoutMs > 0)
             {
-                CheckOperationTimeout();
+                foreach (ServerLink link in _links)
+                {
+                    link.CheckOperationTimeout();
+                }
             }
 
             if (idleMs > 0)
@@ -373,486 +359,4 @@ public sealed class DistcacheProxy
             }
         }
     }
-
-    private void CheckOperationTimeout()
-    {
-        ServerLink? expired = null;
-        TimeSpan waited = default;
-        lock (_gate)
-        {
-            if (_link is { } link && link.InFlight.TryPeek(out InFlightRequest oldest))
-            {
-                waited = Stopwatch.GetElapsedTime(oldest.SentAt);
-                if (waited > _options.OperationTimeout)
-                {
-                    expired = link;
-                }
-            }
-        }
-
-        if (expired is not null)
-        {
-            Statistics.ServerTimeout();
-            FailLink(expired, $"no answer for {(long)waited.TotalMilliseconds} ms (operation timeout {(long)_options.OperationTimeout.TotalMilliseconds} ms)");
-        }
-    }
-
-    private async Task RunServerLinkAsync(CancellationToken cancellationToken)
-    {
-        Address server = _options.Server;
-        long retryMs = (long)_options.RetryInterval.TotalMilliseconds;
-        var connectionOptions = new ConnectionOptions
-        {
-            Logger = _logger,
-            StreamWrapper = _options.Tls?.CreateStreamWrapper(server),
-            NativeTransport = _options.NativeTransport && _options.Tls is null,
-        };
-        long nextAttempt = Stopwatch.GetTimestamp();
-        bool reportedUnreachable = false;
-        try
-        {
-            while (!cancellationToken.IsCancellationRequested)
-            {
-                TimeSpan wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), nextAttempt);
-                if (wait > TimeSpan.Zero)
-                {
-                    await Task.Delay(wait, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                    if (cancellationToken.IsCancellationRequested)
-                    {
-                        return;
-                    }
-                }
-
-                long attemptedAt = Stopwatch.GetTimestamp();
-                NetworkConnection connection;
-                try
-                {
-                    using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                    attempt.CancelAfter(_options.ConnectTimeout);
-                    connection = await NetworkConnection.ConnectAsync(server, connectionOptions, attempt.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-                {
-                    return;
-                }
-#pragma warning disable CA1031 // Whatever a connection attempt throws, the proxy must keep answering and retrying.
-                catch (Exception e)
-#pragma warning restore CA1031
-                {
-                    string reason = e is OperationCanceledException
-                        ? $"cannot connect to {server} within {(long)_options.ConnectTimeout.TotalMilliseconds} ms"
-                        : Describe(e);
-                    if (!reportedUnreachable)
-                    {
-                        Log.ServerUnreachable(_logger, reason, retryMs);
-                        reportedUnreachable = true;
-                    }
-                    else
-                    {
-                        Log.ServerStillUnreachable(_logger, reason);
-                    }
-
-                    _firstConnectAttempt.TrySetResult(false);
-                    nextAttempt = attemptedAt + (retryMs * Stopwatch.Frequency / 1000);
-                    continue;
-                }
-
-                reportedUnreachable = false;
-                var link = new ServerLink(connection, StartLinkWriter) { ConnectedAt = Stopwatch.GetTimestamp() };
-                lock (_gate)
-                {
-                    _link = link;
-                }
-
-                Statistics.ServerConnected();
-                Log.ServerConnected(_logger, server);
-                _firstConnectAttempt.TrySetResult(true);
-                await ServeLinkAsync(link, cancellationToken).ConfigureAwait(false);
-
-                // A link that lived a full retry period was healthy: losing it is news, so reconnect at once (the
-                // server may just have restarted). One that died young waits, so a server that accepts and then
-                // drops the link at once is not hammered.
-                long lived = Stopwatch.GetTimestamp() - link.ConnectedAt;
-                long retryTicks = retryMs * Stopwatch.Frequency / 1000;
-                nextAttempt = lived >= retryTicks ? Stopwatch.GetTimestamp() : Stopwatch.GetTimestamp() + retryTicks;
-            }
-        }
-        finally
-        {
-            _firstConnectAttempt.TrySetResult(false);
-        }
-    }
-
-    private async Task ServeLinkAsync(ServerLink link, CancellationToken cancellationToken)
-    {
-        Task reader = ReadLinkAsync(link);
-        Task writer = link.WriterStopped.Task;
-        await link.Closed.Task.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        if (!link.Closed.Task.IsCompleted)
-        {
-            FailLink(link, "the proxy is shutting down", expected: true);
-        }
-
-        // A shutdown closes the link in order (the server sees a clean end of stream) unless the server is not
-        // even taking what was sent; a lost link was reset already.
-        Task both = Task.WhenAll(reader, writer);
-        if (await Task.WhenAny(both, Task.Delay(ShutdownLinkGrace, CancellationToken.None)).ConfigureAwait(false) != both)
-        {
-            link.Connection.Abort();
-        }
-
-        await both.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        await link.Connection.DisposeAsync().ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Gives up a link: from now on requests are answered <c>DISCONNECTED</c>, every request in flight on it is
-    /// answered so at once (in order), requests staged for it are dropped, and its connection is reset. Only the
-    /// first call for a link does anything.
-    /// </summary>
-    private void FailLink(ServerLink link, string reason, bool expected = false)
-    {
-        int answered;
-        var answeredClients = new List<LocalConnection>();
-        lock (_gate)
-        {
-            if (link.Failed)
-            {
-                return;
-            }
-
-            link.Failed = true;
-            if (_link == link)
-            {
-                _link = null;
-            }
-
-            answered = link.InFlight.Count;
-            while (link.InFlight.TryDequeue(out InFlightRequest request))
-            {
-                request.Client.AnswerStatus(request.ClientUid, request.Operation, StatusCode.Disconnected);
-                AddOnce(answeredClients, request.Client);
-            }
-
-            link.Staging.Reset();
-            if (!link.WriterBusy)
-            {
-                link.WriterStopped.TrySetResult();
-            }
-        }
-
-        if (expected)
-        {
-            Log.ServerLinkClosed(_logger, _options.Server, reason, answered);
-        }
-        else
-        {
-            Log.ServerLinkLost(_logger, _options.Server, reason, answered);
-            Statistics.ServerLinkLost();
-        }
-
-        Statistics.AddAnsweredDisconnected(answered);
-
-        // Sent once logged and counted, so that whoever gets a DISCONNECTED answer also finds them.
-        foreach (LocalConnection client in answeredClients)
-        {
-            client.WriteQueued();
-        }
-
-        if (expected)
-        {
-            StopReading(link.Connection);
-        }
-        else
-        {
-            link.Connection.Abort();
-        }
-
-        link.Closed.TrySetResult();
-    }
-
-    private static void StopReading(NetworkConnection connection)
-    {
-        try
-        {
-            connection.Input.CancelPendingRead();
-        }
-        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
-        {
-            // Already closed: the reader has stopped by itself.
-        }
-    }
-
-    // Started from the thread pool or at the end of an event loop's batch (ServerLink.Execute).
-    private void StartLinkWriter(ServerLink link) => _ = DrainLinkAsync(link);
-
-    // The link's writer: started by WriteStaged with WriterBusy claimed, it sends everything staged, batch after
-    // batch, and gives the claim back in the locked step that finds nothing staged (or the link failed), so that
-    // requests staged at that moment are either in its next batch or find no writer and start one.
-    private async Task DrainLinkAsync(ServerLink link)
-    {
-        PipeWriter output = link.Connection.Output;
-        bool released = false;
-        try
-        {
-            int batches = 0;
-            while (true)
-            {
-                OutputBuffer batch;
-                lock (_gate)
-                {
-                    if (link.Failed || link.Staging.Length == 0)
-                    {
-                        // More than one batch means requests were staged while this one was being written.
-                        link.Contended = batches > 1;
-                        ReleaseLinkWriter(link);
-                        released = true;
-                        return;
-                    }
-
-                    // Everything staged since the last write goes out in one write: requests from many local
-                    // connections share one system call.
-                    (link.Staging, link.Writing) = (link.Writing, link.Staging);
-                    batch = link.Writing;
-                }
-
-                // A local connection's thread sends a few batches at most, then the thread pool takes over: its
-                // own socket's other work must not wait behind everyone's requests.
-                if (++batches % MaxInlineLinkWrites == 0)
-                {
-                    await Task.Yield();
-                }
-
-                FlushResult flushed;
-                try
-                {
-                    flushed = await output.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
-                }
-                finally
-                {
-                    batch.Reset();
-                }
-
-                if (flushed.IsCompleted || flushed.IsCanceled)
-                {
-                    FailLink(link, "the connection was closed while sending");
-                }
-            }
-        }
-        catch (Exception e) when (IsNetworkFailure(e))
-        {
-            FailLink(link, "sending failed: " + Describe(e));
-        }
-#pragma warning disable CA1031 // A bug must cost the link, which is re-established, never the proxy.
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            Log.ServerLinkError(_logger, _options.Server, e);
-            FailLink(link, "internal error");
-        }
-        finally
-        {
-            if (!released)
-            {
-                lock (_gate)
-                {
-                    ReleaseLinkWriter(link);
-                }
-            }
-        }
-    }
-
-    // Under the lock.
-    private static void ReleaseLinkWriter(ServerLink link)
-    {
-        link.WriterBusy = false;
-        if (link.Failed)
-        {
-            link.WriterStopped.TrySetResult();
-        }
-    }
-
-    private async Task ReadLinkAsync(ServerLink link)
-    {
-        PipeReader input = link.Connection.Input;
-        var decoder = new MessageDecoder(MessageDirection.Responses);
-        var responses = new List<ResponseLocation>();
-        var answered = new List<LocalConnection>();
-        try
-        {
-            while (true)
-            {
-                ReadResult read = await input.ReadAsync().ConfigureAwait(false);
-                ReadOnlySequence<byte> buffer = read.Buffer;
-                SequencePosition consumed = DecodeResponses(decoder, buffer, responses, out ProtocolViolation? violation);
-                string? broken = responses.Count > 0 ? Deliver(link, buffer, responses, answered) : null;
-                responses.Clear();
-
-                // Out of the lock, and from this thread: each write is a send that does not wait (a connection whose
-                // socket is full finishes its write later, on its own), so writing every answered connection here
-                // costs no more than handing the writes to other threads, and saves a thread wake-up for each.
-                // Handing all but the first to the thread pool, to spread the writes over the cores, cost 12-18%
-                // more CPU per request at 50 connections with one request in flight each, and bought nothing at 16.
-                foreach (LocalConnection connection in answered)
-                {
-                    connection.WriteQueued();
-                }
-
-                answered.Clear();
-                long pending = buffer.Slice(consumed).Length;
-                input.AdvanceTo(consumed, buffer.End);
-                if (broken is not null)
-                {
-                    FailLink(link, "protocol violation: " + broken);
-                    return;
-                }
-
-                if (violation is { } v)
-                {
-                    FailLink(link, "protocol violation: " + v.Describe());
-                    return;
-                }
-
-                if (read.IsCompleted)
-                {
-                    FailLink(link, pending > 0 ? $"the server closed the connection in the middle of a response ({pending} bytes pending)" : "the server closed the connection");
-                    return;
-                }
-
-                if (read.IsCanceled || link.Failed)
-                {
-                    FailLink(link, "the connection was closed");
-                    return;
-                }
-            }
-        }
-        catch (Exception e) when (IsNetworkFailure(e))
-        {
-            FailLink(link, "receiving failed: " + Describe(e));
-        }
-#pragma warning disable CA1031 // A bug must cost the link, which is re-established, never the proxy.
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            Log.ServerLinkError(_logger, _options.Server, e);
-            FailLink(link, "internal error");
-        }
-    }
-
-    // SequenceReader cannot live across the read loop's awaits, so decoding is its own synchronous step.
-    // Internal so the fuzz targets drive this very loop.
-    internal static SequencePosition DecodeResponses(MessageDecoder decoder, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses, out ProtocolViolation? violation)
-    {
-        var reader = new SequenceReader<byte>(buffer);
-        violation = null;
-        while (true)
-        {
-            long start = reader.Consumed;
-            DecodeStatus status = decoder.TryDecode(ref reader, out Message response, out ProtocolViolation broken);
-            if (status == DecodeStatus.NeedMoreData)
-            {
-                break;
-            }
-
-            if (status == DecodeStatus.Violation)
-            {
-                violation = broken;
-                break;
-            }
-
-            responses.Add(new ResponseLocation(start, reader.Consumed - start, response.RequestUid, response.Operation, response.FrameCount));
-        }
-
-        return reader.Position;
-    }
-
-    /// <summary>
-    /// Hands each response to the local connection whose request it answers, under the lock once for the whole
-    /// batch, and lists in <paramref name="answered"/> the connections that got answers (for the caller to write
-    /// them out of the lock). Returns why the link must be given up, or null.
-    /// </summary>
-    private string? Deliver(ServerLink link, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses, List<LocalConnection> answered)
-    {
-        int delivered = 0;
-        int discarded = 0;
-        int unknown = 0;
-        ResponseLocation firstUnknown = default;
-        string? broken = null;
-        lock (_gate)
-        {
-            if (link.Failed)
-            {
-                // Its requests were already answered DISCONNECTED; late answers must not be sent twice.
-                return null;
-            }
-
-            foreach (ResponseLocation response in responses)
-            {
-                // Uids on a link are consecutive from FirstUid, so the offset says at once whether the uid is in
-                // flight: past the end means never sent, a wrapped (huge) offset means already answered.
-                uint offset = unchecked(response.Uid - link.FirstUid);
-                if (offset >= (uint)link.InFlight.Count)
-                {
-                    if (unknown++ == 0)
-                    {
-                        firstUnknown = response;
-                    }
-
-                    continue;
-                }
-
-                InFlightRequest oldest = link.InFlight.Peek();
-                if (offset != 0)
-                {
-                    // The server answers in order (PROTOCOL.md section 3); skipping a request would leave its
-                    // client waiting for an answer that never comes.
-                    broken = $"response to uid {response.Uid} before the response to uid {link.FirstUid}";
-                    break;
-                }
-
-                if (oldest.Operation != response.Operation)
-                {
-                    broken = $"response to uid {response.Uid} is {response.Operation.ToWireName()}, the request was {oldest.Operation.ToWireName()}";
-                    break;
-                }
-
-                link.InFlight.Dequeue();
-                link.FirstUid++;
-                if (oldest.Client.Answer(buffer.Slice(response.Start, response.Length), response.Frames, oldest.ClientUid))
-                {
-                    delivered++;
-                    AddOnce(answered, oldest.Client);
-                }
-                else
-                {
-                    discarded++;
-                }
-            }
-        }
-
-        // Logged before counted, so whoever sees the count also finds the log line.
-        if (unknown > 0)
-        {
-            Log.UnknownResponses(_logger, _options.Server, unknown, firstUnknown.Uid, firstUnknown.Operation.ToWireName());
-            Statistics.AddUnknownResponses(unknown);
-        }
-
-        Statistics.AddResponsesDelivered(delivered);
-        Statistics.AddResponsesDiscarded(discarded);
-
-        return broken;
-    }
-
-    // A connection's answers usually come together (its requests were forwarded together), so comparing with the
-    // last one listed removes nearly all repeats; one that slips through costs a WriteQueued that finds nothing.
-    private static void AddOnce(List<LocalConnection> clients, LocalConnection client)
-    {
-        if (clients.Count == 0 || !ReferenceEquals(clients[^1], client))
-        {
-            clients.Add(client);
-        }
-    }
-
-    /// <summary>One complete response found in the server link's input.</summary>
-    internal readonly record struct ResponseLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
 }

@@ -8,8 +8,19 @@ public sealed class DistcacheProxyOptions
     /// <summary>The longest <see cref="RetryInterval"/> and <see cref="IdleTimeout"/> 1.5.1 accepts: one hour.</summary>
     public static TimeSpan MaxInterval { get; } = TimeSpan.FromHours(1);
 
-    /// <summary>The <c>dc_server</c> to forward to (<c>-server</c>). Must be an address that can be connected to.</summary>
-    public required Address Server { get; init; }
+    /// <summary>
+    /// The <c>dc_server</c>s to forward to (<c>-server</c>, once or more), each an address that can be connected to,
+    /// no two spelled the same. With several, each session id goes to one of them by consistent hashing of the
+    /// addresses as written, so every <c>dc_client</c> listing the same servers, in any order, agrees.
+    /// </summary>
+    public IReadOnlyList<Address> Servers { get; init; } = [];
+
+    /// <summary>The one <c>dc_server</c> to forward to: shorthand for <see cref="Servers"/> with one entry.</summary>
+    public Address Server
+    {
+        get => Servers.Count > 0 ? Servers[0] : throw new InvalidOperationException("No server is set.");
+        init => Servers = [value];
+    }
 
     /// <summary>
     /// TLS for the server link (<c>-tls-ca</c>, <c>-tls-cert</c>, <c>-tls-key</c>, <c>-tls-name</c>): every connection
@@ -88,15 +99,29 @@ public sealed class DistcacheProxyOptions
     /// <summary>Throws if a setting is out of range.</summary>
     internal void Validate()
     {
-        ArgumentNullException.ThrowIfNull(Server);
-        if (!Server.CanConnect)
+        ArgumentNullException.ThrowIfNull(Servers);
+        if (Servers.Count == 0)
         {
-            throw new ArgumentException($"{Server} cannot be connected to; the server address needs a host and a port (IP:host:port) or a path (UNIX:/path)", nameof(Server));
+            throw new ArgumentException("At least one server is needed.", nameof(Servers));
         }
 
-        if (Tls is not null)
+        for (int i = 0; i < Servers.Count; i++)
         {
-            _ = Tls.ExpectedName(Server);
+            Address server = Servers[i] ?? throw new ArgumentException("A server is null.", nameof(Servers));
+            if (!server.CanConnect)
+            {
+                throw new ArgumentException($"{server} cannot be connected to; the server address needs a host and a port (IP:host:port) or a path (UNIX:/path)", nameof(Servers));
+            }
+
+            if (Servers.Take(i).Any(s => s.ToString() == server.ToString()))
+            {
+                throw new ArgumentException($"{server} is listed twice; each server is listed once", nameof(Servers));
+            }
+
+            if (Tls is not null)
+            {
+                _ = Tls.ExpectedName(server);
+            }
         }
 
         CheckRange(RetryInterval, TimeSpan.FromMilliseconds(1), MaxInterval, nameof(RetryInterval));

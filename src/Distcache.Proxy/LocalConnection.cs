@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net.Sockets;
 using System.Threading.Channels;
 using Distcache.Networking;
 using Distcache.Protocol;
@@ -14,18 +13,22 @@ namespace Distcache.Proxy;
 /// <param name="Uid">The uid the local client gave it.</param>
 /// <param name="Operation">Its operation.</param>
 /// <param name="Frames">How many frames carry it.</param>
-internal readonly record struct RequestLocation(long Start, long Length, uint Uid, Operation Operation, int Frames);
+/// <param name="Sequence">Its place among the connection's requests (0, 1, 2, ...): its answer goes out in that place.</param>
+/// <param name="RingPosition">Where its session id falls on the proxy's hash ring (0 with one server).</param>
+internal readonly record struct RequestLocation(long Start, long Length, uint Uid, Operation Operation, int Frames, long Sequence, int RingPosition);
 
 /// <summary>
 /// One local client connection: a reader loop that decodes every complete request available and hands them all to
 /// the proxy in one step, and a writer that sends the answers queued for it. The two meet only through the
-/// output buffer, so the server link, which queues answers, never waits for this connection's socket.
+/// output buffer, so a server link, which queues answers, never waits for this connection's socket.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Answers are queued in request order: all of them are queued under the proxy's lock, the server answers in
-/// order on its one link, and a lost link answers the rest of its requests in order before any later request can
-/// see the link as down.
+/// Answers go out in request order. Each request is numbered as it is read; an answer whose turn has come is
+/// queued for writing at once, and one that arrives early (its server answered before another server answered an
+/// earlier request) waits, copied, until the answers before it are queued. With one server nothing ever waits:
+/// a link answers in order, and a lost link answers the rest of its requests in order before any later request can
+/// see it as down.
 /// </para>
 /// <para>
 /// Flow control: the reader stops reading while <see cref="DistcacheProxyOptions.MaxRequestsInFlightPerConnection"/>
@@ -34,7 +37,7 @@ internal readonly record struct RequestLocation(long Start, long Length, uint Ui
 /// <see cref="DistcacheProxyOptions.ConnectionOutputHardLimit"/> is dropped.
 /// </para>
 /// </remarks>
-internal sealed class LocalConnection
+internal sealed class LocalConnection : ICoalescingWriterOwner
 {
     private readonly DistcacheProxy _proxy;
     private readonly NetworkConnection _connection;
@@ -43,10 +46,7 @@ internal sealed class LocalConnection
     private readonly Lock _outputLock = new();
     private readonly List<RequestLocation> _batch = [];
     private readonly MessageDecoder _decoder = new(MessageDirection.Requests);
-
-    // How many batches one writer sends in a row on the thread that started it before it moves to the thread
-    // pool: a link reader delivering to many connections must get back to reading.
-    private const int MaxInlineWrites = 4;
+    private readonly CoalescingWriter _writer;
 
     // An auto-reset event: one pending wake-up at most, never lost, never blocking the setter.
     private readonly Channel<bool> _readerSignal = CreateSignal();
@@ -55,12 +55,19 @@ internal sealed class LocalConnection
     // the connection was closed.
     private readonly TaskCompletionSource _written = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private OutputBuffer _staging = new();
-    private OutputBuffer _writing = new();
     private int _queuedBytes;
 
-    // True while a writer is sending (under _outputLock): answers queued meanwhile go out with its next batch.
-    private bool _writerBusy;
+    // The number of the next request read (only the reader touches it), and of the request whose answer is to be
+    // queued next (under _outputLock).
+    private long _nextSequence;
+    private long _nextAnswer;
+
+    // Answers that came before their turn, by request number modulo the in-flight limit (no two requests in
+    // flight share a slot). Made at the first early answer: with one server there is none.
+    private PooledBuffer?[]? _parked;
+
+    // The reader's scratch space for the proxy's routing, one entry per request of a batch (several servers only).
+    private int[] _targets = [];
     private int _inFlight;
     private long _lastActivity = Environment.TickCount64;
     private long _requests;
@@ -76,6 +83,7 @@ internal sealed class LocalConnection
         _connection = connection;
         _options = options;
         _logger = logger;
+        _writer = new CoalescingWriter(connection.Output, _outputLock, this);
     }
 
     public string Peer => _connection.PeerDescription;
@@ -112,6 +120,12 @@ internal sealed class LocalConnection
 
         // From here on nothing is written: answers still arriving for this connection are discarded.
         _closed = true;
+        lock (_outputLock)
+        {
+            _writer.Close();
+            ReleaseParked();
+        }
+
         await _connection.DisposeAsync().ConfigureAwait(false);
         long requests = Interlocked.Read(ref _requests);
         Log.ClientClosed(_logger, Peer, requests);
@@ -144,83 +158,26 @@ internal sealed class LocalConnection
     public void AddInFlight(int count) => Volatile.Write(ref _inFlight, _inFlight + count);
 
     /// <summary>
-    /// Queues the server's answer to one of this connection's requests, relabelled with the uid the client used, and
-    /// counts the request as answered. Called under the proxy's lock. Returns false when the answer was discarded
-    /// because the connection is gone (or has just been dropped for having too much unread).
+    /// Queues a server's answer to this connection's request number <paramref name="sequence"/>, relabelled with the
+    /// uid the client used, in its turn. Called under the answering link's lock. Returns false when the answer was
+    /// discarded because the connection is gone (or has just been dropped for having too much unread).
     /// </summary>
-    public bool Answer(in ReadOnlySequence<byte> response, int frames, uint clientUid)
-    {
-        bool queued = false;
-        if (!_closed)
-        {
-            int length = checked((int)response.Length);
-            lock (_outputLock)
-            {
-                if (!WouldOverflow(length))
-                {
-                    Relabel.Append(_staging, response, frames, clientUid, resetLevel: false);
-                    _queuedBytes += length;
-                    queued = true;
-                }
-            }
-        }
-
-        Answered();
-        return queued;
-    }
+    public bool Answer(long sequence, in ReadOnlySequence<byte> response, int frames, uint clientUid) =>
+        Queue(sequence, new PendingAnswer(response, frames, clientUid, default, default));
 
     /// <summary>
-    /// Queues a one-byte status answer (<c>DISCONNECTED</c>) to one of this connection's requests and counts the
-    /// request as answered. Called under the proxy's lock.
+    /// Queues a one-byte status answer (<c>DISCONNECTED</c>) to this connection's request number
+    /// <paramref name="sequence"/>, in its turn.
     /// </summary>
-    public bool AnswerStatus(uint clientUid, Operation operation, StatusCode status)
-    {
-        bool queued = false;
-        if (!_closed)
-        {
-            const int length = ProtocolConstants.FrameHeaderSize + 1;
-            lock (_outputLock)
-            {
-                if (!WouldOverflow(length))
-                {
-                    Responses.WriteStatus(_staging, clientUid, operation, status);
-                    _queuedBytes += length;
-                    queued = true;
-                }
-            }
-        }
-
-        Answered();
-        return queued;
-    }
+    public bool AnswerStatus(long sequence, uint clientUid, Operation operation, StatusCode status) =>
+        Queue(sequence, new PendingAnswer(default, 0, clientUid, operation, status));
 
     /// <summary>
     /// Sends the answers queued so far. Unless a write is already under way (which then sends these too), the
     /// caller's thread makes the write itself, as far as the socket takes it without waiting: an answer goes out
-    /// without waking another thread. Call it after queueing answers, outside the proxy's lock.
+    /// without waking another thread. Call it after queueing answers, outside any link's lock.
     /// </summary>
-    public void WriteQueued()
-    {
-        bool claimed;
-        lock (_outputLock)
-        {
-            if (_writerBusy)
-            {
-                return;
-            }
-
-            claimed = _writerBusy = _staging.Length > 0 && !_closed;
-        }
-
-        if (claimed)
-        {
-            _ = DrainAsync();
-        }
-        else
-        {
-            TryFinishWriting();
-        }
-    }
+    public void WriteQueued() => _writer.Flush();
 
     /// <summary>Drops the connection at once (TCP reset), from any thread, without running anything inline.</summary>
     public void Abort()
@@ -229,6 +186,11 @@ internal sealed class LocalConnection
         if (Interlocked.Exchange(ref _aborted, 1) != 0)
         {
             return;
+        }
+
+        lock (_outputLock)
+        {
+            _writer.Close();
         }
 
         _readerSignal.Writer.TryWrite(true);
@@ -247,7 +209,124 @@ internal sealed class LocalConnection
     // What the loops see when the client goes away or the connection is aborted under them (the pipes report use
     // after completion as InvalidOperationException).
     private static bool IsConnectionFailure(Exception e) =>
-        e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
+        e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
+
+    void ICoalescingWriterOwner.OnWritten(int bytes)
+    {
+        lock (_outputLock)
+        {
+            _queuedBytes -= bytes;
+        }
+
+        Touch();
+        _readerSignal.Writer.TryWrite(true);
+    }
+
+    void ICoalescingWriterOwner.OnWriteFailed(Exception? exception)
+    {
+        if (exception is null)
+        {
+            Abort();
+        }
+        else
+        {
+            // The client went away (or a bug struck); its remaining answers are discarded.
+            Drop(exception);
+        }
+    }
+
+    void ICoalescingWriterOwner.OnWriterIdle() => TryFinishWriting();
+
+    // Under _outputLock: queues the answer if its turn has come, then every parked answer whose turn follows;
+    // otherwise parks a copy of it.
+    private bool Queue(long sequence, in PendingAnswer answer)
+    {
+        bool queued = false;
+        lock (_outputLock)
+        {
+            if (_closed)
+            {
+                Answered();
+                return false;
+            }
+
+            int length = answer.Length;
+            if (sequence != _nextAnswer)
+            {
+                if (!WouldOverflow(length))
+                {
+                    Park(sequence, answer);
+                    _queuedBytes += length;
+                    return true;
+                }
+
+                Answered();
+                return false;
+            }
+
+            if (!WouldOverflow(length))
+            {
+                answer.WriteTo(_writer.Staging);
+                _queuedBytes += length;
+                queued = true;
+            }
+
+            _nextAnswer++;
+            Answered();
+            if (_parked is not null)
+            {
+                QueueParked();
+            }
+        }
+
+        return queued;
+    }
+
+    private void Park(long sequence, in PendingAnswer answer)
+    {
+        _parked ??= new PooledBuffer?[_options.MaxRequestsInFlightPerConnection];
+        var copy = new PooledBuffer();
+        answer.WriteTo(copy);
+        _parked[(int)(sequence % _parked.Length)] = copy;
+    }
+
+    // Under _outputLock: moves the answers parked for the next turns to the writer, in order.
+    private void QueueParked()
+    {
+        while (true)
+        {
+            ref PooledBuffer? slot = ref _parked![(int)(_nextAnswer % _parked.Length)];
+            if (slot is null)
+            {
+                return;
+            }
+
+            if (!_closed)
+            {
+                slot.WrittenMemory.Span.CopyTo(_writer.Staging.Append(slot.Length));
+            }
+
+            slot.Reset();
+            slot = null;
+            _nextAnswer++;
+            Answered();
+        }
+    }
+
+    // Under _outputLock, once closed: no parked answer will be written.
+    private void ReleaseParked()
+    {
+        if (_parked is null)
+        {
+            return;
+        }
+
+        for (int i = 0; i < _parked.Length; i++)
+        {
+            _parked[i]?.Reset();
+            _parked[i] = null;
+        }
+    }
 
     // What the reader and the writer do with an exception: the client going away is logged as such, anything else
     // as the bug it is; either way only this connection is dropped.
@@ -332,7 +411,7 @@ internal sealed class LocalConnection
     {
         lock (_outputLock)
         {
-            if (_writerBusy || (!_closed && !(_readerDone && Volatile.Read(ref _inFlight) == 0 && _staging.Length == 0)))
+            if (_writer.IsBusy || (!_closed && !(_readerDone && Volatile.Read(ref _inFlight) == 0 && _writer.Staging.Length == 0)))
             {
                 return;
             }
@@ -394,7 +473,7 @@ internal sealed class LocalConnection
             if (_batch.Count > 0)
             {
                 Interlocked.Add(ref _requests, _batch.Count);
-                _proxy.Forward(this, buffer, _batch);
+                _proxy.Forward(this, buffer, _batch, _targets);
                 _batch.Clear();
             }
 
@@ -431,6 +510,11 @@ internal sealed class LocalConnection
     {
         var reader = new SequenceReader<byte>(buffer);
         int room = _options.MaxRequestsInFlightPerConnection - Volatile.Read(ref _inFlight);
+        if (_proxy.ServerCount > 1 && _targets.Length < room)
+        {
+            _targets = new int[_options.MaxRequestsInFlightPerConnection];
+        }
+
         violation = null;
         while (true)
         {
@@ -462,86 +546,44 @@ internal sealed class LocalConnection
                 break;
             }
 
-            _batch.Add(new RequestLocation(start, reader.Consumed - start, request.RequestUid, request.Operation, request.FrameCount));
+            int position = _proxy.ServerCount > 1 ? _proxy.Locate(Requests.SessionIdOf(request.Operation, request.Payload.Span)) : 0;
+            _batch.Add(new RequestLocation(start, reader.Consumed - start, request.RequestUid, request.Operation, request.FrameCount, _nextSequence++, position));
         }
 
         consumed = reader.Position;
         return false;
     }
 
-    // The writer: started by WriteQueued with _writerBusy claimed, it sends batch after batch until nothing is
-    // queued, and gives the claim back in the same locked step that finds the queue empty, so that an answer queued
-    // at that moment is either in its next batch or finds no writer and starts one.
-    private async Task DrainAsync()
+    /// <summary>An answer on its way to the queue: a server's response to relabel, or a status this proxy gives.</summary>
+    private readonly struct PendingAnswer
     {
-        bool released = false;
-        try
+        private readonly ReadOnlySequence<byte> _response;
+        private readonly int _frames;
+        private readonly uint _clientUid;
+        private readonly Operation _operation;
+        private readonly StatusCode _status;
+
+        public PendingAnswer(in ReadOnlySequence<byte> response, int frames, uint clientUid, Operation operation, StatusCode status)
         {
-            PipeWriter output = _connection.Output;
-            int batches = 0;
-            while (true)
+            _response = response;
+            _frames = frames;
+            _clientUid = clientUid;
+            _operation = operation;
+            _status = status;
+        }
+
+        public int Length => _frames > 0 ? checked((int)_response.Length) : ProtocolConstants.FrameHeaderSize + 1;
+
+        public void WriteTo(PooledBuffer output)
+        {
+            if (_frames > 0)
             {
-                OutputBuffer batch;
-                lock (_outputLock)
-                {
-                    if (_closed || _staging.Length == 0)
-                    {
-                        _writerBusy = false;
-                        released = true;
-                        break;
-                    }
-
-                    (_staging, _writing) = (_writing, _staging);
-                    batch = _writing;
-                }
-
-                if (++batches > MaxInlineWrites)
-                {
-                    batches = 0;
-                    await Task.Yield();
-                }
-
-                FlushResult flushed;
-                int length = batch.Length;
-                try
-                {
-                    flushed = await output.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
-                }
-                finally
-                {
-                    batch.Reset();
-                    lock (_outputLock)
-                    {
-                        _queuedBytes -= length;
-                    }
-                }
-
-                Touch();
-                _readerSignal.Writer.TryWrite(true);
-                if (flushed.IsCompleted || flushed.IsCanceled)
-                {
-                    Abort();
-                }
+                Relabel.Append(output, _response, _frames, _clientUid, resetLevel: false);
+            }
+            else
+            {
+                Responses.WriteStatus(output, _clientUid, _operation, _status);
             }
         }
-#pragma warning disable CA1031 // A bug must cost this one connection, never the proxy.
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            // The client went away (or a bug struck); its remaining answers are discarded.
-            Drop(e);
-        }
-        finally
-        {
-            if (!released)
-            {
-                lock (_outputLock)
-                {
-                    _writerBusy = false;
-                }
-            }
-        }
-
-        TryFinishWriting();
     }
 }

@@ -9,11 +9,11 @@ internal static partial class Log
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Connected to the server at {Server}")]
     public static partial void ServerConnected(ILogger logger, Address server);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "No link to the server: {Reason}; answering DISCONNECTED and retrying every {RetryMilliseconds} ms")]
-    public static partial void ServerUnreachable(ILogger logger, string reason, long retryMilliseconds);
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "No link to the server at {Server}: {Reason}; retrying every {RetryMilliseconds} ms")]
+    public static partial void ServerUnreachable(ILogger logger, Address server, string reason, long retryMilliseconds);
 
-    [LoggerMessage(EventId = 3, Level = LogLevel.Debug, Message = "Still no link to the server: {Reason}")]
-    public static partial void ServerStillUnreachable(ILogger logger, string reason);
+    [LoggerMessage(EventId = 3, Level = LogLevel.Debug, Message = "Still no link to the server at {Server}: {Reason}")]
+    public static partial void ServerStillUnreachable(ILogger logger, Address server, string reason);
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Lost the link to the server at {Server}: {Reason}; {InFlight} requests in flight answered DISCONNECTED")]
     public static partial void ServerLinkLost(ILogger logger, Address server, string reason, int inFlight);

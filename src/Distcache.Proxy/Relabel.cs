@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using Distcache.Networking;
 using Distcache.Protocol;
 
 namespace Distcache.Proxy;
@@ -27,7 +28,7 @@ internal static class Relabel
     /// protocol extensions (PROTOCOL.md section 6) must not make the server believe the proxy understands them.
     /// A response's level is forwarded unchanged.
     /// </remarks>
-    public static void Append(OutputBuffer output, in ReadOnlySequence<byte> message, int frames, uint uid, bool resetLevel)
+    public static void Append(PooledBuffer output, in ReadOnlySequence<byte> message, int frames, uint uid, bool resetLevel)
     {
         Span<byte> destination = output.Append(checked((int)message.Length));
         message.CopyTo(destination);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using Distcache.Networking;
 using Distcache.Protocol;
 using Distcache.Proxy.Tests.Support;
 
@@ -22,7 +23,7 @@ public sealed class RelabelTests
             BinaryPrimitives.WriteUInt32BigEndian(original.AsSpan(frame * 2062), 0x0011_0003);
         }
 
-        var output = new OutputBuffer();
+        var output = new PooledBuffer();
         output.Append(3).Fill(0xEE);
         Relabel.Append(output, Segmented(original, segmentSize), frames: 5, uid: 42, resetLevel: true);
 
@@ -38,7 +39,7 @@ public sealed class RelabelTests
     {
         byte[] response = Wire.Data(9, Operation.Get, [1, 2, 3, 4, 5]);
         BinaryPrimitives.WriteUInt32BigEndian(response, 0x0011_0001);
-        var output = new OutputBuffer();
+        var output = new PooledBuffer();
         Relabel.Append(output, new ReadOnlySequence<byte>(response), frames: 1, uid: 3, resetLevel: false);
         byte[] expected = Wire.Data(3, Operation.Get, [1, 2, 3, 4, 5]);
         BinaryPrimitives.WriteUInt32BigEndian(expected, 0x0011_0001);

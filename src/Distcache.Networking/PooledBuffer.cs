@@ -1,18 +1,18 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
 
-namespace Distcache.Proxy;
+namespace Distcache.Networking;
 
 /// <summary>
 /// A growable byte buffer on pooled arrays, for bytes waiting to be written to one connection. Not thread-safe:
 /// the owner guards it with a lock.
 /// </summary>
 /// <remarks>
-/// Each connection has two: one that producers append to, and one being written to the socket; the writer swaps
-/// them, so appending never waits for a socket. The array goes back to the pool whenever the buffer is emptied,
-/// so an idle connection holds no buffer memory at all.
+/// A <see cref="CoalescingWriter"/> has two: one that producers append to, and one being written; it swaps them,
+/// so appending never waits for a socket. The array goes back to the pool whenever the buffer is emptied, so an
+/// idle connection holds no buffer memory at all.
 /// </remarks>
-internal sealed class OutputBuffer : IBufferWriter<byte>
+public sealed class PooledBuffer : IBufferWriter<byte>
 {
     private const int MinimumSize = 4096;
 
