@@ -11,7 +11,7 @@ namespace Distcache.Storage;
 /// <remarks>
 /// Small arrays stay small: the first chunk starts at the requested size and doubles until it is a
 /// full chunk (copying at most one chunk's worth), and only then are further chunks added. A mutable
-/// struct, so the store holds it in a field and reaches elements with one extra load.
+/// struct, so its owner holds it in a field and reaches elements with one extra load.
 /// </remarks>
 /// <typeparam name="T">The element type.</typeparam>
 internal struct ChunkedArray<T>

@@ -459,7 +459,7 @@ public sealed class MemorySessionStoreTests
         // Everything allocated on the heap is the table chunks (the first chunk of each table doubles up to its
         // full size; the slab segments are native memory); a single object per session would add at least 24 MB.
         Assert.InRange(allocated, 0, (2 * store.TableBytes) + (1 << 20));
-        Assert.InRange(store.SlabBytes / MemorySessionStore.SegmentSize, 1, 100);
+        Assert.InRange(store.SlabBytes / SlabRecords.SegmentSize, 1, 100);
         // Only a guard against something quadratic (a million adds take about a second): speed goals live in the
         // benchmarks, and a shared machine under load took over 5 s here.
         Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(60), $"took {stopwatch.Elapsed}");
@@ -485,7 +485,7 @@ public sealed class MemorySessionStoreTests
         using var store = Create(clock, maxSessions: 0, maxBytes: maxBytes);
         var random = new Random(42);
         var ids = new List<byte[]>();
-        long segmentBound = (maxBytes / MemorySessionStore.SegmentSize) + (maxBytes / (8 * MemorySessionStore.SegmentSize)) + 3;
+        long segmentBound = (maxBytes / SlabRecords.SegmentSize) + (maxBytes / (8 * SlabRecords.SegmentSize)) + 3;
 
         for (int i = 0; i < iterations; i++)
         {
@@ -503,13 +503,13 @@ public sealed class MemorySessionStoreTests
             clock.AdvanceMilliseconds(random.Next(0, 30));
             if (i % 97 == 0)
             {
-                Assert.InRange(store.SlabBytes, 0, segmentBound * MemorySessionStore.SegmentSize);
+                Assert.InRange(store.SlabBytes, 0, segmentBound * SlabRecords.SegmentSize);
                 Assert.InRange(store.BytesUsed, 0, maxBytes);
             }
         }
 
         Assert.True(store.Compactions > 0, "the churn should have forced compaction");
-        Assert.InRange(store.SlabBytes, 0, (long)(1.125 * maxBytes) + (3L * MemorySessionStore.SegmentSize));
+        Assert.InRange(store.SlabBytes, 0, (long)(1.125 * maxBytes) + (3L * SlabRecords.SegmentSize));
         int present = 0;
         foreach (byte[] id in ids)
         {
