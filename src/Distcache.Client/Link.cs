@@ -25,26 +25,17 @@ internal interface ILinkObserver
 /// closed, and its owner makes a new one.
 /// </summary>
 /// <remarks>
-/// <para><b>Writing.</b> A caller encodes its request into a staging buffer under a short lock (so its id and data
-/// are copied before the call returns and may be reused at once, even if the request is later canceled). The
-/// first caller to find no writer active becomes the writer: it moves the staging buffer to the connection's
-/// <see cref="PipeWriter"/> and flushes, on its own thread, so an uncontended request costs no thread hop. Callers
-/// that stage while a flush is running leave their bytes for the active writer, which picks them all up in its
-/// next pass, one flush for the lot. A pass after the first runs on the thread pool, so the caller that happened
-/// to win the writer role is not kept writing for everyone else.</para>
-/// <para><b>Closing.</b> The reader loop and an active writer each count as a user of the connection; whichever
-/// stops last disposes it, so the pipes are never completed under a running writer.</para>
+/// <para><b>Writing.</b> A caller encodes its request into the <see cref="CoalescingWriter"/>'s staging buffer under
+/// a short lock (so its id and data are copied before the call returns and may be reused at once, even if the
+/// request is later canceled), and the writer sends it: on the caller's own thread when no write is under way, so an
+/// uncontended request costs no thread hop; otherwise with everything else staged meanwhile, in one write.</para>
+/// <para><b>Closing.</b> The reader loop and the writer each count as a user of the connection; whichever stops
+/// last disposes it, so the pipes are never completed under a running write.</para>
 /// </remarks>
-internal sealed class Link
+internal sealed class Link : ICoalescingWriterOwner
 {
-    // Staging buffers start small and grow with bursts; one that grew past this is dropped after use rather than
-    // kept at its peak size for the life of the connection.
-    private const int InitialStagingSize = 4096;
-    private const int MaxRetainedStagingSize = 1 << 20;
-
     private readonly NetworkConnection _connection;
     private readonly PipeReader _input;
-    private readonly PipeWriter _output;
     private readonly ILinkObserver? _observer;
     private readonly ILogger _logger;
 
@@ -55,13 +46,12 @@ internal sealed class Link
     private Exception? _closeReason;
 
     private readonly Lock _writeLock = new();
-    private ArrayBufferWriter<byte> _staging = new(InitialStagingSize);
-    private ArrayBufferWriter<byte>? _spare = new(InitialStagingSize);
-    private bool _writerActive;
-    private bool _writeClosed;
+    private readonly CoalescingWriter _writer;
 
     private readonly TaskCompletionSource _terminated = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private int _users = 1;
+
+    // The reader loop and the writer.
+    private int _users = 2;
     private long _lastReceived;
     private int _receivedAny;
 
@@ -70,10 +60,11 @@ internal sealed class Link
         Address = address;
         _connection = connection;
         _input = connection.Input;
-        _output = connection.Output;
         _observer = observer;
         _logger = logger;
         _lastReceived = Stopwatch.GetTimestamp();
+        _writer = new CoalescingWriter(connection.Output, _writeLock, this);
+        _writer.Stopped.ContinueWith(static (_, link) => ((Link)link!).ReleaseUser(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>The address this link is connected to.</summary>
@@ -171,36 +162,25 @@ internal sealed class Link
             request.OnSent(this, uid, Stopwatch.GetTimestamp());
         }
 
-        bool becomeWriter = false;
         lock (_writeLock)
         {
             // If the link closed since the registration above, the shutdown found the request in the table and
             // failed it; there is nothing to write.
-            if (!_writeClosed)
+            if (!_writer.IsClosed)
             {
                 Debug.Assert(SessionLimits.IsValidId(id), "callers validate before sending");
                 if (request.Operation == Operation.Add)
                 {
-                    Requests.WriteAdd(_staging, uid, timeoutMilliseconds, id, data);
+                    Requests.WriteAdd(_writer.Staging, uid, timeoutMilliseconds, id, data);
                 }
                 else
                 {
-                    Requests.WriteIdRequest(_staging, uid, request.Operation, id);
-                }
-
-                if (!_writerActive)
-                {
-                    _writerActive = true;
-                    Interlocked.Increment(ref _users);
-                    becomeWriter = true;
+                    Requests.WriteIdRequest(_writer.Staging, uid, request.Operation, id);
                 }
             }
         }
 
-        if (becomeWriter)
-        {
-            WriteFirstPass();
-        }
+        _writer.Flush();
 
         closeReason = null;
         return true;
@@ -234,8 +214,7 @@ internal sealed class Link
 
         lock (_writeLock)
         {
-            _writeClosed = true;
-            _staging.ResetWrittenCount();
+            _writer.Close();
         }
 
         foreach (PendingRequest request in failed)
@@ -312,127 +291,18 @@ internal sealed class Link
         return _lastUid;
     }
 
-    private void WriteFirstPass()
+    void ICoalescingWriterOwner.OnWritten(int bytes)
     {
-        ArrayBufferWriter<byte>? batch = TakeBatch(null);
-        if (batch is null)
-        {
-            return;
-        }
-
-        try
-        {
-            _output.Write(batch.WrittenSpan);
-            ValueTask<FlushResult> flush = _output.FlushAsync();
-            if (!flush.IsCompletedSuccessfully)
-            {
-                _ = WriteLoopAsync(batch, flush, written: true);
-                return;
-            }
-
-            EnsureFlushed(flush.Result);
-            batch = TakeBatch(batch);
-            if (batch is not null)
-            {
-                // Other callers staged while this one wrote: a pool thread writes their bytes.
-                _ = WriteLoopAsync(batch, default, written: false);
-            }
-        }
-        catch (Exception e)
-        {
-            WriterFailed(batch, e);
-        }
     }
 
-    private async Task WriteLoopAsync(ArrayBufferWriter<byte> first, ValueTask<FlushResult> flush, bool written)
+    void ICoalescingWriterOwner.OnWriteFailed(Exception? exception)
     {
-        ArrayBufferWriter<byte>? batch = first;
-        try
-        {
-            if (!written)
-            {
-                await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
-                _output.Write(batch.WrittenSpan);
-                flush = _output.FlushAsync();
-            }
-
-            while (true)
-            {
-                EnsureFlushed(await flush.ConfigureAwait(false));
-                batch = TakeBatch(batch);
-                if (batch is null)
-                {
-                    return;
-                }
-
-                _output.Write(batch.WrittenSpan);
-                flush = _output.FlushAsync();
-            }
-        }
-        catch (Exception e)
-        {
-            WriterFailed(batch, e);
-        }
+        exception ??= new IOException("the connection was closed while requests were being written");
+        Close(new DistcacheConnectionException(Address, $"Writing to distcache at {Address} failed: {exception.Message}", exception), abort: true);
     }
 
-    private static void EnsureFlushed(FlushResult result)
+    void ICoalescingWriterOwner.OnWriterIdle()
     {
-        if (result.IsCanceled || result.IsCompleted)
-        {
-            throw new IOException("the connection was closed while requests were being written");
-        }
-    }
-
-    /// <summary>
-    /// Returns the batch just written (if any) as the spare buffer and takes whatever is staged; when nothing is,
-    /// gives up the writer role and returns null.
-    /// </summary>
-    private ArrayBufferWriter<byte>? TakeBatch(ArrayBufferWriter<byte>? written)
-    {
-        ArrayBufferWriter<byte>? batch = null;
-        lock (_writeLock)
-        {
-            if (written is not null)
-            {
-                written.ResetWrittenCount();
-                _spare = written.Capacity > MaxRetainedStagingSize ? new ArrayBufferWriter<byte>(InitialStagingSize) : written;
-            }
-
-            if (!_writeClosed && _staging.WrittenCount > 0)
-            {
-                batch = _staging;
-                _staging = _spare!;
-                _spare = null;
-            }
-            else
-            {
-                _writerActive = false;
-            }
-        }
-
-        if (batch is null)
-        {
-            ReleaseUser();
-        }
-
-        return batch;
-    }
-
-    private void WriterFailed(ArrayBufferWriter<byte>? batch, Exception e)
-    {
-        Close(new DistcacheConnectionException(Address, $"Writing to distcache at {Address} failed: {e.Message}", e), abort: true);
-        lock (_writeLock)
-        {
-            if (batch is not null)
-            {
-                batch.ResetWrittenCount();
-                _spare ??= batch;
-            }
-
-            _writerActive = false;
-        }
-
-        ReleaseUser();
     }
 
     private async Task ReadLoopAsync()
