@@ -101,7 +101,7 @@ public static class Daemon
         if (NativeMethods.SetSid() < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            throw new HostingException($"cannot detach from the terminal (setsid): {NativeMethods.ErrorText(errno)}", errno);
+            throw new HostingException($"cannot detach from the terminal (setsid): {Networking.NativeMethods.ErrorText(errno)}", errno);
         }
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Runtime.Loader;
+using Distcache.Networking;
 
 namespace Distcache.Hosting;
 
@@ -26,7 +27,7 @@ public static class Privileges
     /// <param name="account">The user when found.</param>
     /// <returns>False when there is no such user or the user database cannot be read.</returns>
     public static bool TryGetUser(string nameOrUid, [NotNullWhen(true)] out UserAccount? account) =>
-        LookUpUser(nameOrUid, out account, out _) == NativeMethods.LookupStatus.Found;
+        LookUpUser(nameOrUid, out account, out _) == LookupStatus.Found;
 
     /// <summary>
     /// Resolves a user name to its uid. A decimal number is accepted as a uid even when no user has it, because
@@ -43,12 +44,12 @@ public static class Privileges
             return false;
         }
 
-        switch (NativeMethods.GetUserByName(nameOrNumber, out var entry, out _))
+        switch (Networking.NativeMethods.GetUserByName(nameOrNumber, out var entry, out _))
         {
-            case NativeMethods.LookupStatus.Found:
+            case LookupStatus.Found:
                 uid = entry.UserId;
                 return true;
-            case NativeMethods.LookupStatus.NotFound:
+            case LookupStatus.NotFound:
                 return TryParseId(nameOrNumber, out uid);
             default:
                 return false;
@@ -67,12 +68,12 @@ public static class Privileges
             return false;
         }
 
-        switch (NativeMethods.GetGroupByName(nameOrNumber, out var found, out _))
+        switch (Networking.NativeMethods.GetGroupByName(nameOrNumber, out var found, out _))
         {
-            case NativeMethods.LookupStatus.Found:
+            case LookupStatus.Found:
                 gid = found;
                 return true;
-            case NativeMethods.LookupStatus.NotFound:
+            case LookupStatus.NotFound:
                 return TryParseId(nameOrNumber, out gid);
             default:
                 return false;
@@ -110,9 +111,9 @@ public static class Privileges
         ArgumentNullException.ThrowIfNull(userNameOrUid);
         switch (LookUpUser(userNameOrUid, out var account, out var error))
         {
-            case NativeMethods.LookupStatus.NotFound:
+            case LookupStatus.NotFound:
                 throw new HostingException($"cannot switch to user \"{userNameOrUid}\": no such user");
-            case NativeMethods.LookupStatus.Failed:
+            case LookupStatus.Failed:
                 throw new HostingException($"cannot switch to user \"{userNameOrUid}\": cannot read the user database: {error}");
         }
 
@@ -142,22 +143,22 @@ public static class Privileges
         return account;
     }
 
-    private static NativeMethods.LookupStatus LookUpUser(string nameOrUid, out UserAccount? account, out string? error)
+    private static LookupStatus LookUpUser(string nameOrUid, out UserAccount? account, out string? error)
     {
         account = null;
         error = null;
         if (string.IsNullOrEmpty(nameOrUid))
         {
-            return NativeMethods.LookupStatus.NotFound;
+            return LookupStatus.NotFound;
         }
 
-        var status = NativeMethods.GetUserByName(nameOrUid, out var entry, out error);
-        if (status == NativeMethods.LookupStatus.NotFound && TryParseId(nameOrUid, out var uid))
+        var status = Networking.NativeMethods.GetUserByName(nameOrUid, out var entry, out error);
+        if (status == LookupStatus.NotFound && TryParseId(nameOrUid, out var uid))
         {
-            status = NativeMethods.GetUserById(uid, out entry, out error);
+            status = Networking.NativeMethods.GetUserById(uid, out entry, out error);
         }
 
-        if (status == NativeMethods.LookupStatus.Found)
+        if (status == LookupStatus.Found)
         {
             account = new UserAccount(entry.Name, entry.UserId, entry.GroupId);
         }
@@ -178,7 +179,7 @@ public static class Privileges
         if (result != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
-            throw new HostingException($"{step}: {NativeMethods.ErrorText(errno)}", errno);
+            throw new HostingException($"{step}: {Networking.NativeMethods.ErrorText(errno)}", errno);
         }
     }
 

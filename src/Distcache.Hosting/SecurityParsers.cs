@@ -87,7 +87,7 @@ public static class SecurityParsers
 
             if (isGroup)
             {
-                if (NativeMethods.GetGroupByName(item, out uint gid, out _) != NativeMethods.LookupStatus.Found)
+                if (Networking.NativeMethods.GetGroupByName(item, out uint gid, out _) != LookupStatus.Found)
                 {
                     return false;
                 }
@@ -96,7 +96,7 @@ public static class SecurityParsers
             }
             else
             {
-                if (NativeMethods.GetUserByName(item, out PasswdEntry entry, out _) != NativeMethods.LookupStatus.Found)
+                if (Networking.NativeMethods.GetUserByName(item, out PasswdEntry entry, out _) != LookupStatus.Found)
                 {
                     return false;
                 }

@@ -44,10 +44,10 @@ internal sealed class EventLoop
 
     private EventLoop(int index)
     {
-        _epoll = Interop.EpollCreate(Interop.EpollCloexec);
+        _epoll = NativeMethods.EpollCreate(NativeMethods.EpollCloexec);
         if (_epoll < 0)
         {
-            throw new NetworkException($"epoll_create1 failed: {Interop.Describe(Marshal.GetLastPInvokeError())}", null, SocketError.SocketError, null);
+            throw new NetworkException($"epoll_create1 failed: {NativeMethods.Describe(Marshal.GetLastPInvokeError())}", null, SocketError.SocketError, null);
         }
 
         var thread = new Thread(Run)
@@ -98,13 +98,13 @@ internal sealed class EventLoop
         long id = Interlocked.Increment(ref _nextId);
         _registered[id] = target;
         Span<byte> ev = stackalloc byte[16];
-        BinaryPrimitives.WriteUInt32LittleEndian(ev, Interop.EpollIn | Interop.EpollOut | Interop.EpollRdHup | Interop.EpollEt);
+        BinaryPrimitives.WriteUInt32LittleEndian(ev, NativeMethods.EpollIn | NativeMethods.EpollOut | NativeMethods.EpollRdHup | NativeMethods.EpollEt);
         BinaryPrimitives.WriteInt64LittleEndian(ev[DataOffset..], id);
-        if (Interop.EpollControl(_epoll, Interop.EpollCtlAdd, (int)descriptor, ref MemoryMarshal.GetReference(ev)) != 0)
+        if (NativeMethods.EpollControl(_epoll, NativeMethods.EpollCtlAdd, (int)descriptor, ref MemoryMarshal.GetReference(ev)) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             _registered.TryRemove(id, out _);
-            throw new NetworkException($"epoll_ctl(ADD) failed: {Interop.Describe(errno)}", null, Interop.ToSocketError(errno), null);
+            throw new NetworkException($"epoll_ctl(ADD) failed: {NativeMethods.Describe(errno)}", null, NativeMethods.ToSocketError(errno), null);
         }
 
         return id;
@@ -118,7 +118,7 @@ internal sealed class EventLoop
             // Closing the descriptor would remove it too, but only once every duplicate of it is closed. A failure
             // (the descriptor is already gone from the set) leaves nothing to undo: the number is forgotten above.
             Span<byte> ev = stackalloc byte[16];
-            _ = Interop.EpollControl(_epoll, Interop.EpollCtlDel, (int)descriptor, ref MemoryMarshal.GetReference(ev));
+            _ = NativeMethods.EpollControl(_epoll, NativeMethods.EpollCtlDel, (int)descriptor, ref MemoryMarshal.GetReference(ev));
         }
     }
 
@@ -140,12 +140,12 @@ internal sealed class EventLoop
         while (true)
         {
             // With deferred work still queued (a turn's worth was not enough), only look for events, do not sleep.
-            int count = Interop.EpollWait(_epoll, ref events[0], MaxEvents, _deferred.Count > 0 ? 0 : -1);
+            int count = NativeMethods.EpollWait(_epoll, ref events[0], MaxEvents, _deferred.Count > 0 ? 0 : -1);
             if (count < 0)
             {
                 // EINTR (a signal, a debugger) is routine; anything else would be a bug in how the loop was set up,
                 // and a pause keeps that from spinning a core.
-                if (Marshal.GetLastPInvokeError() != Interop.EINTR)
+                if (Marshal.GetLastPInvokeError() != NativeMethods.EINTR)
                 {
                     Thread.Sleep(10);
                 }
@@ -182,83 +182,5 @@ internal sealed class EventLoop
                 // only keeps a bug in one from stopping the loop.
             }
         }
-    }
-
-    /// <summary>The libc calls of the native transport.</summary>
-    internal static class Interop
-    {
-        public const uint EpollIn = 0x001;
-        public const uint EpollOut = 0x004;
-        public const uint EpollErr = 0x008;
-        public const uint EpollHup = 0x010;
-        public const uint EpollRdHup = 0x2000;
-        public const uint EpollEt = 1u << 31;
-        public const int EpollCtlAdd = 1;
-        public const int EpollCtlDel = 2;
-        public const int EpollCloexec = 0x80000;
-        public const int MsgNoSignal = 0x4000;
-        public const int MsgDontWait = 0x40;
-        public const int EINTR = 4;
-        public const int EAGAIN = 11;
-        public const int EINPROGRESS = 115;
-        public const int SockStream = 1;
-        public const int SockNonBlock = 0x800;
-        public const int SockCloexec = 0x80000;
-        public const int SolSocket = 1;
-        public const int SoError = 4;
-        public const int FcntlGetFlags = 3;
-        public const int FcntlSetFlags = 4;
-        public const int ONonBlock = 0x800;
-
-        private const string Libc = "libc";
-
-        [DllImport(Libc, EntryPoint = "epoll_create1", SetLastError = true)]
-        public static extern int EpollCreate(int flags);
-
-        [DllImport(Libc, EntryPoint = "epoll_ctl", SetLastError = true)]
-        public static extern int EpollControl(int epoll, int operation, int descriptor, ref byte ev);
-
-        [DllImport(Libc, EntryPoint = "epoll_wait", SetLastError = true)]
-        public static extern int EpollWait(int epoll, ref byte events, int maxEvents, int timeout);
-
-        [DllImport(Libc, EntryPoint = "recv", SetLastError = true)]
-        public static extern nint Receive(nint descriptor, ref byte buffer, nint length, int flags);
-
-        [DllImport(Libc, EntryPoint = "send", SetLastError = true)]
-        public static extern nint Send(nint descriptor, ref byte buffer, nint length, int flags);
-
-        [DllImport(Libc, EntryPoint = "socket", SetLastError = true)]
-        public static extern int CreateSocket(int domain, int type, int protocol);
-
-        [DllImport(Libc, EntryPoint = "connect", SetLastError = true)]
-        public static extern int Connect(nint descriptor, ref byte address, int addressLength);
-
-        [DllImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
-        public static extern int GetSocketOption(nint descriptor, int level, int option, ref int value, ref int length);
-
-        [DllImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
-        public static extern int Fcntl(nint descriptor, int command, int argument);
-
-        /// <summary>The socket error the runtime reports for an errno, as far as a connection can meet it.</summary>
-        public static SocketError ToSocketError(int errno) => errno switch
-        {
-            111 => SocketError.ConnectionRefused,
-            2 or 99 => SocketError.AddressNotAvailable,
-            13 or 1 => SocketError.AccessDenied,
-            11 => SocketError.WouldBlock,
-            97 => SocketError.AddressFamilyNotSupported,
-            104 => SocketError.ConnectionReset,
-            32 => SocketError.Shutdown,
-            110 => SocketError.TimedOut,
-            107 => SocketError.NotConnected,
-            103 => SocketError.ConnectionAborted,
-            113 => SocketError.HostUnreachable,
-            101 => SocketError.NetworkUnreachable,
-            9 => SocketError.OperationAborted,
-            12 or 105 => SocketError.NoBufferSpaceAvailable,
-            _ => SocketError.SocketError,
-        };
-
-        public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno) + " (errno " + errno.ToString(System.Globalization.CultureInfo.InvariantCulture) + ")";
     }
 }

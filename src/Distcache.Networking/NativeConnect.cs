@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using static Distcache.Networking.EventLoop.Interop;
+using static Distcache.Networking.NativeMethods;
 
 namespace Distcache.Networking;
 

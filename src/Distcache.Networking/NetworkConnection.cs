@@ -1,8 +1,8 @@
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -10,53 +10,54 @@ namespace Distcache.Networking;
 
 /// <summary>
 /// One established byte stream (TCP, unix socket, inherited descriptor, or any <see cref="System.IO.Stream"/>),
-/// read through <see cref="Input"/> and written through <see cref="Output"/>.
+/// read through <see cref="Input"/> and written through <see cref="Output"/>: what the layers above see of a
+/// connection, whichever transport carries it.
 /// </summary>
 /// <remarks>
 /// <para>The pipes sit on top of <see cref="Stream"/>, which starts as the socket's <see cref="NetworkStream"/>.
 /// <see cref="WrapStreamAsync"/> can replace it (for example with an authenticated <see cref="SslStream"/>)
-/// until <see cref="Input"/> or <see cref="Output"/> is first used; the pipes are created at that moment.</para>
+/// until <see cref="Input"/> or <see cref="Output"/> is first used; the pipes are created at that moment, on the
+/// native transport where it was asked for (<see cref="ConnectionOptions.NativeTransport"/>,
+/// <see cref="ListenerOptions.NativeTransport"/>) and the stream is still the socket's own, over the stream otherwise.</para>
+/// <para>What a connection can tell about itself beyond its bytes needs neither the socket nor the stream:
+/// <see cref="RemoteAddress"/>, <see cref="PeerCredentials"/> of a unix socket's peer, <see cref="PeerCertificate"/>
+/// of a TLS peer, and <see cref="TryDeferToEndOfBatch"/> on the native transport. Each costs nothing until asked
+/// for. <see cref="Socket"/> and <see cref="Stream"/> remain for code that sets socket options or brings its own
+/// stream handling.</para>
 /// <para>As with any pipe, one reader and one writer may work at the same time, but each pipe must not be
 /// used by two callers at once. <see cref="Abort"/> may be called from any thread at any time.</para>
 /// </remarks>
 public sealed class NetworkConnection : IAsyncDisposable
 {
-    // Zero-byte reads let an idle connection wait without holding a receive buffer: a cache server keeps a
-    // connection per client process open for long idle stretches, so most of them are idle at any moment.
-    // Reads of up to 16 KiB take a client's whole pipeline of ADDs (1 KB sessions, 16 in flight) in one
-    // system call; the 4 KiB default took four or five, and cost 20% more server CPU per operation.
-    private static readonly StreamPipeReaderOptions ReaderOptions = new(bufferSize: 16 * 1024, minimumReadSize: 2048, leaveOpen: true, useZeroByteReads: true);
-
-    // The pipes never own the stream, so that DisposeAsync can order flush, TLS shutdown and close itself.
-    // The writer sends each buffer segment with its own system call, so segments of 32 KiB (not the default
-    // 4 KiB) let a flush of a whole pipeline of answers (16 sessions of 1 KB) go out in one send, not four.
-    // The segments go back to the pool once flushed, so an idle connection holds none.
-    private static readonly StreamPipeWriterOptions WriterOptions = new(minimumBufferSize: WriteSegmentSize, leaveOpen: true);
-
-    /// <summary>The size of the output pipe's buffer segments: one system call sends at most one.</summary>
-    internal const int WriteSegmentSize = 32 * 1024;
-
     private readonly Lock _gate = new();
     private readonly ILogger _logger;
+
+    // Asked for by the listener or the connect; whether the pipes go on it is decided when they are made.
+    private readonly bool _nativeRequested;
     private Stream _stream;
+
+    // Made at the first use of Input or Output. The pipes are its own, kept here too so that Input and Output are
+    // a field read.
+    private ConnectionTransport? _transport;
     private PipeReader? _input;
     private PipeWriter? _output;
     private bool _wrapping;
     private int _disposed;
     private int _aborted;
     private TimeSpan _closeTimeout = TimeSpan.FromSeconds(5);
+    private Address? _remoteAddress;
+    private PeerCredentials? _peerCredentials;
+    private bool _peerCredentialsKnown;
 
-    // The native transport (SocketPipes): asked for by the listener or the connect, in use once the pipes are made over it.
-    private readonly bool _nativeTransport;
-    private SocketPipes? _native;
-
-    private NetworkConnection(Socket? socket, Stream stream, string peerDescription, ILogger? logger, bool nativeTransport = false)
+    private NetworkConnection(Socket? socket, Stream stream, string peerDescription, ILogger? logger, bool nativeRequested = false, PeerCredentials? peerCredentials = null)
     {
         Socket = socket;
         _stream = stream;
-        _nativeTransport = nativeTransport;
+        _nativeRequested = nativeRequested;
         PeerDescription = peerDescription;
         _logger = logger ?? NullLogger.Instance;
+        _peerCredentials = peerCredentials;
+        _peerCredentialsKnown = peerCredentials is not null;
     }
 
     /// <summary>
@@ -109,7 +110,7 @@ public sealed class NetworkConnection : IAsyncDisposable
     /// (<see cref="ListenerOptions.NativeTransport"/>, <see cref="ConnectionOptions.NativeTransport"/>); false before
     /// they are first used, and for connections on the runtime's sockets.
     /// </summary>
-    public bool UsesNativeTransport => Volatile.Read(ref _native) is not null;
+    public bool UsesNativeTransport => Volatile.Read(ref _transport) is SocketPipes;
 
     /// <summary>True once <see cref="Abort"/> has been called.</summary>
     public bool IsAborted => Volatile.Read(ref _aborted) != 0;
@@ -130,6 +131,88 @@ public sealed class NetworkConnection : IAsyncDisposable
     /// <exception cref="ObjectDisposedException">The connection has been disposed before the pipes were first used.</exception>
     /// <exception cref="InvalidOperationException"><see cref="WrapStreamAsync"/> is still running.</exception>
     public PipeWriter Output => Volatile.Read(ref _output) ?? CreatePipes().Output;
+
+    /// <summary>
+    /// The peer's address: <c>IP:</c> or <c>IPv6:</c> with its port for TCP, <c>UNIX:</c> with the path a connected
+    /// unix socket reached; null when the peer has none (a client on an unnamed unix socket, a connection made with
+    /// <see cref="FromStream"/>) or the connection is closed. Worked out on first use from the end point the accept or
+    /// connect already returned, without a system call.
+    /// </summary>
+    public Address? RemoteAddress
+    {
+        get
+        {
+            if (Volatile.Read(ref _remoteAddress) is { } known)
+            {
+                return known;
+            }
+
+            Address? address;
+            try
+            {
+                address = Socket is { } socket ? SocketHelpers.AddressOf(socket.RemoteEndPoint) : null;
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return null;
+            }
+
+            Volatile.Write(ref _remoteAddress, address);
+            return address;
+        }
+    }
+
+    /// <summary>
+    /// The process at the other end of a unix socket, as the kernel recorded it when the connection was made
+    /// (<c>SO_PEERCRED</c>). A listener that checks peers (<see cref="ListenerOptions.AllowedPeerUserIds"/>) has read
+    /// them already; otherwise they are read on first use, one <c>getsockopt</c>, and kept. Null for TCP, for a
+    /// connection made with <see cref="FromStream"/>, off Linux, or when the kernel cannot tell.
+    /// </summary>
+    public PeerCredentials? PeerCredentials
+    {
+        get
+        {
+            lock (_gate)
+            {
+                if (!_peerCredentialsKnown)
+                {
+                    _peerCredentialsKnown = true;
+                    _peerCredentials = OperatingSystem.IsLinux()
+                        && Socket is { AddressFamily: AddressFamily.Unix } socket
+                        && Networking.PeerCredentials.TryRead(socket, out var read, out _)
+                            ? read
+                            : null;
+                }
+
+                return _peerCredentials;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The certificate the peer presented in the TLS handshake of <see cref="WrapStreamAsync"/>: on an accepted
+    /// connection the client's (verified against the client CA when <see cref="TlsServerSettings.RequiresClientCertificate"/>),
+    /// on a connection made with TLS the server's. Null when the connection has no TLS, the peer presented none, or
+    /// the connection is closed. The TLS session owns it: it stays usable while the connection is open, and the
+    /// caller must not dispose it.
+    /// </summary>
+    public X509Certificate2? PeerCertificate => Stream is SslStream { IsAuthenticated: true } tls ? tls.RemoteCertificate as X509Certificate2 : null;
+
+    /// <summary>
+    /// On the native transport, called on an event loop thread (as this connection's read and flush continuations
+    /// are): queues <paramref name="work"/> to run on that thread once the loop has dispatched every event of its
+    /// current batch, before it waits for more, and returns true. Otherwise (the runtime's sockets, a stream, TLS, or
+    /// a caller on another thread) returns false and does nothing. See <see cref="NativeTransport.TryDeferToEndOfBatch"/>
+    /// for what it is for and what <paramref name="work"/> must do.
+    /// </summary>
+    /// <param name="work">What to run.</param>
+    /// <returns>True if queued.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>
+    public bool TryDeferToEndOfBatch(IThreadPoolWorkItem work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        return Volatile.Read(ref _transport) is { } transport && transport.TryDeferToEndOfBatch(work);
+    }
 
     /// <summary>Connects to <paramref name="address"/> with default options.</summary>
     /// <inheritdoc cref="ConnectAsync(Address, ConnectionOptions, CancellationToken)"/>
@@ -167,12 +250,8 @@ public sealed class NetworkConnection : IAsyncDisposable
 
         var logger = options.Logger ?? NullLogger.Instance;
         bool native = options.NativeTransport && EventLoop.IsSupported;
-        var connection = address.Kind switch
-        {
-            AddressKind.FileDescriptor => FromSocket(SocketHelpers.AdoptDescriptor(address, listening: false), null, logger, native),
-            AddressKind.Unix => await ConnectUnixAsync(address, logger, native, cancellationToken).ConfigureAwait(false),
-            _ => await ConnectTcpAsync(address, logger, native, cancellationToken).ConfigureAwait(false),
-        };
+        (Socket socket, string? peer) = await SocketHelpers.ConnectAsync(address, native, logger, cancellationToken).ConfigureAwait(false);
+        var connection = FromSocket(socket, peer, logger, native);
 
         if (options.StreamWrapper is { } wrapper)
         {
@@ -230,7 +309,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            if (_input is not null)
+            if (_transport is not null)
             {
                 throw new InvalidOperationException("the stream can only be wrapped before Input or Output is first used");
             }
@@ -284,15 +363,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
 
         Log.Aborted(_logger, PeerDescription);
-        PipeReader? input;
-        PipeWriter? output;
-        Stream stream;
-        lock (_gate)
-        {
-            input = _input;
-            output = _output;
-            stream = _stream;
-        }
+        (PipeReader? input, PipeWriter? output, Stream stream, ConnectionTransport? transport) = Snapshot();
 
         if (Socket is not null)
         {
@@ -306,10 +377,10 @@ public sealed class NetworkConnection : IAsyncDisposable
                 // Already closed, or a socket type without linger: closing below is all that can be done.
             }
 
-            // The event loop must forget the descriptor before it is closed and its number can be reused.
-            _native?.Detach();
+            // The transport must let go of the descriptor before it is closed and its number can be reused.
+            transport?.Detach();
             Socket.Dispose();
-            _native?.Fail("aborted");
+            transport?.Fail("aborted");
         }
         else
         {
@@ -342,15 +413,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             return;
         }
 
-        PipeReader? input;
-        PipeWriter? output;
-        Stream stream;
-        lock (_gate)
-        {
-            input = _input;
-            output = _output;
-            stream = _stream;
-        }
+        (PipeReader? input, PipeWriter? output, Stream stream, ConnectionTransport? transport) = Snapshot();
 
         if (output is not null)
         {
@@ -372,17 +435,22 @@ public sealed class NetworkConnection : IAsyncDisposable
             await ShutDownTlsAsync(tls).ConfigureAwait(false);
         }
 
-        _native?.Detach();
+        transport?.Detach();
         DisposeQuietly(stream);
         Socket?.Dispose();
-        _native?.Fail("closed");
+        transport?.Fail("closed");
     }
 
     /// <inheritdoc/>
     public override string ToString() => PeerDescription;
 
     /// <summary>Wraps an accepted or connected socket; TCP sockets get TCP_NODELAY.</summary>
-    internal static NetworkConnection FromSocket(Socket socket, string? peerDescription, ILogger logger, bool nativeTransport = false)
+    /// <param name="socket">The socket; the connection owns it from now on.</param>
+    /// <param name="peerDescription">What <see cref="PeerDescription"/> shows; null to describe the socket's peer.</param>
+    /// <param name="logger">Where the connection logs.</param>
+    /// <param name="nativeTransport">Put the pipes on the native transport if the socket can go there.</param>
+    /// <param name="peerCredentials">The peer's credentials, when the listener has read them already.</param>
+    internal static NetworkConnection FromSocket(Socket socket, string? peerDescription, ILogger logger, bool nativeTransport = false, PeerCredentials? peerCredentials = null)
     {
         try
         {
@@ -391,100 +459,14 @@ public sealed class NetworkConnection : IAsyncDisposable
                 socket.NoDelay = true;
             }
 
-            peerDescription ??= Describe(socket.RemoteEndPoint) ?? "FD:" + socket.Handle;
-            return new NetworkConnection(socket, new NetworkStream(socket, ownsSocket: true), peerDescription, logger, nativeTransport);
+            peerDescription ??= SocketHelpers.Describe(socket.RemoteEndPoint) ?? "FD:" + socket.Handle;
+            return new NetworkConnection(socket, new NetworkStream(socket, ownsSocket: true), peerDescription, logger, nativeTransport, peerCredentials);
         }
         catch
         {
             socket.Dispose();
             throw;
         }
-    }
-
-    /// <summary>The address text of an end point, or null for an unnamed unix socket (or an unknown family).</summary>
-    internal static string? Describe(EndPoint? endPoint) => AddressOf(endPoint)?.ToString();
-
-    /// <summary>The address of an end point, or null for an unnamed unix socket (or an unknown family).</summary>
-    internal static Address? AddressOf(EndPoint? endPoint)
-    {
-        if (endPoint is null || (endPoint is UnixDomainSocketEndPoint && string.IsNullOrEmpty(endPoint.ToString())))
-        {
-            return null;
-        }
-
-        try
-        {
-            return Address.FromEndPoint(endPoint);
-        }
-        catch (ArgumentException)
-        {
-            return null;
-        }
-    }
-
-    private static async ValueTask<NetworkConnection> ConnectUnixAsync(Address address, ILogger logger, bool native, CancellationToken cancellationToken)
-    {
-        Socket socket;
-        try
-        {
-            socket = await ConnectSocketAsync(new UnixDomainSocketEndPoint(address.Path!), native, cancellationToken).ConfigureAwait(false);
-        }
-        catch (SocketException e)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            throw SocketHelpers.Failed("connect to", address, e);
-        }
-
-        return FromSocket(socket, address.ToString(), logger, native);
-    }
-
-    // A connected socket; on failure the socket is closed and the exception propagates.
-    private static async ValueTask<Socket> ConnectSocketAsync(EndPoint endPoint, bool native, CancellationToken cancellationToken)
-    {
-        if (native)
-        {
-            return await NativeConnect.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
-        }
-
-        var socket = endPoint is UnixDomainSocketEndPoint
-            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-            : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
-            return socket;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
-
-    private static async ValueTask<NetworkConnection> ConnectTcpAsync(Address address, ILogger logger, bool native, CancellationToken cancellationToken)
-    {
-        var candidates = await SocketHelpers.ResolveAsync(address, cancellationToken).ConfigureAwait(false);
-        SocketException? lastFailure = null;
-        foreach (var ip in candidates)
-        {
-            var endPoint = new IPEndPoint(ip, address.Port);
-            Socket socket;
-            try
-            {
-                socket = await ConnectSocketAsync(endPoint, native, cancellationToken).ConfigureAwait(false);
-            }
-            catch (SocketException e)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                lastFailure = e;
-                Log.ConnectAttemptFailed(logger, endPoint, address, e.SocketErrorCode);
-                continue;
-            }
-
-            return FromSocket(socket, Address.FromEndPoint(endPoint).ToString(), logger, native);
-        }
-
-        throw SocketHelpers.Failed("connect to", address, lastFailure!);
     }
 
     private static async ValueTask CompleteQuietlyAsync(PipeWriter output)
@@ -493,7 +475,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         {
             await output.CompleteAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (IsCloseFailure(e))
+        catch (Exception e) when (NetworkErrors.IsConnectionFailure(e))
         {
             // The data could not go out; the peer will see the connection end early, which is all that is left to do.
         }
@@ -505,7 +487,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         {
             await input.CompleteAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (IsCloseFailure(e))
+        catch (Exception e) when (NetworkErrors.IsConnectionFailure(e))
         {
             // Completing a reader only releases buffers; a failure here has no one to report to.
         }
@@ -517,14 +499,11 @@ public sealed class NetworkConnection : IAsyncDisposable
         {
             stream.Dispose();
         }
-        catch (Exception e) when (IsCloseFailure(e))
+        catch (Exception e) when (NetworkErrors.IsConnectionFailure(e))
         {
             // A wrapper stream may try to send on a socket that is gone; the socket is closed regardless.
         }
     }
-
-    private static bool IsCloseFailure(Exception e) =>
-        e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException;
 
     private async ValueTask<bool> DrainAsync(PipeWriter output)
     {
@@ -539,7 +518,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             // The caller already completed the writer, which flushed it.
             return true;
         }
-        catch (Exception e) when (IsCloseFailure(e))
+        catch (Exception e) when (NetworkErrors.IsConnectionFailure(e))
         {
             Log.CloseDrainFailed(_logger, PeerDescription, e);
             return false;
@@ -552,17 +531,27 @@ public sealed class NetworkConnection : IAsyncDisposable
         {
             await tls.ShutdownAsync().WaitAsync(CloseTimeout).ConfigureAwait(false);
         }
-        catch (Exception e) when (IsCloseFailure(e) || e is TimeoutException or AuthenticationException)
+        catch (Exception e) when (NetworkErrors.IsConnectionFailure(e) || e is TimeoutException or AuthenticationException)
         {
             // close_notify is a courtesy; the TCP close that follows ends the session either way.
         }
     }
 
-    private (PipeReader Input, PipeWriter Output) CreatePipes()
+    // The pipes, the stream and the transport as they are now, read under the lock that CreatePipes and
+    // WrapStreamAsync change them under.
+    private (PipeReader? Input, PipeWriter? Output, Stream Stream, ConnectionTransport? Transport) Snapshot()
     {
         lock (_gate)
         {
-            if (_input is null)
+            return (_input, _output, _stream, _transport);
+        }
+    }
+
+    private ConnectionTransport CreatePipes()
+    {
+        lock (_gate)
+        {
+            if (_transport is null)
             {
                 ObjectDisposedException.ThrowIf(_disposed != 0, this);
                 if (_wrapping)
@@ -570,40 +559,14 @@ public sealed class NetworkConnection : IAsyncDisposable
                     throw new InvalidOperationException("Input and Output are available once WrapStreamAsync has completed");
                 }
 
-                if (TryAttachNative() is { } native)
-                {
-                    Volatile.Write(ref _native, native);
-                    Volatile.Write(ref _output, native.Output);
-                    Volatile.Write(ref _input, native.Input);
-                }
-                else
-                {
-                    Volatile.Write(ref _output, PipeWriter.Create(_stream, WriterOptions));
-                    Volatile.Write(ref _input, PipeReader.Create(_stream, ReaderOptions));
-                }
+                ConnectionTransport? transport = _nativeRequested && !IsAborted ? SocketPipes.TryAttach(Socket, _stream, PeerDescription, _logger) : null;
+                transport ??= new StreamPipes(_stream);
+                Volatile.Write(ref _transport, transport);
+                Volatile.Write(ref _output, transport.Output);
+                Volatile.Write(ref _input, transport.Input);
             }
 
-            return (_input, _output!);
-        }
-    }
-
-    // Under _gate. The native transport reads and writes the socket itself, so it needs the socket's own stream:
-    // a wrapped one (TLS) keeps the stream pipes.
-    private SocketPipes? TryAttachNative()
-    {
-        if (!_nativeTransport || Socket is null || _stream is not NetworkStream || !EventLoop.IsSupported || IsAborted)
-        {
-            return null;
-        }
-
-        try
-        {
-            return SocketPipes.Attach(Socket, PeerDescription, _logger);
-        }
-        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
-        {
-            Log.NativeTransportUnavailable(_logger, PeerDescription, e.Message);
-            return null;
+            return _transport;
         }
     }
 }

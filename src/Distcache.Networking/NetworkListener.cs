@@ -32,7 +32,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
         _socketFileIdentity = socketFileIdentity;
         LocalAddress = address.Kind == AddressKind.Unix
             ? address
-            : NetworkConnection.AddressOf(socket.LocalEndPoint) ?? address;
+            : SocketHelpers.AddressOf(socket.LocalEndPoint) ?? address;
         _anonymousPeerPrefix = LocalAddress.ToString();
     }
 
@@ -148,9 +148,10 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             }
 
             var number = Interlocked.Increment(ref _acceptedCount);
-            var peer = NetworkConnection.Describe(accepted.RemoteEndPoint)
+            var peer = SocketHelpers.Describe(accepted.RemoteEndPoint)
                 ?? string.Create(CultureInfo.InvariantCulture, $"{_anonymousPeerPrefix}#{number}");
-            if (_peerPolicy is not null && _peerPolicy.Refusal(accepted) is { } refusal)
+            PeerCredentials? credentials = null;
+            if (_peerPolicy is not null && _peerPolicy.Refusal(accepted, out credentials) is { } refusal)
             {
                 Interlocked.Increment(ref _peersRefused);
                 Log.PeerRefused(_logger, Address, peer, refusal);
@@ -158,9 +159,69 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 continue;
             }
 
-            var connection = NetworkConnection.FromSocket(accepted, peer, _logger, _nativeTransport);
+            var connection = NetworkConnection.FromSocket(accepted, peer, _logger, _nativeTransport, credentials);
             Log.Accepted(_logger, peer);
             return connection;
+        }
+    }
+
+    /// <summary>
+    /// Accepts connections and hands each to <paramref name="accepted"/> until <paramref name="cancellationToken"/> is
+    /// cancelled or the listener is disposed, then returns. An accept that fails (<see cref="NetworkException"/>,
+    /// typically EMFILE under a flood of connections) is reported to <paramref name="acceptFailed"/> and tried again
+    /// after a pause of 50 ms instead of spinning.
+    /// </summary>
+    /// <param name="accepted">
+    /// Takes over each connection. It runs on the accept loop, which accepts the next connection only once the
+    /// returned task completes: work that can wait on the peer (serving it, a TLS handshake that a slow client could
+    /// stall) belongs on a task of its own. An exception it throws ends the loop.
+    /// </param>
+    /// <param name="acceptFailed">Reports a failed accept, typically as a log line.</param>
+    /// <param name="cancellationToken">Stops accepting.</param>
+    /// <returns>A task that completes when the loop has stopped.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="accepted"/> or <paramref name="acceptFailed"/> is null.</exception>
+    public Task AcceptLoopAsync(Func<NetworkConnection, ValueTask> accepted, Action<Exception> acceptFailed, CancellationToken cancellationToken) =>
+        AcceptLoopAsync(accepted, acceptFailed, DefaultAcceptRetryDelay, cancellationToken);
+
+    /// <summary>
+    /// Accepts connections as <see cref="AcceptLoopAsync(Func{NetworkConnection, ValueTask}, Action{Exception}, CancellationToken)"/>
+    /// does, pausing <paramref name="retryDelay"/> after a failed accept.
+    /// </summary>
+    /// <param name="accepted">Takes over each connection; see the other overload.</param>
+    /// <param name="acceptFailed">Reports a failed accept, typically as a log line.</param>
+    /// <param name="retryDelay">How long to wait after a failed accept before the next.</param>
+    /// <param name="cancellationToken">Stops accepting.</param>
+    /// <returns>A task that completes when the loop has stopped.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="accepted"/> or <paramref name="acceptFailed"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="retryDelay"/> is negative.</exception>
+    public async Task AcceptLoopAsync(Func<NetworkConnection, ValueTask> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(accepted);
+        ArgumentNullException.ThrowIfNull(acceptFailed);
+        ArgumentOutOfRangeException.ThrowIfLessThan(retryDelay, TimeSpan.Zero);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            NetworkConnection connection;
+            try
+            {
+                connection = await AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (Exception e) when (e is NetworkException or SocketException or IOException)
+            {
+                acceptFailed(e);
+                await Task.Delay(retryDelay, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                continue;
+            }
+
+            await accepted(connection).ConfigureAwait(false);
         }
     }
 
@@ -192,6 +253,8 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
 
     /// <inheritdoc/>
     public override string ToString() => LocalAddress.ToString();
+
+    private static TimeSpan DefaultAcceptRetryDelay => TimeSpan.FromMilliseconds(50);
 
     private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
@@ -331,10 +394,22 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             throw new PlatformNotSupportedException("unix socket ownership cannot be set on Windows");
         }
 
-        var error = isGroup ? NativeMethods.LookUpGroup(nameOrId, out var found) : NativeMethods.LookUpUser(nameOrId, out found);
-        return error is null
+        uint found;
+        string? error;
+        LookupStatus status;
+        if (isGroup)
+        {
+            status = NativeMethods.GetGroupByName(nameOrId, out found, out error);
+        }
+        else
+        {
+            status = NativeMethods.GetUserByName(nameOrId, out PasswdEntry user, out error);
+            found = user.UserId;
+        }
+
+        return status == LookupStatus.Found
             ? found
-            : throw new ArgumentException($"unknown {what} '{nameOrId}' for the owner{(isGroup ? " group" : string.Empty)} of {address} ({error})", nameof(options));
+            : throw new ArgumentException($"unknown {what} '{nameOrId}' for the owner{(isGroup ? " group" : string.Empty)} of {address} ({error ?? "no such name"})", nameof(options));
     }
 
     private static void ClearStaleSocket(Address address, string fullPath, ILogger logger)

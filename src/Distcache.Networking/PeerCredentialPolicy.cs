@@ -1,18 +1,11 @@
 using System.Globalization;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 
 namespace Distcache.Networking;
 
 /// <summary>The user and group ids allowed to connect to a unix socket, checked with SO_PEERCRED.</summary>
 internal sealed class PeerCredentialPolicy
 {
-    private const int SolSocket = 1;
-    private const int SoPeerCred = 17;
-
-    // struct ucred { pid_t pid; uid_t uid; gid_t gid; }: three 32-bit fields on every Linux architecture.
-    private const int UcredSize = 12;
-
     private readonly HashSet<uint> _uids;
     private readonly HashSet<uint> _gids;
 
@@ -45,32 +38,21 @@ internal sealed class PeerCredentialPolicy
         return new PeerCredentialPolicy(options.AllowedPeerUserIds ?? [], options.AllowedPeerGroupIds ?? []);
     }
 
-    /// <summary>Null if the peer of <paramref name="accepted"/> may stay, otherwise why not (for the log).</summary>
-    public string? Refusal(Socket accepted)
+    /// <summary>
+    /// Null if the peer of <paramref name="accepted"/> may stay, otherwise why not (for the log).
+    /// <paramref name="credentials"/> are the peer's, when they could be read, for the connection to keep.
+    /// </summary>
+    public string? Refusal(Socket accepted, out PeerCredentials? credentials)
     {
-        Span<byte> credentials = stackalloc byte[UcredSize];
-        int length;
-        try
+        if (!PeerCredentials.TryRead(accepted, out PeerCredentials peer, out string? problem))
         {
-            length = accepted.GetRawSocketOption(SolSocket, SoPeerCred, credentials);
-        }
-        catch (SocketException e)
-        {
-            return $"its credentials cannot be read ({e.SocketErrorCode})";
+            credentials = null;
+            return problem;
         }
 
-        if (length < UcredSize)
-        {
-            return "its credentials cannot be read";
-        }
-
-        // The kernel fills it in the machine's own byte order.
-        int pid = MemoryMarshal.Read<int>(credentials);
-        uint uid = MemoryMarshal.Read<uint>(credentials[4..]);
-        uint gid = MemoryMarshal.Read<uint>(credentials[8..]);
-
-        return _uids.Contains(uid) || _gids.Contains(gid)
+        credentials = peer;
+        return _uids.Contains(peer.UserId) || _gids.Contains(peer.GroupId)
             ? null
-            : string.Create(CultureInfo.InvariantCulture, $"pid {pid}, uid {uid}, gid {gid} is not in the allowed users or groups");
+            : string.Create(CultureInfo.InvariantCulture, $"pid {peer.ProcessId}, uid {peer.UserId}, gid {peer.GroupId} is not in the allowed users or groups");
     }
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 
 namespace Distcache.Networking;
 
@@ -94,6 +95,46 @@ internal static class SocketHelpers
         return new Socket(new SafeSocketHandle(address.FileDescriptor, ownsHandle: true));
     }
 
+    /// <summary>
+    /// Connects to <paramref name="address"/> (see <see cref="NetworkConnection.ConnectAsync(Address, ConnectionOptions, CancellationToken)"/>):
+    /// the connected socket, and the peer's description when the address gives one (an <c>FD:n</c> socket is
+    /// described from its end point by the connection).
+    /// </summary>
+    /// <param name="address">Where to connect; it can be connected to.</param>
+    /// <param name="native">Connect without the runtime's socket engine, for the native transport.</param>
+    /// <param name="logger">Where failed attempts at one of several addresses are logged.</param>
+    /// <param name="cancellationToken">Cancels resolution and connecting.</param>
+    /// <exception cref="NetworkException">The host does not resolve, nothing accepts, or the descriptor is unusable.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was canceled.</exception>
+    public static async ValueTask<(Socket Socket, string? Peer)> ConnectAsync(Address address, bool native, ILogger logger, CancellationToken cancellationToken) =>
+        address.Kind switch
+        {
+            AddressKind.FileDescriptor => (AdoptDescriptor(address, listening: false), null),
+            AddressKind.Unix => await ConnectUnixAsync(address, native, cancellationToken).ConfigureAwait(false),
+            _ => await ConnectTcpAsync(address, native, logger, cancellationToken).ConfigureAwait(false),
+        };
+
+    /// <summary>The address text of an end point, or null for an unnamed unix socket (or an unknown family).</summary>
+    public static string? Describe(EndPoint? endPoint) => AddressOf(endPoint)?.ToString();
+
+    /// <summary>The address of an end point, or null for an unnamed unix socket (or an unknown family).</summary>
+    public static Address? AddressOf(EndPoint? endPoint)
+    {
+        if (endPoint is null || (endPoint is UnixDomainSocketEndPoint && string.IsNullOrEmpty(endPoint.ToString())))
+        {
+            return null;
+        }
+
+        try
+        {
+            return Address.FromEndPoint(endPoint);
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Wraps a socket failure while listening or connecting in a <see cref="NetworkException"/> naming the address.</summary>
     public static NetworkException Failed(string operation, Address address, SocketException e) =>
         new($"cannot {operation} {address}: {e.Message}", address, e.SocketErrorCode, e);
@@ -145,6 +186,68 @@ internal static class SocketHelpers
             }
 
             return null;
+        }
+    }
+
+    private static async ValueTask<(Socket, string?)> ConnectUnixAsync(Address address, bool native, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return (await ConnectSocketAsync(new UnixDomainSocketEndPoint(address.Path!), native, cancellationToken).ConfigureAwait(false), address.ToString());
+        }
+        catch (SocketException e)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw Failed("connect to", address, e);
+        }
+    }
+
+    private static async ValueTask<(Socket, string?)> ConnectTcpAsync(Address address, bool native, ILogger logger, CancellationToken cancellationToken)
+    {
+        var candidates = await ResolveAsync(address, cancellationToken).ConfigureAwait(false);
+        SocketException? lastFailure = null;
+        foreach (var ip in candidates)
+        {
+            var endPoint = new IPEndPoint(ip, address.Port);
+            Socket socket;
+            try
+            {
+                socket = await ConnectSocketAsync(endPoint, native, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException e)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                lastFailure = e;
+                Log.ConnectAttemptFailed(logger, endPoint, address, e.SocketErrorCode);
+                continue;
+            }
+
+            return (socket, Address.FromEndPoint(endPoint).ToString());
+        }
+
+        throw Failed("connect to", address, lastFailure!);
+    }
+
+    // A connected socket; on failure the socket is closed and the exception propagates.
+    private static async ValueTask<Socket> ConnectSocketAsync(EndPoint endPoint, bool native, CancellationToken cancellationToken)
+    {
+        if (native)
+        {
+            return await NativeConnect.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+        }
+
+        var socket = endPoint is UnixDomainSocketEndPoint
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
     }
 

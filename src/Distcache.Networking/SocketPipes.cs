@@ -3,7 +3,7 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
-using static Distcache.Networking.EventLoop.Interop;
+using static Distcache.Networking.NativeMethods;
 
 namespace Distcache.Networking;
 
@@ -25,9 +25,9 @@ namespace Distcache.Networking;
 /// <para>Every system call holds a reference on the socket's handle, so that a close from another thread (an
 /// abort) cannot free the descriptor number, and let it be reused by a new connection, while a call is using it.</para>
 /// </remarks>
-internal sealed class SocketPipes : EventLoop.ITarget
+internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
 {
-    // The same sizes as the stream pipes' (see NetworkConnection): a whole pipeline of 1 KB ADDs per receive, a
+    // The same sizes as the stream pipes' (see StreamPipes): a whole pipeline of 1 KB ADDs per receive, a
     // whole pipeline of 1 KB answers per send.
     private const int ReceiveBufferSize = 16 * 1024;
 
@@ -35,7 +35,6 @@ internal sealed class SocketPipes : EventLoop.ITarget
     private const int ReadAheadLimit = 64 * 1024;
     private const int MinimumReceiveSize = 2048;
     private const int SendBufferSize = 32 * 1024;
-    private const int EBADF = 9;
 
     private readonly SafeSocketHandle _handle;
     private readonly nint _descriptor;
@@ -60,21 +59,45 @@ internal sealed class SocketPipes : EventLoop.ITarget
         _registration = _loop.Register(this, _descriptor);
     }
 
-    /// <summary>Bytes from the peer.</summary>
-    public Reader Input { get; }
+    /// <inheritdoc/>
+    public override Reader Input { get; }
 
-    /// <summary>Bytes to the peer.</summary>
-    public Writer Output { get; }
+    /// <inheritdoc/>
+    public override Writer Output { get; }
 
-    /// <summary>Puts a connected stream socket on the native transport.</summary>
-    /// <exception cref="NetworkException">The socket could not be registered with an event loop.</exception>
-    public static SocketPipes Attach(Socket socket, string peer, ILogger logger) => new(socket, peer, logger);
+    /// <summary>
+    /// Puts a connected stream socket on the native transport, or returns null where it cannot go: not on Linux, no
+    /// socket, or a stream that is not the socket's own (a TLS stream reads and writes the socket itself, so its
+    /// connection keeps the stream pipes). A socket that the event loop refuses is logged and left to the stream
+    /// pipes too.
+    /// </summary>
+    /// <param name="socket">The connection's socket; null for a connection over a stream.</param>
+    /// <param name="stream">The stream the connection would otherwise make its pipes over.</param>
+    /// <param name="peer">The peer's description, for logs.</param>
+    /// <param name="logger">Where the transport logs.</param>
+    public static SocketPipes? TryAttach(Socket? socket, Stream stream, string peer, ILogger logger)
+    {
+        if (socket is null || stream is not NetworkStream || !EventLoop.IsSupported)
+        {
+            return null;
+        }
+
+        try
+        {
+            return new SocketPipes(socket, peer, logger);
+        }
+        catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
+        {
+            Log.NativeTransportUnavailable(logger, peer, e.Message);
+            return null;
+        }
+    }
 
     /// <summary>
     /// Stops the loop's events for this socket. Must run before the socket is closed: once closed, its
     /// descriptor number can belong to another connection, and unregistering by number would remove that one.
     /// </summary>
-    public void Detach()
+    public override void Detach()
     {
         if (Interlocked.Exchange(ref _detached, 1) != 0)
         {
@@ -106,11 +129,14 @@ internal sealed class SocketPipes : EventLoop.ITarget
     /// while a read was still waiting (the loop will never wake it now).
     /// </summary>
     /// <param name="how">How it was closed, for the message: "aborted", "closed".</param>
-    public void Fail(string how)
+    public override void Fail(string how)
     {
         Input.Fail(new IOException("the connection was " + how, new SocketException((int)SocketError.OperationAborted)));
         Output.Fail(new IOException("the connection was " + how, new SocketException((int)SocketError.OperationAborted)));
     }
+
+    /// <summary>Defers to the end of the batch of the event loop the caller runs on, if it runs on one.</summary>
+    public override bool TryDeferToEndOfBatch(IThreadPoolWorkItem work) => EventLoop.TryDefer(work);
 
     /// <summary>Called by the event loop's thread with the events that arrived for this socket.</summary>
     public void OnEvents(uint events)
@@ -141,7 +167,7 @@ internal sealed class SocketPipes : EventLoop.ITarget
         try
         {
             _handle.DangerousAddRef(ref added);
-            nint received = EventLoop.Interop.Receive(_descriptor, ref buffer[offset], count, 0);
+            nint received = NativeMethods.Receive(_descriptor, ref buffer[offset], count, 0);
             errno = received < 0 ? Marshal.GetLastPInvokeError() : 0;
             return received;
         }
@@ -165,7 +191,7 @@ internal sealed class SocketPipes : EventLoop.ITarget
         try
         {
             _handle.DangerousAddRef(ref added);
-            nint sent = EventLoop.Interop.Send(_descriptor, ref buffer[offset], count, MsgNoSignal | MsgDontWait);
+            nint sent = NativeMethods.Send(_descriptor, ref buffer[offset], count, MsgNoSignal | MsgDontWait);
             errno = sent < 0 ? Marshal.GetLastPInvokeError() : 0;
             return sent;
         }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
+using System.Security.Cryptography.X509Certificates;
 using Distcache.Networking;
 using Distcache.Protocol;
 using Distcache.Storage;
@@ -96,7 +97,7 @@ public sealed class DistcacheServer
             connection.TryEnd();
             return ExpiryViolation(connection) ?? violation;
         }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception e) when (NetworkErrors.IsTransportFailure(e))
         {
             // An expired connection was aborted by the sweep, which has logged why; the failure is its echo.
             if (!connection.TryEnd())
@@ -251,41 +252,19 @@ public sealed class DistcacheServer
     /// Accepts and serves connections until <paramref name="stoppingToken"/> is cancelled, then shuts down
     /// cleanly: stops accepting, lets every connection finish and flush the responses it is writing (up to
     /// <see cref="DistcacheServerOptions.ShutdownTimeout"/>), and closes them. The caller disposes the listener,
-    /// which removes a unix socket file.
+    /// which removes a unix socket file; a listener disposed while the server runs stops the accepting too, and the
+    /// connections then have <see cref="DistcacheServerOptions.ShutdownTimeout"/> to end before they are closed.
     /// </summary>
     public async Task RunAsync(NetworkListener listener, CancellationToken stoppingToken)
     {
         ArgumentNullException.ThrowIfNull(listener);
         string name = listener.LocalAddress.ToString();
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            NetworkConnection connection;
-            try
-            {
-                connection = await listener.AcceptAsync(stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception e) when (e is NetworkException or System.Net.Sockets.SocketException or IOException)
-            {
-                // Typically EMFILE under a connection flood: back off briefly instead of spinning.
-                Log.AcceptFailed(_logger, name, e);
-                await Task.Delay(50, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                continue;
-            }
 
-            if (_options.MaxConnections > 0 && Interlocked.Read(ref _served) >= _options.MaxConnections)
-            {
-                await RefuseAsync(connection).ConfigureAwait(false);
-                continue;
-            }
-
-            Interlocked.Increment(ref _served);
-            long id = Interlocked.Increment(ref _nextConnectionId);
-            _connections[id] = HandleAsync(id, connection, stoppingToken);
-        }
+        // A failed accept, typically EMFILE under a connection flood, is logged and retried after a short pause.
+        await listener.AcceptLoopAsync(
+            connection => AcceptedAsync(connection, stoppingToken),
+            e => Log.AcceptFailed(_logger, name, e),
+            stoppingToken).ConfigureAwait(false);
 
         LogRefusals(Environment.TickCount64, force: true);
         Log.ShuttingDown(_logger, _connections.Count);
@@ -299,6 +278,19 @@ public sealed class DistcacheServer
 
             await all.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
+    }
+
+    private ValueTask AcceptedAsync(NetworkConnection connection, CancellationToken stoppingToken)
+    {
+        if (_options.MaxConnections > 0 && Interlocked.Read(ref _served) >= _options.MaxConnections)
+        {
+            return RefuseAsync(connection);
+        }
+
+        Interlocked.Increment(ref _served);
+        long id = Interlocked.Increment(ref _nextConnectionId);
+        _connections[id] = HandleAsync(id, connection, stoppingToken);
+        return ValueTask.CompletedTask;
     }
 
     private async Task HandleAsync(long id, NetworkConnection connection, CancellationToken stoppingToken)
@@ -331,7 +323,7 @@ public sealed class DistcacheServer
             {
                 await connection.DisposeAsync().ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+            catch (Exception e) when (NetworkErrors.IsTransportFailure(e))
             {
                 Log.ConnectionFailed(_logger, connection.PeerDescription, e.Message);
             }
@@ -351,7 +343,7 @@ public sealed class DistcacheServer
             await connection.WrapStreamAsync(tls.AuthenticateAsync, deadline.Token).ConfigureAwait(false);
             return true;
         }
-        catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (NetworkErrors.IsHandshakeFailure(e))
         {
             if (!stoppingToken.IsCancellationRequested)
             {
@@ -369,7 +361,8 @@ public sealed class DistcacheServer
     /// <summary>The access of an authenticated client, or null (logged and counted) if its identity has none.</summary>
     private ClientAccess? Admit(ClientAccessPolicy policy, NetworkConnection connection)
     {
-        using var certificate = ((System.Net.Security.SslStream)connection.Stream).RemoteCertificate is { } presented ? new System.Security.Cryptography.X509Certificates.X509Certificate2(presented) : null;
+        // The connection's TLS session owns the certificate.
+        X509Certificate2? certificate = connection.PeerCertificate;
         ClientAccess? access = certificate is null ? null : policy.Resolve(certificate);
         if (access is null)
         {

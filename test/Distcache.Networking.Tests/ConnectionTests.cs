@@ -247,7 +247,7 @@ public class ConnectionTests : NetworkTest
         }
     }
 
-    private static X509Certificate2 CreateSelfSignedCertificate()
+    internal static X509Certificate2 CreateSelfSignedCertificate()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);

@@ -17,6 +17,12 @@ public sealed class NativeTransportTcpTests : TcpTests
     protected override bool NativeTransport => true;
 }
 
+/// <summary>The connection feature tests again, with both ends on the native transport.</summary>
+public sealed class NativeTransportConnectionFeatureTests : ConnectionFeatureTests
+{
+    protected override bool NativeTransport => true;
+}
+
 /// <summary>The unix socket tests again, with both ends on the native transport.</summary>
 public sealed class NativeTransportUnixSocketTests : UnixSocketTests
 {

@@ -313,5 +313,9 @@ public sealed class OptionTests : IDisposable
         using var client = Wire.Open("UNIX:" + dir.File("m.sock"));
         await using NetworkConnection accepted = await allowed.AcceptAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
         Assert.Equal(0, allowed.PeersRefused);
+
+        // The credentials the check read stay with the connection.
+        Assert.Equal(Native.GetEGid(), accepted.PeerCredentials?.GroupId);
+        Assert.Equal(Environment.ProcessId, accepted.PeerCredentials?.ProcessId);
     }
 }
