@@ -32,9 +32,9 @@ public interface ICoalescingWriterOwner
 /// batches in a row the writer moves to the thread pool, so the producer that happened to start it is not kept
 /// writing for everyone. When the last run found bytes staged during its own writes (the connection is busy), the
 /// next run starts on the thread pool at once: starting a little later, it finds more to send in one write, which
-/// under load is worth more than the wake-up it costs. On a native event loop's thread the run waits instead until
-/// the loop has dispatched its current batch of events, so everything those events stage shares one write without
-/// any other thread.
+/// under load is worth more than the wake-up it costs. Bytes staged from a connection whose transport dispatches
+/// events in batches (the native event loop; see <see cref="NetworkConnection.TryDeferToEndOfBatch"/>) are written
+/// at the end of that batch instead, so everything those events stage shares one write without any other thread.
 /// </para>
 /// <para>
 /// The gate is the owner's lock, so that staging can be one step with the owner's own bookkeeping (a link queues
@@ -51,7 +51,6 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
     private readonly PipeWriter _output;
     private readonly Lock _gate;
     private readonly ICoalescingWriterOwner _owner;
-    private readonly bool _deferToEndOfBatch;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private PooledBuffer _staging = new();
     private PooledBuffer _writing = new();
@@ -66,18 +65,13 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
     /// <param name="output">Where the bytes go.</param>
     /// <param name="gate">The owner's lock, which guards <see cref="Staging"/>.</param>
     /// <param name="owner">Told of each batch written, of failure and of the writer going idle.</param>
-    /// <param name="deferToEndOfBatch">
-    /// Whether a run started on a native event loop's thread waits for the end of the loop's batch of events
-    /// (for a link that many connections served by that loop write into).
-    /// </param>
-    public CoalescingWriter(PipeWriter output, Lock gate, ICoalescingWriterOwner owner, bool deferToEndOfBatch = false)
+    public CoalescingWriter(PipeWriter output, Lock gate, ICoalescingWriterOwner owner)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(owner);
         _output = output;
         _gate = gate ?? throw new ArgumentNullException(nameof(gate));
         _owner = owner;
-        _deferToEndOfBatch = deferToEndOfBatch;
     }
 
     /// <summary>Where producers append the bytes to send. Only under the gate.</summary>
@@ -96,7 +90,12 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
     /// Sends what is staged, unless a run is already under way (which then sends it too) or nothing is. Call it
     /// outside the gate, after staging.
     /// </summary>
-    public void Flush()
+    /// <param name="stagedFrom">
+    /// The connection whose read the caller is handling, when the bytes come from one (a proxy's local connection
+    /// staging requests into a server link): on a transport that dispatches events in batches, the write then waits
+    /// for the end of the batch and takes what the batch's other events staged too.
+    /// </param>
+    public void Flush(NetworkConnection? stagedFrom = null)
     {
         bool idle;
         lock (_gate)
@@ -110,7 +109,7 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
             if (!idle)
             {
                 _busy = true;
-                if (_deferToEndOfBatch && EventLoop.TryDefer(this))
+                if (stagedFrom is not null && stagedFrom.TryDeferToEndOfBatch(this))
                 {
                     return;
                 }

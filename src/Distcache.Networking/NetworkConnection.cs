@@ -202,9 +202,14 @@ public sealed class NetworkConnection : IAsyncDisposable
     /// On the native transport, called on an event loop thread (as this connection's read and flush continuations
     /// are): queues <paramref name="work"/> to run on that thread once the loop has dispatched every event of its
     /// current batch, before it waits for more, and returns true. Otherwise (the runtime's sockets, a stream, TLS, or
-    /// a caller on another thread) returns false and does nothing. See <see cref="NativeTransport.TryDeferToEndOfBatch"/>
-    /// for what it is for and what <paramref name="work"/> must do.
+    /// a caller on another thread) returns false and does nothing.
     /// </summary>
+    /// <remarks>
+    /// The loop's equivalent of Redis's "before sleep": work that many connections' events feed, such as one write on
+    /// a connection shared by all of them (<see cref="CoalescingWriter.Flush"/>), is done once per batch instead of
+    /// once per event, and without waking another thread to do it. <see cref="IThreadPoolWorkItem.Execute"/> must not
+    /// block, and should catch and report its own failures: the loop only swallows them.
+    /// </remarks>
     /// <param name="work">What to run.</param>
     /// <returns>True if queued.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="work"/> is null.</exception>

@@ -215,44 +215,27 @@ public sealed class DistcacheProxy
         return answered;
     }
 
-    private async Task AcceptLoopAsync(NetworkListener listener, CancellationToken stoppingToken)
+    private Task AcceptLoopAsync(NetworkListener listener, CancellationToken stoppingToken)
     {
         string name = listener.LocalAddress.ToString();
         long nextId = 0;
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            NetworkConnection connection;
-            try
+        return listener.AcceptLoopAsync(
+            connection =>
             {
-                connection = await listener.AcceptAsync(stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-            catch (Exception e) when (e is NetworkException or System.Net.Sockets.SocketException or IOException)
-            {
-                // Typically EMFILE under a connection flood: back off briefly instead of spinning.
-                Log.AcceptFailed(_logger, name, e);
-                await Task.Delay(50, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                continue;
-            }
+                long id = ++nextId;
+                var client = new LocalConnection(this, connection, _options, _logger);
+                Statistics.ConnectionOpened();
+                Log.ClientOpened(_logger, client.Peer);
 
-            long id = ++nextId;
-            var client = new LocalConnection(this, connection, _options, _logger);
-            Statistics.ConnectionOpened();
-            Log.ClientOpened(_logger, client.Peer);
-
-            // Listed before it is served: a connection served to its end without waiting must find its entry to
-            // remove.
-            _clients[id] = (client, Task.CompletedTask);
-            Task served = ServeAsync(id, client);
-            _clients.TryUpdate(id, (client, served), (client, Task.CompletedTask));
-        }
+                // Listed before it is served: a connection served to its end without waiting must find its entry to
+                // remove.
+                _clients[id] = (client, Task.CompletedTask);
+                Task served = ServeAsync(id, client);
+                _clients.TryUpdate(id, (client, served), (client, Task.CompletedTask));
+                return ValueTask.CompletedTask;
+            },
+            e => Log.AcceptFailed(_logger, name, e),
+            stoppingToken);
     }
 
     private async Task ServeAsync(long id, LocalConnection client)

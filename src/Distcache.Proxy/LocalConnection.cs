@@ -88,6 +88,9 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
 
     public string Peer => _connection.PeerDescription;
 
+    /// <summary>The connection to the local client.</summary>
+    public NetworkConnection Network => _connection;
+
     /// <summary>Requests of this connection waiting for their answers to be queued. Changed only under the proxy's lock.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -205,11 +208,6 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
         FullMode = BoundedChannelFullMode.DropWrite,
         SingleReader = true,
     });
-
-    // What the loops see when the client goes away or the connection is aborted under them (the pipes report use
-    // after completion as InvalidOperationException).
-    private static bool IsConnectionFailure(Exception e) =>
-        e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
 
     void ICoalescingWriterOwner.OnWritten(int bytes)
     {
@@ -332,7 +330,7 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
     // as the bug it is; either way only this connection is dropped.
     private void Drop(Exception e)
     {
-        if (IsConnectionFailure(e))
+        if (NetworkErrors.IsConnectionFailure(e))
         {
             Log.ClientFailed(_logger, Peer, e.Message);
         }

@@ -118,7 +118,7 @@ internal sealed class ServerLink
             }
         }
 
-        connection.Writer.Flush();
+        connection.Writer.Flush(stagedFrom: client.Network);
         return forwarded;
     }
 
@@ -266,11 +266,6 @@ internal sealed class ServerLink
     }
 
     private static string Describe(Exception e) => e is NetworkException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-
-    // What a connection's reader or writer sees when the server goes away or the connection is aborted under it:
-    // socket and stream errors, and the pipes' complaints (cancelled, or used after completion) once it is torn down.
-    private static bool IsNetworkFailure(Exception e) =>
-        e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException;
 
     // A connection's answers usually come together (its requests were forwarded together), so comparing with the
     // last one listed removes nearly all repeats; one that slips through costs a WriteQueued that finds nothing.
@@ -431,7 +426,7 @@ internal sealed class ServerLink
                 }
             }
         }
-        catch (Exception e) when (IsNetworkFailure(e))
+        catch (Exception e) when (NetworkErrors.IsConnectionFailure(e))
         {
             Fail(connection, "receiving failed: " + Describe(e));
         }
@@ -535,8 +530,9 @@ internal sealed class ServerLink
             Network = network;
 
             // Local connections served by a native event loop stage their requests here from that loop's thread:
-            // the write waits for the end of the loop's batch, so all of them share it.
-            Writer = new CoalescingWriter(network.Output, link._gate, this, deferToEndOfBatch: true);
+            // Forward flushes naming the local connection, so the write waits for the end of the loop's batch and
+            // all of them share it.
+            Writer = new CoalescingWriter(network.Output, link._gate, this);
         }
 
         public NetworkConnection Network { get; }
@@ -572,7 +568,7 @@ internal sealed class ServerLink
             {
                 _link.Fail(this, "the connection was closed while sending");
             }
-            else if (IsNetworkFailure(exception))
+            else if (NetworkErrors.IsConnectionFailure(exception))
             {
                 _link.Fail(this, "sending failed: " + Describe(exception));
             }

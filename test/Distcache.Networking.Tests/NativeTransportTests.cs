@@ -104,14 +104,14 @@ public sealed class NativeTransportTests : NetworkTest
         var (client, server) = await ConnectPairAsync(listener);
         var work = new RecordingWork();
         // (From the thread pool: this test's own continuations may run on a loop's thread.)
-        Assert.False(await Task.Run(() => Distcache.Networking.NativeTransport.TryDeferToEndOfBatch(work)), "deferred from a thread that is not a loop's");
+        Assert.False(await Task.Run(() => server.TryDeferToEndOfBatch(work)), "deferred from a thread that is not a loop's");
 
         // A read that waits is resumed on the loop's thread, inside its batch of events.
         Task<(bool Deferred, int Thread, string? Name)> reading = Task.Run(async () =>
         {
             ReadResult read = await server.Input.ReadAsync(Ct).ConfigureAwait(false);
             server.Input.AdvanceTo(read.Buffer.End);
-            bool deferred = Distcache.Networking.NativeTransport.TryDeferToEndOfBatch(work);
+            bool deferred = server.TryDeferToEndOfBatch(work);
             work.Log.Enqueue("continuation done");
             return (deferred, Environment.CurrentManagedThreadId, Thread.CurrentThread.Name);
         });
