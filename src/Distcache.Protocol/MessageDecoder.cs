@@ -103,6 +103,46 @@ public sealed class MessageDecoder
     }
 
     /// <summary>
+    /// Decodes every complete message in <paramref name="buffer"/>, handing each to <paramref name="sink"/> with its
+    /// place in the buffer, until the sink wants no more, more data is needed, or a rule is broken (by the bytes, or
+    /// by a message the sink refuses). Returns the position after the last message taken: what the caller consumes.
+    /// </summary>
+    /// <typeparam name="TSink">The sink; a struct, so the loop calls it without an interface dispatch.</typeparam>
+    /// <param name="buffer">The bytes received so far.</param>
+    /// <param name="sink">Takes the messages.</param>
+    /// <param name="violation">The rule broken, or null when decoding stopped for want of data or of room.</param>
+    public SequencePosition DecodeAll<TSink>(in ReadOnlySequence<byte> buffer, ref TSink sink, out ProtocolViolation? violation)
+        where TSink : struct, IMessageSink
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        violation = null;
+        while (sink.WantsMore)
+        {
+            long start = reader.Consumed;
+            DecodeStatus status = TryDecode(ref reader, out Message message, out ProtocolViolation broken);
+            if (status == DecodeStatus.NeedMoreData)
+            {
+                break;
+            }
+
+            if (status == DecodeStatus.Violation)
+            {
+                violation = broken;
+                break;
+            }
+
+            if (sink.Accept(message, start, reader.Consumed - start) is { } refused)
+            {
+                reader.Rewind(reader.Consumed - start);
+                violation = refused;
+                break;
+            }
+        }
+
+        return reader.Position;
+    }
+
+    /// <summary>
     /// Whether bytes left over at the end of a stream are the beginning of a message that never finished.
     /// A peer that closes with such bytes pending broke the framing; a clean close leaves none.
     /// </summary>

@@ -91,7 +91,10 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
     /// <summary>The connection to the local client.</summary>
     public NetworkConnection Network => _connection;
 
-    /// <summary>Requests of this connection waiting for their answers to be queued. Changed only under the proxy's lock.</summary>
+    /// <summary>
+    /// Requests of this connection waiting for their answers to be queued. Raised by the reader before it forwards,
+    /// lowered under the output lock as answers are queued (by the links' readers, on other threads): atomically.
+    /// </summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
     /// <summary>True once answers are no longer wanted: the connection failed, broke the rules, or was dropped.</summary>
@@ -157,8 +160,8 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
         }
     }
 
-    /// <summary>Counts requests about to be forwarded or answered; called under the proxy's lock.</summary>
-    public void AddInFlight(int count) => Volatile.Write(ref _inFlight, _inFlight + count);
+    /// <summary>Counts requests about to be forwarded or answered; called by the reader before it hands them on.</summary>
+    public void AddInFlight(int count) => Interlocked.Add(ref _inFlight, count);
 
     /// <summary>
     /// Queues a server's answer to this connection's request number <paramref name="sequence"/>, relabelled with the
@@ -199,7 +202,7 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
         _readerSignal.Writer.TryWrite(true);
 
         // Abort wakes the pipes' pending operations; from the thread pool their continuations cannot run inside
-        // a caller that holds the proxy's lock.
+        // a caller that holds a link's lock.
         ThreadPool.UnsafeQueueUserWorkItem(static c => c.AbortConnection(), this, preferLocal: false);
     }
 
@@ -370,8 +373,8 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
     {
         // The answer is queued before the request stops counting as in flight, so that the check for the end of
         // writing, which reads the count first and the queue second, can never see neither. Whoever queued it
-        // calls WriteQueued once out of the proxy's lock; a discarded answer means the connection is closing.
-        Volatile.Write(ref _inFlight, _inFlight - 1);
+        // calls WriteQueued once out of the link's lock; a discarded answer means the connection is closing.
+        Interlocked.Decrement(ref _inFlight);
         _readerSignal.Writer.TryWrite(true);
     }
 
@@ -506,50 +509,36 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
     // stopped at the limit with input left. SequenceReader cannot live across the read loop's awaits.
     private bool Decode(in ReadOnlySequence<byte> buffer, out SequencePosition consumed, out ProtocolViolation? violation)
     {
-        var reader = new SequenceReader<byte>(buffer);
         int room = _options.MaxRequestsInFlightPerConnection - Volatile.Read(ref _inFlight);
         if (_proxy.ServerCount > 1 && _targets.Length < room)
         {
             _targets = new int[_options.MaxRequestsInFlightPerConnection];
         }
 
-        violation = null;
-        while (true)
+        var sink = new RequestSink(this, room);
+        consumed = _decoder.DecodeAll(buffer, ref sink, out violation);
+        return violation is null && !sink.WantsMore && !buffer.Slice(consumed).IsEmpty;
+    }
+
+    /// <summary>Collects the requests of one read into the batch, numbered and located on the ring, up to the room left.</summary>
+    private readonly struct RequestSink(LocalConnection connection, int room) : IMessageSink
+    {
+        public bool WantsMore => connection._batch.Count < room;
+
+        public ProtocolViolation? Accept(in Message request, long start, long length)
         {
-            if (_batch.Count >= room)
-            {
-                consumed = reader.Position;
-                return reader.Remaining > 0;
-            }
-
-            long start = reader.Consumed;
-            DecodeStatus status = _decoder.TryDecode(ref reader, out Message request, out ProtocolViolation broken);
-            if (status == DecodeStatus.NeedMoreData)
-            {
-                break;
-            }
-
-            if (status == DecodeStatus.Violation)
-            {
-                violation = broken;
-                break;
-            }
-
             if (request.Operation == Operation.Add && request.Payload.Length < ProtocolConstants.AddRequestPrefixSize)
             {
-                // The server drops the connection that sends this, and here that connection is everyone's link:
+                // The server drops the connection that sends this, and there that connection is everyone's link:
                 // it is stopped at the proxy, costing only the client that sent it.
-                violation = new ProtocolViolation(ProtocolViolationKind.AddPayloadTooShort, ProtocolConstants.FrameHeaderSize);
-                reader.Rewind(reader.Consumed - start);
-                break;
+                return new ProtocolViolation(ProtocolViolationKind.AddPayloadTooShort, ProtocolConstants.FrameHeaderSize);
             }
 
-            int position = _proxy.ServerCount > 1 ? _proxy.Locate(Requests.SessionIdOf(request.Operation, request.Payload.Span)) : 0;
-            _batch.Add(new RequestLocation(start, reader.Consumed - start, request.RequestUid, request.Operation, request.FrameCount, _nextSequence++, position));
+            DistcacheProxy proxy = connection._proxy;
+            int position = proxy.ServerCount > 1 ? proxy.Locate(Requests.SessionIdOf(request.Operation, request.Payload.Span)) : 0;
+            connection._batch.Add(new RequestLocation(start, length, request.RequestUid, request.Operation, request.FrameCount, connection._nextSequence++, position));
+            return null;
         }
-
-        consumed = reader.Position;
-        return false;
     }
 
     /// <summary>An answer on its way to the queue: a server's response to relabel, or a status this proxy gives.</summary>

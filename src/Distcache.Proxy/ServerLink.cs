@@ -242,27 +242,8 @@ internal sealed class ServerLink
     // Internal so the fuzz targets drive this very loop.
     internal static SequencePosition DecodeResponses(MessageDecoder decoder, in ReadOnlySequence<byte> buffer, List<ResponseLocation> responses, out ProtocolViolation? violation)
     {
-        var reader = new SequenceReader<byte>(buffer);
-        violation = null;
-        while (true)
-        {
-            long start = reader.Consumed;
-            DecodeStatus status = decoder.TryDecode(ref reader, out Message response, out ProtocolViolation broken);
-            if (status == DecodeStatus.NeedMoreData)
-            {
-                break;
-            }
-
-            if (status == DecodeStatus.Violation)
-            {
-                violation = broken;
-                break;
-            }
-
-            responses.Add(new ResponseLocation(start, reader.Consumed - start, response.RequestUid, response.Operation, response.FrameCount));
-        }
-
-        return reader.Position;
+        var sink = new ResponseSink(responses);
+        return decoder.DecodeAll(buffer, ref sink, out violation);
     }
 
     private static string Describe(Exception e) => e is NetworkException ? e.Message : $"{e.GetType().Name}: {e.Message}";
@@ -513,6 +494,18 @@ internal sealed class ServerLink
         _proxy.Statistics.AddResponsesDelivered(delivered);
         _proxy.Statistics.AddResponsesDiscarded(discarded);
         return broken;
+    }
+
+    /// <summary>Lists where each response is, to be relabelled and handed on as it arrived.</summary>
+    private readonly struct ResponseSink(List<ResponseLocation> responses) : IMessageSink
+    {
+        public bool WantsMore => true;
+
+        public ProtocolViolation? Accept(in Message message, long start, long length)
+        {
+            responses.Add(new ResponseLocation(start, length, message.RequestUid, message.Operation, message.FrameCount));
+            return null;
+        }
     }
 
     /// <summary>

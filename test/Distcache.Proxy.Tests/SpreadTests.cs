@@ -140,4 +140,49 @@ public sealed class SpreadTests
 
         Assert.Equal(60 - b.Store.Count, disconnected);
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task In_flight_counts_stay_exact_while_several_links_answer_as_the_reader_forwards()
+    {
+        // The reader raises a connection's count of requests in flight while the links' readers lower it on other
+        // threads. A lost update there would leave the count off for good: a connection stalled by flow control, or
+        // one that never finishes closing because it still waits for an answer.
+        await using var a = InProcessServer.Start();
+        await using var b = InProcessServer.Start();
+        await using var c = InProcessServer.Start();
+        DistcacheProxyOptions options = Options([a.Address.ToString(), b.Address.ToString(), c.Address.ToString()]);
+        await using ProxyHarness proxy = await ProxyHarness.StartAsync(new DistcacheProxyOptions
+        {
+            Servers = options.Servers,
+            RetryInterval = options.RetryInterval,
+            OperationTimeout = options.OperationTimeout,
+            NativeTransport = true,
+            MaxRequestsInFlightPerConnection = 16,
+        });
+        await proxy.WaitUntilAsync(() => proxy.Proxy.ConnectedServers == 3, "all three links up");
+
+        for (int round = 0; round < 4; round++)
+        {
+            using TestClient client = await proxy.ConnectAsync();
+            const int Count = 4000;
+            Task sending = Task.Run(async () =>
+            {
+                for (int i = 0; i < Count; i += 50)
+                {
+                    await client.SendAsync(Wire.Concat([.. Enumerable.Range(i, 50).Select(k => Wire.Have((uint)k, Id(k)))]));
+                }
+            });
+            for (int i = 0; i < Count; i++)
+            {
+                Received answer = await client.ReceiveAsync();
+                Assert.Equal((uint)i, answer.Uid);
+            }
+
+            await sending;
+            client.ShutdownSend();
+            Assert.True(await client.ClosesWithinAsync(TimeSpan.FromSeconds(10)), $"round {round}: the connection did not close after its last answer");
+        }
+
+        await proxy.WaitUntilAsync(() => proxy.Statistics.OpenConnections == 0, "every connection closed");
+    }
 }
