@@ -63,7 +63,7 @@ internal sealed class Link : ICoalescingWriterOwner
         _observer = observer;
         _logger = logger;
         _lastReceived = Stopwatch.GetTimestamp();
-        _writer = new CoalescingWriter(connection.Output, _writeLock, this);
+        _writer = new CoalescingWriter(connection.Output, _writeLock, this, shared: true);
         _writer.Stopped.ContinueWith(static (_, link) => ((Link)link!).ReleaseUser(), this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 

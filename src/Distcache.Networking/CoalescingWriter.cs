@@ -30,9 +30,11 @@ public interface ICoalescingWriterOwner
 /// The first write runs on the thread that staged, as far as the transport takes it without waiting: an
 /// uncontended message reaches the wire without waking another thread. After <see cref="MaxInlineBatches"/>
 /// batches in a row the writer moves to the thread pool, so the producer that happened to start it is not kept
-/// writing for everyone. When the last run found bytes staged during its own writes (the connection is busy), the
-/// next run starts on the thread pool at once: starting a little later, it finds more to send in one write, which
-/// under load is worth more than the wake-up it costs. Bytes staged from a connection whose transport dispatches
+/// writing for everyone. On a writer that many producers share (a link that many connections or callers stage
+/// into), when the last run found bytes staged during its own writes, the next run starts on the thread pool at
+/// once: starting a little later, it finds more to send in one write, which under load is worth more than the
+/// wake-up it costs. A writer with one producer (a proxy's local connection, answered by its links' readers)
+/// always starts on the producer's thread: a hop there would only add latency. Bytes staged from a connection whose transport dispatches
 /// events in batches (the native event loop; see <see cref="NetworkConnection.TryDeferToEndOfBatch"/>) are written
 /// at the end of that batch instead, so everything those events stage shares one write without any other thread.
 /// </para>
@@ -51,6 +53,7 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
     private readonly PipeWriter _output;
     private readonly Lock _gate;
     private readonly ICoalescingWriterOwner _owner;
+    private readonly bool _shared;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private PooledBuffer _staging = new();
     private PooledBuffer _writing = new();
@@ -65,13 +68,15 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
     /// <param name="output">Where the bytes go.</param>
     /// <param name="gate">The owner's lock, which guards <see cref="Staging"/>.</param>
     /// <param name="owner">Told of each batch written, of failure and of the writer going idle.</param>
-    public CoalescingWriter(PipeWriter output, Lock gate, ICoalescingWriterOwner owner)
+    /// <param name="shared">Whether many producers stage into it (see the remarks).</param>
+    public CoalescingWriter(PipeWriter output, Lock gate, ICoalescingWriterOwner owner, bool shared)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(owner);
         _output = output;
         _gate = gate ?? throw new ArgumentNullException(nameof(gate));
         _owner = owner;
+        _shared = shared;
     }
 
     /// <summary>Where producers append the bytes to send. Only under the gate.</summary>
@@ -163,7 +168,7 @@ public sealed class CoalescingWriter : IThreadPoolWorkItem
                     if (_closed || _staging.Length == 0)
                     {
                         // More than one batch means bytes were staged while this run was writing.
-                        _contended = batches > 1;
+                        _contended = _shared && batches > 1;
                         Release();
                         released = true;
                         break;

@@ -222,11 +222,9 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
         private readonly SocketPipes _owner;
         private readonly Lock _gate = new();
         private readonly PendingWait<ReadResult> _wait;
-        private byte[]? _buffer;
-
-        // Unconsumed bytes are _buffer[_start.._end); the reader has looked at everything before _examined.
-        private int _start;
-        private int _end;
+        // Unconsumed bytes are the window of _data; the reader has looked at everything before _examined (an
+        // offset into the window's array).
+        private readonly PooledBuffer _data = new();
         private int _examined;
 
         // True from an edge until a receive finds the socket drained. Starts true: bytes may have arrived before
@@ -302,7 +300,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
                     throw new InvalidOperationException("AdvanceTo without a read to advance");
                 }
 
-                if (_buffer is null)
+                if (_data.Array is null)
                 {
                     _holding = false;
                     return;
@@ -312,15 +310,15 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
                 // advance with the right one.
                 int consumedAt = IndexOf(consumed);
                 int examinedAt = IndexOf(examined);
-                if (consumedAt < _start || examinedAt < consumedAt)
+                if (consumedAt < _data.Start || examinedAt < consumedAt)
                 {
                     throw new ArgumentOutOfRangeException(nameof(consumed), "the positions must lie within the last read's buffer, consumed before examined");
                 }
 
                 _holding = false;
-                _start = consumedAt;
+                _data.Consume(consumedAt - _data.Start);
                 _examined = examinedAt;
-                if (_start == _end)
+                if (_data.Length == 0)
                 {
                     ReleaseBuffer();
                 }
@@ -440,7 +438,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
                     return true;
                 }
 
-                if (_end > _examined || (_ended && _error is null))
+                if (_data.End > _examined || (_ended && _error is null))
                 {
                     _holding = true;
                     result = new ReadResult(Sequence(), isCanceled: false, isCompleted: _ended);
@@ -468,8 +466,9 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
             while (true)
             {
                 MakeRoom();
-                int wanted = _buffer!.Length - _end;
-                nint received = _owner.Receive(_buffer, _end, wanted, out int errno);
+                byte[] buffer = _data.Array!;
+                int wanted = buffer.Length - _data.End;
+                nint received = _owner.Receive(buffer, _data.End, wanted, out int errno);
                 if (received <= 0)
                 {
                     if (received == 0)
@@ -488,7 +487,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
                     return;
                 }
 
-                _end += (int)received;
+                _data.Advance((int)received);
                 if (received < wanted)
                 {
                     // Short of what was asked: the socket had no more. Anything that arrives later raises a new
@@ -501,7 +500,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
                 // The buffer is full and the socket may hold more: a pipeline larger than the buffer (16 ADDs of
                 // 1 KB are 17 KB). Taking the rest now, into a larger buffer, rather than at the next read, answers
                 // the whole pipeline with one send instead of two.
-                if (_buffer.Length >= ReadAheadLimit)
+                if (buffer.Length >= ReadAheadLimit)
                 {
                     return;
                 }
@@ -509,58 +508,26 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
         }
 
         // Only between reads (the caller has advanced), so moving the unconsumed bytes invalidates nothing.
-        private void MakeRoom()
-        {
-            if (_buffer is null)
-            {
-                _buffer = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
-                return;
-            }
-
-            if (_buffer.Length - _end >= MinimumReceiveSize)
-            {
-                return;
-            }
-
-            int unread = _end - _start;
-            byte[] target = _buffer.Length - unread >= MinimumReceiveSize
-                ? _buffer
-                : ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, unread + MinimumReceiveSize));
-            Buffer.BlockCopy(_buffer, _start, target, 0, unread);
-            if (!ReferenceEquals(target, _buffer))
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = target;
-            }
-
-            _examined -= _start;
-            _end = unread;
-            _start = 0;
-        }
+        private void MakeRoom() => _examined -= _data.EnsureFree(MinimumReceiveSize, ReceiveBufferSize);
 
         private void ReleaseBuffer()
         {
-            if (_buffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = null;
-            }
-
-            _start = _end = _examined = 0;
+            _data.Reset();
+            _examined = 0;
         }
 
         private ReadOnlySequence<byte> Sequence() =>
-            _buffer is null ? ReadOnlySequence<byte>.Empty : new ReadOnlySequence<byte>(_buffer, _start, _end - _start);
+            _data.Array is not { } buffer ? ReadOnlySequence<byte>.Empty : new ReadOnlySequence<byte>(buffer, _data.Start, _data.Length);
 
         private int IndexOf(SequencePosition position)
         {
-            if (!ReferenceEquals(position.GetObject(), _buffer))
+            if (!ReferenceEquals(position.GetObject(), _data.Array))
             {
                 throw new ArgumentOutOfRangeException(nameof(position), "the position does not belong to the last read's buffer");
             }
 
             int index = position.GetInteger() & int.MaxValue;
-            return index <= _end ? index : throw new ArgumentOutOfRangeException(nameof(position), "the position lies beyond the last read's buffer");
+            return index <= _data.End ? index : throw new ArgumentOutOfRangeException(nameof(position), "the position lies beyond the last read's buffer");
         }
     }
 
@@ -570,11 +537,9 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
         private readonly SocketPipes _owner;
         private readonly Lock _gate = new();
         private readonly PendingWait<FlushResult> _wait;
-        private byte[]? _buffer;
 
-        // Bytes _buffer[_sent.._written) are written and not yet sent.
-        private int _sent;
-        private int _written;
+        // The bytes written and not yet sent.
+        private readonly PooledBuffer _data = new();
         private bool _writable = true;
         private bool _cancelRequested;
         private bool _completed;
@@ -590,31 +555,31 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
         public override bool CanGetUnflushedBytes => true;
 
         /// <inheritdoc/>
-        public override long UnflushedBytes => _written - _sent;
+        public override long UnflushedBytes => _data.Length;
 
         /// <inheritdoc/>
         public override void Advance(int bytes)
         {
-            if (bytes < 0 || (bytes > 0 && (_buffer is null || _written + bytes > _buffer.Length)))
+            if (bytes < 0 || (bytes > 0 && (_data.Array is null || _data.End + bytes > _data.Array.Length)))
             {
                 throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "more bytes than the last buffer handed out");
             }
 
-            _written += bytes;
+            _data.Advance(bytes);
         }
 
         /// <inheritdoc/>
         public override Memory<byte> GetMemory(int sizeHint = 0)
         {
             Reserve(sizeHint);
-            return _buffer.AsMemory(_written);
+            return _data.Array!.AsMemory(_data.End);
         }
 
         /// <inheritdoc/>
         public override Span<byte> GetSpan(int sizeHint = 0)
         {
             Reserve(sizeHint);
-            return _buffer.AsSpan(_written);
+            return _data.Array!.AsSpan(_data.End);
         }
 
         /// <inheritdoc/>
@@ -698,13 +663,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
                     TrySendAll();
                 }
 
-                if (_buffer is not null)
-                {
-                    ArrayPool<byte>.Shared.Return(_buffer);
-                    _buffer = null;
-                }
-
-                _sent = _written = 0;
+                _data.Reset();
             }
         }
 
@@ -752,17 +711,17 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
         // the next edge) or failed (_error).
         private bool TrySendAll()
         {
-            while (_sent < _written)
+            while (_data.Length > 0)
             {
                 if (!_writable || _error is not null)
                 {
                     return false;
                 }
 
-                nint sent = _owner.Send(_buffer!, _sent, _written - _sent, out int errno);
+                nint sent = _owner.Send(_data.Array!, _data.Start, _data.Length, out int errno);
                 if (sent >= 0)
                 {
-                    _sent += (int)sent;
+                    _data.Consume((int)sent);
                 }
                 else if (errno == EAGAIN)
                 {
@@ -775,13 +734,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
             }
 
             // All sent: the buffer goes back to the pool, so that a connection between requests holds none.
-            if (_buffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = null;
-            }
-
-            _sent = _written = 0;
+            _data.Reset();
             return true;
         }
 
@@ -793,31 +746,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
             }
 
             ArgumentOutOfRangeException.ThrowIfNegative(sizeHint);
-            int needed = Math.Max(sizeHint, 1);
-            if (_buffer is null)
-            {
-                _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(SendBufferSize, needed));
-                return;
-            }
-
-            if (_buffer.Length - _written >= needed)
-            {
-                return;
-            }
-
-            int unsent = _written - _sent;
-            byte[] target = _buffer.Length - unsent >= needed
-                ? _buffer
-                : ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, unsent + needed));
-            Buffer.BlockCopy(_buffer, _sent, target, 0, unsent);
-            if (!ReferenceEquals(target, _buffer))
-            {
-                ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = target;
-            }
-
-            _sent = 0;
-            _written = unsent;
+            _data.EnsureFree(Math.Max(sizeHint, 1), SendBufferSize);
         }
     }
 }

@@ -83,7 +83,7 @@ internal sealed class LocalConnection : ICoalescingWriterOwner
         _connection = connection;
         _options = options;
         _logger = logger;
-        _writer = new CoalescingWriter(connection.Output, _outputLock, this);
+        _writer = new CoalescingWriter(connection.Output, _outputLock, this, shared: false);
     }
 
     public string Peer => _connection.PeerDescription;

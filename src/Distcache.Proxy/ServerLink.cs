@@ -525,7 +525,7 @@ internal sealed class ServerLink
             // Local connections served by a native event loop stage their requests here from that loop's thread:
             // Forward flushes naming the local connection, so the write waits for the end of the loop's batch and
             // all of them share it.
-            Writer = new CoalescingWriter(network.Output, link._gate, this);
+            Writer = new CoalescingWriter(network.Output, link._gate, this, shared: true);
         }
 
         public NetworkConnection Network { get; }
