@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
 using Distcache.Apache.Tests.Support;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.Apache.Tests;
 
@@ -294,7 +293,7 @@ public sealed class ModSocacheDistcacheTests(DistcacheModulePair pair, ITestOutp
                 Listen 127.0.0.1:8443
                 SSLSessionCache dc:{address}
                 """);
-            CommandResult check = await Command.RunAsync(ApacheServer.Binary, ["-t", "-f", config], TimeSpan.FromSeconds(30));
+            ProcessResult check = await Tool.RunProgramAsync(ApacheServer.Binary, ["-t", "-f", config], TimeSpan.FromSeconds(30));
             Output.WriteLine($"apache2 -t with SSLSessionCache dc:{address}: exit {check.ExitCode}\n{check.Output}");
             if (rule is null)
             {

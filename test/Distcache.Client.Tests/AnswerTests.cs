@@ -1,5 +1,4 @@
 using System.Buffers;
-using Distcache.Client.Tests.Support;
 using Distcache.Protocol;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
@@ -11,7 +10,7 @@ public sealed class AnswerTests
     private static readonly byte[] Id = Bytes("answer-id");
 
     /// <summary>A server that answers each request with <paramref name="answer"/>.</summary>
-    private static FakeServer Answering(Func<Request, byte[]> answer) => new(async c =>
+    private static FakeServer Answering(Func<Received, byte[]> answer) => new(async c =>
     {
         while (await c.ReceiveAsync() is { } request)
         {
@@ -31,7 +30,7 @@ public sealed class AnswerTests
     [InlineData(77, AddOutcome.Rejected)]
     public async Task Add_reports_each_status_byte_by_name(byte status, AddOutcome expected)
     {
-        await using var server = Answering(r => Wire.StatusByte(r.Uid, r.Operation, status));
+        await using var server = Answering(r => Frames.Status(r.Uid, r.Operation, (StatusCode)status));
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
 
         Assert.Equal(expected, await client.AddAsync(Id, new byte[10], TimeSpan.FromMinutes(1)));
@@ -41,7 +40,7 @@ public sealed class AnswerTests
     [Fact(Timeout = 30_000)]
     public async Task A_proxys_empty_answer_to_an_add_is_disconnected()
     {
-        await using var server = Answering(r => Wire.Empty(r.Uid, r.Operation));
+        await using var server = Answering(r => Frames.Empty(r.Uid, r.Operation));
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
 
         Assert.Equal(AddOutcome.Disconnected, await client.AddAsync(Id, new byte[10], TimeSpan.FromMinutes(1)));
@@ -50,11 +49,11 @@ public sealed class AnswerTests
     [Fact(Timeout = 30_000)]
     public async Task Add_sends_the_id_data_and_timeout_in_1_5_1_layout()
     {
-        Request? seen = null;
+        Received? seen = null;
         await using var server = Answering(r =>
         {
             seen = r;
-            return Wire.Status(r.Uid, r.Operation, StatusCode.Ok);
+            return Frames.Status(r.Uid, r.Operation, StatusCode.Ok);
         });
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
 
@@ -67,14 +66,14 @@ public sealed class AnswerTests
     [Fact(Timeout = 30_000)]
     public async Task Get_distinguishes_data_a_miss_and_a_disconnected_proxy()
     {
-        byte[] answerFor(Request r) => System.Text.Encoding.ASCII.GetString(r.Payload) switch
+        byte[] answerFor(Received r) => System.Text.Encoding.ASCII.GetString(r.Payload) switch
         {
-            "hit" => Wire.Data(r.Uid, Operation.Get, Bytes("the data")),
-            "two" => Wire.Data(r.Uid, Operation.Get, [7, 8]),
-            "miss" => Wire.Status(r.Uid, Operation.Get, StatusCode.NotOk),
-            "one-byte" => Wire.StatusByte(r.Uid, Operation.Get, 42),
-            "down" => Wire.Status(r.Uid, Operation.Get, StatusCode.Disconnected),
-            _ => Wire.Empty(r.Uid, Operation.Get),
+            "hit" => Frames.Data(r.Uid, Operation.Get, Bytes("the data")),
+            "two" => Frames.Data(r.Uid, Operation.Get, [7, 8]),
+            "miss" => Frames.Status(r.Uid, Operation.Get, StatusCode.NotOk),
+            "one-byte" => Frames.Status(r.Uid, Operation.Get, (StatusCode)42),
+            "down" => Frames.Status(r.Uid, Operation.Get, StatusCode.Disconnected),
+            _ => Frames.Empty(r.Uid, Operation.Get),
         };
         await using var server = Answering(answerFor);
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
@@ -109,7 +108,7 @@ public sealed class AnswerTests
     [InlineData(1, false)]
     public async Task Remove_and_contains_read_ok_and_notok(byte status, bool expected)
     {
-        await using var server = Answering(r => Wire.StatusByte(r.Uid, r.Operation, status));
+        await using var server = Answering(r => Frames.Status(r.Uid, r.Operation, (StatusCode)status));
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
 
         Assert.Equal(expected, await client.RemoveAsync(Id));
@@ -123,8 +122,8 @@ public sealed class AnswerTests
     {
         int n = 0;
         await using var server = Answering(r => Interlocked.Increment(ref n) % 2 == 0
-            ? Wire.Status(r.Uid, r.Operation, StatusCode.Disconnected)
-            : Wire.Empty(r.Uid, r.Operation));
+            ? Frames.Status(r.Uid, r.Operation, StatusCode.Disconnected)
+            : Frames.Empty(r.Uid, r.Operation));
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
 
         await Assert.ThrowsAsync<DistcacheProxyDisconnectedException>(() => client.RemoveAsync(Id).AsTask());

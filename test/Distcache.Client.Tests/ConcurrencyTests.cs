@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text;
-using Distcache.Client.Tests.Support;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;

@@ -1,5 +1,4 @@
 using Distcache.Client.Tests.Support;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
@@ -47,7 +46,7 @@ public sealed class DcContextTests : IDisposable
         await Task.Factory.StartNew(() => RunModel(server, flags, sessions, model, random), TaskCreationOptions.LongRunning).WaitAsync(TimeSpan.FromSeconds(50));
 
         int expectedConnections = (flags & DcContextFlags.Persistent) != 0 ? 1 : 400;
-        await WaitUntilAsync(() => server.Accepted == expectedConnections, TimeSpan.FromSeconds(5), $"{expectedConnections} connections");
+        await Poll.UntilAsync(() => server.Accepted == expectedConnections, TimeSpan.FromSeconds(5), $"{expectedConnections} connections");
     }
 
     private static void RunModel(InProcessServer server, DcContextFlags flags, (byte[] Id, byte[] Data)[] sessions, HashSet<int> model, Random random)
@@ -119,7 +118,7 @@ public sealed class DcContextTests : IDisposable
         Assert.True(context.Add(Bytes("abc"), Bytes("12345"), 10_000));
         Assert.Equal(1, context.Has(Bytes("abc")));
         Assert.True(context.Remove(Bytes("abc")));
-        await WaitUntilAsync(() => server.Accepted == 3, TimeSpan.FromSeconds(5), "three connections");
+        await Poll.UntilAsync(() => server.Accepted == 3, TimeSpan.FromSeconds(5), "three connections");
     }
 
     [Fact(Timeout = 30_000)]
@@ -132,7 +131,7 @@ public sealed class DcContextTests : IDisposable
 
         await using var server = InProcessServer.Start($"UNIX:{path}");
         using var context = DcContext.Create($"UNIX:{path}", DcContextFlags.Persistent);
-        await WaitUntilAsync(() => server.Accepted == 1, TimeSpan.FromSeconds(5), "the connection at creation");
+        await Poll.UntilAsync(() => server.Accepted == 1, TimeSpan.FromSeconds(5), "the connection at creation");
     }
 
     [Fact(Timeout = 30_000)]
@@ -277,8 +276,8 @@ public sealed class DcContextTests : IDisposable
             while (await c.ReceiveAsync() is { } request)
             {
                 await c.SendAsync(Interlocked.Increment(ref n) % 2 == 0
-                    ? Wire.Empty(request.Uid, request.Operation)
-                    : Wire.Status(request.Uid, request.Operation, StatusCode.Disconnected));
+                    ? Frames.Empty(request.Uid, request.Operation)
+                    : Frames.Status(request.Uid, request.Operation, StatusCode.Disconnected));
             }
         });
         using var context = DcContext.Create(server.Address.ToString(), DcContextFlags.Persistent);
@@ -304,7 +303,7 @@ public sealed class DcContextTests : IDisposable
         store.Close();
 
         var first = Task.Factory.StartNew(() => context.Get(Bytes("held"), new byte[10]), TaskCreationOptions.LongRunning);
-        await WaitUntilAsync(() => store.Waiting == 1, TimeSpan.FromSeconds(5), "the GET to reach the store");
+        await Poll.UntilAsync(() => store.Waiting == 1, TimeSpan.FromSeconds(5), "the GET to reach the store");
         Assert.Throws<InvalidOperationException>(() => context.Has(Bytes("other")));
         store.Open();
         Assert.Equal(-1, await first.WaitAsync(TimeSpan.FromSeconds(5)));

@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using Distcache.Client.Tests.Support;
 using Distcache.Networking;
-using Distcache.Testing;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;
@@ -140,7 +138,7 @@ public sealed class FaultInjectionTests
         for (int round = 0; round < 12; round++)
         {
             // A timed-out link is replaced in the background; each round starts on a live one.
-            await WaitUntilAsync(() => client.IsConnected, TimeSpan.FromSeconds(10), "the client reconnects");
+            await Poll.UntilAsync(() => client.IsConnected, TimeSpan.FromSeconds(10), "the client reconnects");
             proxy.ToClient.Delay = TimeSpan.FromMilliseconds(round % 3 == 1 ? 350 : random.Next(0, 120));
             int[] picks = [.. Enumerable.Range(0, 20).Select(_ => random.Next(Sessions))];
             var results = await Task.WhenAll(picks.Select(async n =>
@@ -226,7 +224,7 @@ public sealed class FaultInjectionTests
         await FillAsync(client, 1, 50);
 
         proxy.Inject(FaultDirection.ToServer, [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        await WaitUntilAsync(() => server.Server.Statistics.ProtocolViolations == 1, TimeSpan.FromSeconds(5), "the server counts the violation");
+        await Poll.UntilAsync(() => server.Server.Statistics.ProtocolViolations == 1, TimeSpan.FromSeconds(5), "the server counts the violation");
         Assert.Equal(SessionData.For("s0", 50), await EventuallyAsync(() => client.GetAsync(Bytes("s0")).AsTask()));
         Assert.True(proxy.ConnectionsAccepted >= 2);
     }

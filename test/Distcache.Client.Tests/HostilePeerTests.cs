@@ -1,4 +1,3 @@
-using Distcache.Client.Tests.Support;
 using Distcache.Protocol;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
@@ -39,10 +38,10 @@ public sealed class HostilePeerTests
         await using var server = MisbehaveOnce(async c =>
         {
             var request = await c.ReceiveAsync();
-            await c.SendAsync(Wire.Status(request!.Uid + 1000, request.Operation, StatusCode.Ok));
+            await c.SendAsync(Frames.Status(request!.Uid + 1000, request.Operation, StatusCode.Ok));
             await c.DrainAsync();
         });
-        var logs = new ListLoggerFactory();
+        var logs = new LogCapture();
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, logging: logs));
 
         var exception = await AssertViolationAsync(() => client.ContainsAsync(Id).AsTask(), ProtocolViolationKind.ResponseUidMismatch);
@@ -60,8 +59,8 @@ public sealed class HostilePeerTests
         {
             var first = await c.ReceiveAsync();
             var second = await c.ReceiveAsync();
-            await c.SendAsync(Wire.Status(second!.Uid, second.Operation, StatusCode.NotOk));
-            await c.SendAsync(Wire.Status(first!.Uid, first.Operation, StatusCode.Ok));
+            await c.SendAsync(Frames.Status(second!.Uid, second.Operation, StatusCode.NotOk));
+            await c.SendAsync(Frames.Status(first!.Uid, first.Operation, StatusCode.Ok));
             await c.ServeWellAsync();
         });
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
@@ -79,7 +78,7 @@ public sealed class HostilePeerTests
         await using var server = MisbehaveOnce(async c =>
         {
             var request = await c.ReceiveAsync();
-            await c.SendAsync(Wire.Status(request!.Uid, Operation.Have, StatusCode.Ok));
+            await c.SendAsync(Frames.Status(request!.Uid, Operation.Have, StatusCode.Ok));
             await c.DrainAsync();
         });
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
@@ -94,7 +93,7 @@ public sealed class HostilePeerTests
         await using var server = MisbehaveOnce(async c =>
         {
             var request = await c.ReceiveAsync();
-            byte[] response = Wire.Status(request!.Uid, request.Operation, StatusCode.Ok);
+            byte[] response = Frames.Status(request!.Uid, request.Operation, StatusCode.Ok);
             response[1] = 0x12;
             await c.SendAsync(response);
             await c.DrainAsync();
@@ -111,7 +110,7 @@ public sealed class HostilePeerTests
         await using var server = MisbehaveOnce(async c =>
         {
             var request = await c.ReceiveAsync();
-            byte[] response = Wire.Data(request!.Uid, Operation.Get, new byte[3000]);
+            byte[] response = Frames.Data(request!.Uid, Operation.Get, new byte[3000]);
             await c.SendAsync(response[..2100]);
             c.Close();
         });
@@ -170,15 +169,15 @@ public sealed class HostilePeerTests
         {
             // One right answer, then a second copy of it: by then nothing is in flight.
             var request = await c.ReceiveAsync();
-            byte[] answer = Wire.Status(request!.Uid, request.Operation, StatusCode.Ok);
+            byte[] answer = Frames.Status(request!.Uid, request.Operation, StatusCode.Ok);
             await c.SendAsync([.. answer, .. answer]);
             await c.DrainAsync();
         });
-        var logs = new ListLoggerFactory();
+        var logs = new LogCapture();
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, logging: logs));
 
         Assert.True(await client.ContainsAsync(Id));
-        await WaitUntilAsync(() => logs.Messages.Any(m => m.Contains("while no request was in flight", StringComparison.Ordinal)), TimeSpan.FromSeconds(5), "violation logged");
+        await Poll.UntilAsync(() => logs.Messages.Any(m => m.Contains("while no request was in flight", StringComparison.Ordinal)), TimeSpan.FromSeconds(5), "violation logged");
         await server.WaitForConnectionsAsync(2, TimeSpan.FromSeconds(5));
         await AssertRecoversAsync(client, server);
     }
@@ -189,7 +188,7 @@ public sealed class HostilePeerTests
         await using var server = MisbehaveOnce(async c =>
         {
             var request = await c.ReceiveAsync();
-            await c.SendAsync(Wire.Data(request!.Uid, request.Operation, [0, 0, 0]));
+            await c.SendAsync(Frames.Data(request!.Uid, request.Operation, [0, 0, 0]));
             await c.DrainAsync();
         });
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));

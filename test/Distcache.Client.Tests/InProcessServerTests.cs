@@ -1,7 +1,6 @@
 using System.Buffers;
 using Distcache.Client.Tests.Support;
 using Distcache.Networking;
-using Distcache.EndToEnd.Tests.Support;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;
@@ -104,7 +103,7 @@ public sealed class InProcessServerTests : IDisposable
 
         Assert.Equal(AddOutcome.Stored, await client.AddAsync(id, Bytes("data"), TimeSpan.FromMilliseconds(200)));
         Assert.True(await client.ContainsAsync(id));
-        await WaitUntilAsync(() => !client.Contains(id), TimeSpan.FromSeconds(5), "the session to expire");
+        await Poll.UntilAsync(() => !client.Contains(id), TimeSpan.FromSeconds(5), "the session to expire");
         Assert.Null(await client.GetAsync(id));
     }
 
@@ -181,7 +180,7 @@ public sealed class InProcessServerTests : IDisposable
         store.Close();
         using var cancel = new CancellationTokenSource();
         var held = client.GetAsync(Bytes("held"), cancel.Token).AsTask();
-        await WaitUntilAsync(() => store.Waiting == 1, TimeSpan.FromSeconds(5), "the GET to reach the store");
+        await Poll.UntilAsync(() => store.Waiting == 1, TimeSpan.FromSeconds(5), "the GET to reach the store");
         cancel.Cancel();
         var (_, elapsed) = await TimedThrowsAsync<OperationCanceledException>(() => held);
         Assert.True(elapsed < TimeSpan.FromSeconds(1));
@@ -232,7 +231,7 @@ public sealed class InProcessServerTests : IDisposable
         var waiting = Enumerable.Range(0, 8).Select(i => client.GetAsync(Bytes($"x{i}")).AsTask())
             .Append(Task.Factory.StartNew(() => client.Get(Bytes("sync")), TaskCreationOptions.LongRunning))
             .ToArray();
-        await WaitUntilAsync(() => server.BytesReceived >= 9 * 16, TimeSpan.FromSeconds(5), "the requests to be sent");
+        await Poll.UntilAsync(() => server.BytesReceived >= 9 * 16, TimeSpan.FromSeconds(5), "the requests to be sent");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         await client.DisposeAsync();
         foreach (var request in waiting)
@@ -253,7 +252,7 @@ public sealed class InProcessServerTests : IDisposable
         await using var server = new FakeServer(c => c.DrainAsync());
         var client = await DistcacheClient.ConnectAsync(Options(server.Address, timeoutMs: 20_000));
         var waiting = client.ContainsAsync(Bytes("x")).AsTask();
-        await WaitUntilAsync(() => server.BytesReceived > 0, TimeSpan.FromSeconds(5), "the request to be sent");
+        await Poll.UntilAsync(() => server.BytesReceived > 0, TimeSpan.FromSeconds(5), "the request to be sent");
 
         client.Dispose();
         await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.WaitAsync(TimeSpan.FromSeconds(2)));

@@ -1,5 +1,4 @@
 using CsCheck;
-using Distcache.Client.Tests.Support;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;

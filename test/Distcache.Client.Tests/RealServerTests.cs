@@ -1,4 +1,3 @@
-using Distcache.EndToEnd.Tests.Support;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;

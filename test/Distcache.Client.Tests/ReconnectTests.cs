@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Distcache.Client.Tests.Support;
-using Distcache.EndToEnd.Tests.Support;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
 namespace Distcache.Client.Tests;
@@ -28,7 +27,7 @@ public sealed class ReconnectTests : IDisposable
         store.Close();
         Task<byte[]?>[] asyncCalls = [.. Enumerable.Range(0, 12).Select(_ => client.GetAsync(id).AsTask())];
         Task<byte[]?>[] syncCalls = [.. Enumerable.Range(0, 4).Select(_ => Task.Factory.StartNew(() => client.Get(id), TaskCreationOptions.LongRunning))];
-        await WaitUntilAsync(() => store.Waiting == 1, TimeSpan.FromSeconds(5), "the first GET to reach the store");
+        await Poll.UntilAsync(() => store.Waiting == 1, TimeSpan.FromSeconds(5), "the first GET to reach the store");
 
         var clock = Stopwatch.StartNew();
         server.Kill();
@@ -44,7 +43,7 @@ public sealed class ReconnectTests : IDisposable
         await server.WaitStoppedAsync();
 
         // While nothing listens, requests fail fast instead of waiting for their (20 s) timeout.
-        await WaitUntilAsync(() => !client.IsConnected, TimeSpan.FromSeconds(5), "the client to notice");
+        await Poll.UntilAsync(() => !client.IsConnected, TimeSpan.FromSeconds(5), "the client to notice");
         var (_, fastFailure) = await TimedThrowsAsync<DistcacheConnectionException>(() => client.ContainsAsync(id).AsTask());
         Assert.True(fastFailure < TimeSpan.FromMilliseconds(500), $"took {fastFailure}");
         Assert.Throws<DistcacheConnectionException>(() => client.Contains(id));
@@ -77,16 +76,16 @@ public sealed class ReconnectTests : IDisposable
     [Fact(Timeout = 60_000)]
     public async Task An_idle_client_reconnects_in_the_background_before_it_is_used_again()
     {
-        var logs = new ListLoggerFactory();
+        var logs = new LogCapture();
         var server = InProcessServer.Start("IP:127.0.0.1:0");
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, logging: logs));
         Assert.False(await client.ContainsAsync(Bytes("x")));
 
         server.Kill();
         await server.WaitStoppedAsync();
-        await WaitUntilAsync(() => !client.IsConnected, TimeSpan.FromSeconds(5), "the drop to be noticed");
+        await Poll.UntilAsync(() => !client.IsConnected, TimeSpan.FromSeconds(5), "the drop to be noticed");
         await using var restarted = InProcessServer.Restart(server);
-        await WaitUntilAsync(() => client.IsConnected, TimeSpan.FromSeconds(10), "the client to reconnect by itself");
+        await Poll.UntilAsync(() => client.IsConnected, TimeSpan.FromSeconds(10), "the client to reconnect by itself");
         Assert.False(await client.ContainsAsync(Bytes("x")));
         Assert.Single(logs.Messages, m => m.Contains("Lost the link", StringComparison.Ordinal));
     }
@@ -94,7 +93,7 @@ public sealed class ReconnectTests : IDisposable
     [Fact(Timeout = 60_000)]
     public async Task Reconnect_attempts_back_off_while_the_server_is_away()
     {
-        var logs = new ListLoggerFactory();
+        var logs = new LogCapture();
         var server = InProcessServer.Start("IP:127.0.0.1:0");
         var options = Options(server.Address, logging: logs);
         options.ReconnectMinDelay = TimeSpan.FromMilliseconds(50);
@@ -110,7 +109,7 @@ public sealed class ReconnectTests : IDisposable
         // Delays of 50, 100, 200, 400, 400 ... ms (+-20%). A slow machine can only stretch them, so the checks are
         // one-sided: four attempts take at least the first three delays, and once at the cap there are at most
         // a few attempts a second, not hundreds. (Counting attempts in a fixed window failed on a loaded machine.)
-        await WaitUntilAsync(() => Attempts() >= 4, TimeSpan.FromSeconds(20), "four reconnect attempts");
+        await Poll.UntilAsync(() => Attempts() >= 4, TimeSpan.FromSeconds(20), "four reconnect attempts");
         Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(0.8 * (50 + 100 + 200)), $"four attempts after {clock.Elapsed.TotalMilliseconds} ms");
         int atCap = Attempts();
         await Task.Delay(1000);

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Distcache.Client.Tests.Support;
 using Distcache.Protocol;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
@@ -16,7 +15,7 @@ public sealed class UidTests
         var releaseHeld = new TaskCompletionSource();
         await using var server = new FakeServer(async c =>
         {
-            Request? held = null;
+            Received? held = null;
             while (await c.ReceiveAsync() is { } request)
             {
                 uids.Enqueue(request.Uid);
@@ -24,12 +23,12 @@ public sealed class UidTests
                 {
                     held = request;
                     _ = releaseHeld.Task.ContinueWith(
-                        _ => c.SendAsync(Wire.Status(held.Uid, held.Operation, StatusCode.Ok)),
+                        _ => c.SendAsync(Frames.Status(held.Uid, held.Operation, StatusCode.Ok)),
                         TaskScheduler.Default);
                     continue;
                 }
 
-                await c.SendAsync(Wire.Status(request.Uid, request.Operation, StatusCode.NotOk));
+                await c.SendAsync(Frames.Status(request.Uid, request.Operation, StatusCode.NotOk));
             }
         });
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
@@ -39,7 +38,7 @@ public sealed class UidTests
         using (var cancel = new CancellationTokenSource())
         {
             var held = client.ContainsAsync(Bytes("held"), cancel.Token).AsTask();
-            await WaitUntilAsync(() => uids.Count == 1, TimeSpan.FromSeconds(5), "the held request to arrive");
+            await Poll.UntilAsync(() => uids.Count == 1, TimeSpan.FromSeconds(5), "the held request to arrive");
             cancel.Cancel();
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held);
         }

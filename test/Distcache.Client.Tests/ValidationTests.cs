@@ -1,4 +1,3 @@
-using Distcache.Client.Tests.Support;
 using Distcache.Protocol;
 using static Distcache.Client.Tests.Support.TestHelpers;
 
@@ -86,7 +85,7 @@ public sealed class ValidationTests
         await Task.Delay(50);
         Assert.True(server.BytesReceived == 0, $"{what}: the server received {server.BytesReceived} bytes");
         _ = client.ContainsAsync(Bytes("probe")).AsTask();
-        await WaitUntilAsync(() => server.BytesReceived > 0, TimeSpan.FromSeconds(5), "a valid request to arrive");
+        await Poll.UntilAsync(() => server.BytesReceived > 0, TimeSpan.FromSeconds(5), "a valid request to arrive");
         Assert.Equal(ProtocolConstants.FrameHeaderSize + "probe".Length, server.BytesReceived);
     }
 }

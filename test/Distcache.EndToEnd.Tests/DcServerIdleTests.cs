@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.EndToEnd.Tests;
 

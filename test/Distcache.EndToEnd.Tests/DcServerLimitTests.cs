@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 
 namespace Distcache.EndToEnd.Tests;

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.EndToEnd.Tests;
 
@@ -271,7 +270,7 @@ public sealed partial class DcServerOptionTests
 
         string path = Path.Combine(install, "dc_server");
         File.SetUnixFileMode(path, File.GetUnixFileMode(Tool.PathOf("dc_server")));
-        await using var server = Tool.StartPath(path, "-listen", "IP:127.0.0.1:0", "-user", "nobody");
+        await using var server = Tool.StartPath(path, ["-listen", "IP:127.0.0.1:0", "-user", "nobody"]);
         string? address = null;
         await server.WaitUntilAsync(() => (address = ServerProcess.ListeningAddress(server.Stderr)) is not null, Quick, "listening");
         await server.WaitUntilAsync(() => File.ReadAllText($"/proc/{server.Pid}/status").Contains("Uid:\t65534", StringComparison.Ordinal), Quick, "running as nobody");
@@ -297,10 +296,8 @@ public sealed partial class DcServerOptionTests
         await using var _ = server;
         string path = address[5..];
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(path));
-        var owner = Process.Start(new ProcessStartInfo("stat", ["-c", "%u %g", path]) { RedirectStandardOutput = true })!;
-        string ids = (await owner.StandardOutput.ReadToEndAsync()).Trim();
-        await owner.WaitForExitAsync();
-        Assert.Equal("65534 65534", ids);
+        ProcessResult owner = await Tool.RunProgramAsync("stat", ["-c", "%u %g", path], TimeSpan.FromSeconds(30));
+        Assert.Equal("65534 65534", owner.Stdout.Trim());
     }
 
     [Theory]

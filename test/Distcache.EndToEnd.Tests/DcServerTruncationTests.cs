@@ -1,9 +1,7 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 
 namespace Distcache.EndToEnd.Tests;
@@ -35,26 +33,15 @@ public sealed partial class DcServerTruncationTests
     private static long LoggedViolations(Tool server) =>
         ViolationCount().Matches(server.Stderr).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Max();
 
-    private static byte[] Header(byte op = 1, byte complete = 1, ushort len = 0)
-    {
-        var h = new byte[ProtocolConstants.FrameHeaderSize];
-        BinaryPrimitives.WriteUInt32BigEndian(h, 0x0011_0000);
-        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(5), 1);
-        h[10] = op;
-        h[11] = complete;
-        BinaryPrimitives.WriteUInt16BigEndian(h.AsSpan(12), len);
-        return h;
-    }
-
     public static TheoryData<string, byte[], Ending> Partial()
     {
         var cases = new TheoryData<string, byte[], Ending>();
         var partials = new (string Name, byte[] Bytes)[]
         {
-            ("a header promising 100 bytes, 10 sent", [.. Header(len: 100), .. new byte[10]]),
-            ("a header promising 2048 bytes, none sent", Header(op: 0, complete: 0, len: 2048)),
-            ("a header cut after 7 bytes", Header(len: 5)[..7]),
-            ("a header cut after 1 byte", Header()[..1]),
+            ("a header promising 100 bytes, 10 sent", [.. Frames.Header(dataLength: 100), .. new byte[10]]),
+            ("a header promising 2048 bytes, none sent", Frames.Header(operation: 0, complete: 0, dataLength: 2048)),
+            ("a header cut after 7 bytes", Frames.Header(dataLength: 5)[..7]),
+            ("a header cut after 1 byte", Frames.Header()[..1]),
         };
         foreach (var (name, bytes) in partials)
         {
@@ -122,7 +109,7 @@ public sealed partial class DcServerTruncationTests
     /// not counted, unlike an end of stream at the same place.</summary>
     [Fact]
     public Task Regression_a_reset_inside_a_message_is_logged_and_counted_as_a_violation() =>
-        A_message_that_stops_part_way_closes_only_that_connection_and_is_counted("a header promising 100 bytes, 10 sent", [.. Header(len: 100), .. new byte[10]], Ending.Reset);
+        A_message_that_stops_part_way_closes_only_that_connection_and_is_counted("a header promising 100 bytes, 10 sent", [.. Frames.Header(dataLength: 100), .. new byte[10]], Ending.Reset);
 
     [Theory]
     [InlineData((ushort)0x8000)]
@@ -134,7 +121,7 @@ public sealed partial class DcServerTruncationTests
         using (var offender = Wire.Open(address, timeoutMs: 1000))
         {
             var clock = Stopwatch.StartNew();
-            offender.Send(Header(len: length));
+            offender.Send(Frames.Header(dataLength: length));
             Assert.True(Wire.IsClosedByPeer(offender), "the connection was not closed within a second");
             Report($"data_len 0x{length:X4}: closed after {clock.ElapsedMilliseconds} ms");
         }

@@ -1,4 +1,3 @@
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.EndToEnd.Tests;
 

@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 
 namespace Distcache.EndToEnd.Tests;
@@ -11,38 +9,23 @@ namespace Distcache.EndToEnd.Tests;
 /// </summary>
 public sealed class DcServerViolationTests
 {
-    private static byte[] Header(uint level = 0x0011_0000, byte resp = 0, uint uid = 1, byte opClass = 0, byte op = 1, byte complete = 1, ushort len = 0)
-    {
-        var h = new byte[14];
-        BinaryPrimitives.WriteUInt32BigEndian(h, level);
-        h[4] = resp;
-        BinaryPrimitives.WriteUInt32BigEndian(h.AsSpan(5), uid);
-        h[9] = opClass;
-        h[10] = op;
-        h[11] = complete;
-        BinaryPrimitives.WriteUInt16BigEndian(h.AsSpan(12), len);
-        return h;
-    }
-
-    private static byte[] Frame(byte[] header, int length) => [.. header, .. new byte[length]];
-
     public static TheoryData<string, byte[]> Violations()
     {
-        var full = Frame(Header(op: 0, complete: 0, len: 2048), 2048);
+        var full = Frames.Frame(Frames.Header(operation: 0, complete: 0, dataLength: 2048), 2048, fill: 0);
         return new TheoryData<string, byte[]>
         {
-            { "wrong version", Header(level: 0x0010_0000, len: 4) },
-            { "is_response 2", Header(resp: 2) },
-            { "a response sent to the server", Frame(Header(resp: 1, len: 1), 1) },
-            { "op_class 1", Header(opClass: 1) },
-            { "unknown operation", Header(op: 9) },
-            { "complete 2", Header(complete: 2) },
-            { "frame over 2048 bytes", Header(len: 2049) },
-            { "short non-final frame", Frame(Header(complete: 0, len: 100), 100) },
-            { "uid changed within a message", [.. full, .. Header(uid: 2, op: 0, len: 10)] },
-            { "operation changed within a message", [.. full, .. Header(op: 1, len: 10)] },
-            { "more than 16 frames", [.. Enumerable.Repeat(full, 16).SelectMany(f => f), .. Header(op: 0, len: 10)] },
-            { "ADD shorter than 8 bytes", Frame(Header(op: 0, len: 7), 7) },
+            { "wrong version", Frames.Header(protoLevel: 0x0010_0000, dataLength: 4) },
+            { "is_response 2", Frames.Header(isResponse: 2) },
+            { "a response sent to the server", Frames.Frame(Frames.Header(isResponse: 1, dataLength: 1), 1, fill: 0) },
+            { "op_class 1", Frames.Header(opClass: 1) },
+            { "unknown operation", Frames.Header(operation: 9) },
+            { "complete 2", Frames.Header(complete: 2) },
+            { "frame over 2048 bytes", Frames.Header(dataLength: 2049) },
+            { "short non-final frame", Frames.Frame(Frames.Header(complete: 0, dataLength: 100), 100, fill: 0) },
+            { "uid changed within a message", [.. full, .. Frames.Header(uid: 2, operation: 0, dataLength: 10)] },
+            { "operation changed within a message", [.. full, .. Frames.Header(operation: 1, dataLength: 10)] },
+            { "more than 16 frames", [.. Enumerable.Repeat(full, 16).SelectMany(f => f), .. Frames.Header(operation: 0, dataLength: 10)] },
+            { "ADD shorter than 8 bytes", Frames.Frame(Frames.Header(operation: 0, dataLength: 7), 7, fill: 0) },
         };
     }
 

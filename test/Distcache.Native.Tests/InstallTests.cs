@@ -21,28 +21,28 @@ public sealed class InstallTests : IDisposable
 
     private string Prefix => Path.Combine(_dir, "prefix");
 
-    private ProcessResult Install()
+    private async Task<ProcessResult> InstallAsync()
     {
         _ = NativeTestProgram.ProgramPath; // builds the library first
-        ProcessResult install = Run("make", "-C", NativeTestProgram.NativeDirectory, "install", $"PREFIX={Prefix}");
+        ProcessResult install = await RunAsync("make", "-C", NativeTestProgram.NativeDirectory, "install", $"PREFIX={Prefix}");
         Assert.True(install.ExitCode == 0, install.Describe());
         return install;
     }
 
-    private static ProcessResult Run(string file, params string[] args) =>
-        NativeTestProgram.Run(file, args, new Dictionary<string, string?>(), TimeSpan.FromMinutes(2));
+    private static Task<ProcessResult> RunAsync(string file, params string[] args) =>
+        NativeTestProgram.RunAsync(file, args, null, TimeSpan.FromMinutes(2));
 
     [Fact]
-    public void An_installed_copy_has_the_sonames_links_header_and_pkg_config_file_of_1_5_1()
+    public async Task An_installed_copy_has_the_sonames_links_header_and_pkg_config_file_of_1_5_1()
     {
-        Install();
+        await InstallAsync();
         string lib = Path.Combine(Prefix, "lib");
         foreach (string name in new[] { "libdistcache", "libnal" })
         {
             Assert.True(File.Exists(Path.Combine(lib, $"{name}.so.1.0.1")), $"{name}.so.1.0.1");
             Assert.Equal($"{name}.so.1", new FileInfo(Path.Combine(lib, $"{name}.so")).LinkTarget);
             Assert.Equal($"{name}.so.1.0.1", new FileInfo(Path.Combine(lib, $"{name}.so.1")).LinkTarget);
-            ProcessResult dynamic = Run("readelf", "-d", Path.Combine(lib, $"{name}.so"));
+            ProcessResult dynamic = await RunAsync("readelf", "-d", Path.Combine(lib, $"{name}.so"));
             Assert.Contains($"Library soname: [{name}.so.1]", dynamic.Stdout, StringComparison.Ordinal);
         }
 
@@ -52,10 +52,10 @@ public sealed class InstallTests : IDisposable
     }
 
     [Fact]
-    public void The_library_exports_the_seven_DC_CTX_functions_and_nothing_else()
+    public async Task The_library_exports_the_seven_DC_CTX_functions_and_nothing_else()
     {
-        Install();
-        ProcessResult symbols = Run("nm", "-D", "--defined-only", Path.Combine(Prefix, "lib", "libdistcache.so"));
+        await InstallAsync();
+        ProcessResult symbols = await RunAsync("nm", "-D", "--defined-only", Path.Combine(Prefix, "lib", "libdistcache.so"));
         Assert.Equal(0, symbols.ExitCode);
         string[] exported = symbols.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
@@ -71,9 +71,9 @@ public sealed class InstallTests : IDisposable
     /// program linked with -ldistcache -lnal calls DC_CTX_new((const char *)0, 0), which must give NULL.
     /// </summary>
     [Fact]
-    public void A_program_built_with_pkg_config_as_Apache_configure_builds_its_check_links_and_runs()
+    public async Task A_program_built_with_pkg_config_as_Apache_configure_builds_its_check_links_and_runs()
     {
-        Install();
+        await InstallAsync();
         string source = Path.Combine(_dir, "check.c");
         File.WriteAllText(source, """
             #include <distcache/dc_client.h>
@@ -87,7 +87,7 @@ public sealed class InstallTests : IDisposable
             }
             """);
         var environment = new Dictionary<string, string?> { ["PKG_CONFIG_PATH"] = Path.Combine(Prefix, "lib", "pkgconfig") };
-        ProcessResult flags = NativeTestProgram.Run("pkg-config", ["--cflags", "--libs", "distcache"], environment, TimeSpan.FromMinutes(1));
+        ProcessResult flags = await NativeTestProgram.RunAsync("pkg-config", ["--cflags", "--libs", "distcache"], environment, TimeSpan.FromMinutes(1));
         Assert.True(flags.ExitCode == 0, flags.Describe());
         Assert.Contains("-ldistcache -lnal", flags.Stdout, StringComparison.Ordinal);
 
@@ -98,9 +98,9 @@ public sealed class InstallTests : IDisposable
             .. flags.Stdout.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             $"-Wl,-rpath,{Path.Combine(Prefix, "lib")}",
         ];
-        ProcessResult cc = Run("cc", compile);
+        ProcessResult cc = await RunAsync("cc", compile);
         Assert.True(cc.ExitCode == 0, cc.Describe());
-        ProcessResult run = Run(program);
+        ProcessResult run = await RunAsync(program);
         Assert.True(run.ExitCode == 0, "DC_CTX_new(NULL, 0) did not return NULL: " + run.Describe());
     }
 }

@@ -33,9 +33,9 @@ public sealed class LibdistcacheTests(NativeServers servers, ITestOutputHelper o
 
     [Theory]
     [MemberData(nameof(TestNames))]
-    public void Passes_under_valgrind(string name)
+    public async Task Passes_under_valgrind(string name)
     {
-        ProcessResult run = servers.RunUnderValgrind(name, PerTest);
+        ProcessResult run = await servers.RunUnderValgrindAsync(name, PerTest);
         output.WriteLine(run.Describe());
         bool passed = run.ExitCode == 0
             && run.Stdout.Contains($"ok - {name}\n", StringComparison.Ordinal)
@@ -48,23 +48,23 @@ public sealed class LibdistcacheTests(NativeServers servers, ITestOutputHelper o
     /// <summary>200000 operations through dc_client on 8 threads (PERSISTENT), then a connection per operation, then
     /// 1000 threads one after another: resident memory and open descriptors stay flat.</summary>
     [Fact]
-    public void Soak_keeps_memory_and_descriptors_flat()
+    public async Task Soak_keeps_memory_and_descriptors_flat()
     {
-        ProcessResult run = servers.RunNative([Soak], new Dictionary<string, string?> { ["DISTCACHE_TEST_SOAK_OPS"] = "200000" }, PerTest);
+        ProcessResult run = await servers.RunNativeAsync([Soak], new Dictionary<string, string?> { ["DISTCACHE_TEST_SOAK_OPS"] = "200000" }, PerTest);
         output.WriteLine(run.Describe());
         Assert.True(run.ExitCode == 0 && run.Stdout.Contains("1 passed, 0 failed", StringComparison.Ordinal),
             $"test_libdistcache soak: {run.Describe()}\n{servers.ServerLogs()}");
     }
 
     [Fact]
-    public void The_runner_lists_unique_names_and_reports_unknown_ones()
+    public async Task The_runner_lists_unique_names_and_reports_unknown_ones()
     {
         IReadOnlyList<string> names = NativeTestProgram.ListTests();
         Assert.Contains(Soak, names);
         Assert.Equal(names.Count, names.Distinct(StringComparer.Ordinal).Count());
         Assert.All(names, name => Assert.Matches("^[a-z0-9_]+$", name));
 
-        ProcessResult unknown = servers.RunNative(["constants", "no_such_test"], new Dictionary<string, string?>(), TimeSpan.FromSeconds(60));
+        ProcessResult unknown = await servers.RunNativeAsync(["constants", "no_such_test"], new Dictionary<string, string?>(), TimeSpan.FromSeconds(60));
         Assert.Equal(1, unknown.ExitCode);
         Assert.Contains("ok - constants\n", unknown.Stdout, StringComparison.Ordinal);
         Assert.Contains("not ok - no_such_test: no such test", unknown.Stdout, StringComparison.Ordinal);

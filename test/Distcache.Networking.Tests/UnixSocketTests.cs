@@ -64,15 +64,15 @@ public class UnixSocketTests : NetworkTest
     {
         var path = TempPath("stale2.sock");
         LeaveStaleSocket(path);
-        var logger = new ListLogger();
+        var logs = new LogCapture();
 
-        await using (var listener = NetworkListener.Listen(Address.Parse("UNIX:" + path), new ListenerOptions { Logger = logger }))
+        await using (var listener = NetworkListener.Listen(Address.Parse("UNIX:" + path), new ListenerOptions { Logger = logs.CreateLogger(nameof(NetworkListener)) }))
         {
             Assert.True(File.Exists(path));
         }
 
         Assert.False(File.Exists(path));
-        Assert.Contains((LogLevel.Information, $"Removed stale socket file {path}: nothing was listening on it"), logger.Entries);
+        Assert.Contains((LogLevel.Information, $"Removed stale socket file {path}: nothing was listening on it"), logs.Entries.Select(e => (e.Level, e.Message)));
     }
 
     [Fact]

@@ -1,5 +1,4 @@
 using Distcache.Protocol;
-using Distcache.Protocol.Tests.Support;
 
 namespace Distcache.Protocol.Tests;
 
@@ -18,7 +17,7 @@ public sealed class FrameHeaderTests
     [Fact]
     public void Validate_accepts_every_prefix_of_a_good_header()
     {
-        var header = Bytes.Header(uid: 0xFFFFFFFF, operation: 3, complete: 0, dataLength: 2048);
+        var header = Frames.Header(uid: 0xFFFFFFFF, operation: 3, complete: 0, dataLength: 2048);
         for (int n = 0; n <= header.Length; n++)
         {
             Assert.True(FrameHeader.Validate(header.AsSpan(0, n), new FrameRules(MessageDirection.Requests), out _, out _));

@@ -12,8 +12,8 @@ public sealed class MessageDecoderTests
     [MemberData(nameof(EdgeSizes))]
     public void Payload_at_the_edges_round_trips_whole_segmented_and_byte_by_byte(int size)
     {
-        var payload = Bytes.Random(size, size);
-        var stream = Bytes.Encode(w => Responses.WriteData(w, 0xDEADBEEF, Operation.Get, payload));
+        var payload = Frames.Random(size, size);
+        var stream = Frames.Encode(w => Responses.WriteData(w, 0xDEADBEEF, Operation.Get, payload));
         Assert.Equal(MessageWriter.EncodedLength(size), stream.Length);
 
         foreach (var result in new[]
@@ -40,13 +40,13 @@ public sealed class MessageDecoderTests
     [InlineData(16)]
     public void Messages_of_15_and_16_frames_are_accepted(int frames)
     {
-        var payload = Bytes.Random(((frames - 1) * 2048) + 1000, frames);
+        var payload = Frames.Random(((frames - 1) * 2048) + 1000, frames);
         if (frames == 16)
         {
-            payload = Bytes.Random(16 * 2048, frames);
+            payload = Frames.Random(16 * 2048, frames);
         }
 
-        var stream = Bytes.Encode(w => Requests.WriteIdRequest(w, 3, Operation.Get, payload));
+        var stream = Frames.Encode(w => Requests.WriteIdRequest(w, 3, Operation.Get, payload));
         var result = Decode.ByteByByte(stream, MessageDirection.Requests);
         Assert.Null(result.Violation);
         Assert.Equal(frames, Assert.Single(result.Messages).FrameCount);
@@ -56,8 +56,8 @@ public sealed class MessageDecoderTests
     [Fact]
     public void A_17_frame_message_is_rejected_even_with_an_empty_last_frame()
     {
-        var full = Bytes.Frame(Bytes.Header(uid: 1, complete: 0, dataLength: 2048), 2048);
-        var stream = Bytes.Concat([.. Enumerable.Repeat(full, 16), Bytes.Header(uid: 1, complete: 1, dataLength: 0)]);
+        var full = Frames.Frame(Frames.Header(uid: 1, complete: 0, dataLength: 2048), 2048);
+        var stream = Frames.Concat([.. Enumerable.Repeat(full, 16), Frames.Header(uid: 1, complete: 1, dataLength: 0)]);
         var result = Decode.All(stream, MessageDirection.Requests);
         Assert.Equal(ProtocolViolationKind.MessageTooLarge, result.Violation?.Kind);
     }
@@ -66,16 +66,16 @@ public sealed class MessageDecoderTests
     public void Encoder_refuses_32769_bytes()
     {
         var payload = new byte[32769];
-        Assert.Throws<ArgumentOutOfRangeException>(() => Bytes.Encode(w => Responses.WriteData(w, 1, Operation.Get, payload)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Frames.Encode(w => Responses.WriteData(w, 1, Operation.Get, payload)));
     }
 
     [Fact]
     public void Pipelined_messages_decode_in_order()
     {
-        var stream = Bytes.Encode(w =>
+        var stream = Frames.Encode(w =>
         {
             Requests.WriteIdRequest(w, 1, Operation.Get, [1, 2, 3]);
-            Requests.WriteAdd(w, 2, 1000, [9], Bytes.Random(5000, 1));
+            Requests.WriteAdd(w, 2, 1000, [9], Frames.Random(5000, 1));
             Requests.WriteIdRequest(w, 3, Operation.Have, [4]);
             Requests.WriteIdRequest(w, 4, Operation.Remove, [5, 6]);
         });
@@ -88,7 +88,7 @@ public sealed class MessageDecoderTests
     [Fact]
     public void Need_more_data_consumes_nothing_and_a_later_call_completes()
     {
-        var stream = Bytes.Encode(w => Requests.WriteIdRequest(w, 9, Operation.Get, [1, 2, 3, 4]));
+        var stream = Frames.Encode(w => Requests.WriteIdRequest(w, 9, Operation.Get, [1, 2, 3, 4]));
         var decoder = new MessageDecoder(MessageDirection.Requests);
         for (int n = 0; n < stream.Length; n++)
         {
@@ -106,7 +106,7 @@ public sealed class MessageDecoderTests
     [Fact]
     public void Single_frame_payload_is_not_copied()
     {
-        var stream = Bytes.Encode(w => Requests.WriteIdRequest(w, 9, Operation.Get, [1, 2, 3, 4]));
+        var stream = Frames.Encode(w => Requests.WriteIdRequest(w, 9, Operation.Get, [1, 2, 3, 4]));
         var decoder = new MessageDecoder(MessageDirection.Requests);
         var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(stream));
         decoder.TryDecode(ref reader, out var message, out _);
@@ -118,7 +118,7 @@ public sealed class MessageDecoderTests
     [Fact]
     public void Frame_reader_reports_each_frame_of_a_multi_frame_message()
     {
-        var stream = Bytes.Encode(w => Responses.WriteData(w, 5, Operation.Get, new byte[5000]));
+        var stream = Frames.Encode(w => Responses.WriteData(w, 5, Operation.Get, new byte[5000]));
         var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(stream));
         var rules = new FrameRules(MessageDirection.Responses);
         var lengths = new List<(ushort, bool)>();

@@ -1,5 +1,4 @@
 using Distcache.Protocol;
-using Distcache.Protocol.Tests.Support;
 
 namespace Distcache.Protocol.Tests;
 
@@ -16,7 +15,7 @@ public sealed class MessageWriterTests
     [Fact]
     public void Non_final_frames_are_exactly_2048_bytes()
     {
-        var stream = Bytes.Encode(w => Responses.WriteData(w, 1, Operation.Get, new byte[6000]));
+        var stream = Frames.Encode(w => Responses.WriteData(w, 1, Operation.Get, new byte[6000]));
         Assert.Equal(2048, (stream[12] << 8) | stream[13]);
         Assert.Equal(0, stream[11]);
         Assert.Equal(2048, (stream[2062 + 12] << 8) | stream[2062 + 13]);
@@ -27,9 +26,9 @@ public sealed class MessageWriterTests
     [Fact]
     public void Payload_written_in_pieces_equals_payload_written_at_once()
     {
-        var payload = Bytes.Random(9000, 4);
-        var once = Bytes.Encode(w => Responses.WriteData(w, 2, Operation.Get, payload));
-        var pieces = Bytes.Encode(w =>
+        var payload = Frames.Random(9000, 4);
+        var once = Frames.Encode(w => Responses.WriteData(w, 2, Operation.Get, payload));
+        var pieces = Frames.Encode(w =>
         {
             var writer = new MessageWriter(w, true, 2, Operation.Get, payload.Length);
             int at = 0;
@@ -48,12 +47,12 @@ public sealed class MessageWriterTests
     [Fact]
     public void Writing_more_or_less_than_declared_throws()
     {
-        Assert.Throws<InvalidOperationException>(() => Bytes.Encode(w =>
+        Assert.Throws<InvalidOperationException>(() => Frames.Encode(w =>
         {
             var writer = new MessageWriter(w, false, 1, Operation.Get, 2);
             writer.Write([1, 2, 3]);
         }));
-        Assert.Throws<InvalidOperationException>(() => Bytes.Encode(w =>
+        Assert.Throws<InvalidOperationException>(() => Frames.Encode(w =>
         {
             var writer = new MessageWriter(w, false, 1, Operation.Get, 2);
             writer.Write([1]);
@@ -66,9 +65,9 @@ public sealed class MessageWriterTests
     {
         // A writer that hands out exactly the size asked for catches an encoder that writes past its request.
         var small = new TinySpanWriter();
-        var payload = Bytes.Random(3000, 9);
+        var payload = Frames.Random(3000, 9);
         Responses.WriteData(small, 3, Operation.Get, payload);
-        Assert.Equal(Bytes.Encode(w => Responses.WriteData(w, 3, Operation.Get, payload)), small.Written.ToArray());
+        Assert.Equal(Frames.Encode(w => Responses.WriteData(w, 3, Operation.Get, payload)), small.Written.ToArray());
     }
 
     private sealed class TinySpanWriter : System.Buffers.IBufferWriter<byte>

@@ -57,16 +57,16 @@ public sealed class PayloadCodecTests
     [Fact]
     public void Add_request_parse_slices_id_and_data()
     {
-        var id = Bytes.Random(32, 1);
-        var data = Bytes.Random(3000, 2);
-        var stream = Bytes.Encode(w => Requests.WriteAdd(w, 77, 300_000, id, data));
+        var id = Frames.Random(32, 1);
+        var data = Frames.Random(3000, 2);
+        var stream = Frames.Encode(w => Requests.WriteAdd(w, 77, 300_000, id, data));
         var message = Assert.Single(Decode.All(stream, MessageDirection.Requests).Messages);
         Assert.Equal(AddRequestParseResult.Valid, AddRequest.TryParse(message.Payload, out var request));
         Assert.Equal(300_000u, request.TimeoutMilliseconds);
         Assert.Equal(id, request.Id.ToArray());
         Assert.Equal(data, request.Data.ToArray());
         Assert.Equal(message.Payload.Length, request.PayloadLength);
-        Assert.Equal(stream, Bytes.Encode(w => request.WriteTo(w, 77)));
+        Assert.Equal(stream, Frames.Encode(w => request.WriteTo(w, 77)));
     }
 
     [Theory]
@@ -88,8 +88,8 @@ public sealed class PayloadCodecTests
     [InlineData(Operation.Have)]
     public void Id_requests_carry_the_id_as_payload(Operation operation)
     {
-        var id = Bytes.Random(64, 3);
-        var stream = Bytes.Encode(w => Requests.WriteIdRequest(w, 12, operation, id));
+        var id = Frames.Random(64, 3);
+        var stream = Frames.Encode(w => Requests.WriteIdRequest(w, 12, operation, id));
         Assert.Equal(14 + 64, stream.Length);
         var message = Assert.Single(Decode.All(stream, MessageDirection.Requests).Messages);
         Assert.Equal(operation, message.Operation);
@@ -98,7 +98,7 @@ public sealed class PayloadCodecTests
 
     [Fact]
     public void Id_request_refuses_add() =>
-        Assert.Throws<ArgumentException>(() => Bytes.Encode(w => Requests.WriteIdRequest(w, 1, Operation.Add, [1])));
+        Assert.Throws<ArgumentException>(() => Frames.Encode(w => Requests.WriteIdRequest(w, 1, Operation.Add, [1])));
 
     [Theory]
     [InlineData(0, false)]
@@ -114,8 +114,8 @@ public sealed class PayloadCodecTests
     [InlineData(StatusCode.AddErrMatchingSession)]
     public void Status_response_is_one_15_byte_frame(StatusCode status)
     {
-        var stream = Bytes.Encode(w => Responses.WriteStatus(w, 0x01020304, Operation.Add, status));
-        Assert.Equal(Bytes.Concat(Bytes.Header(isResponse: 1, uid: 0x01020304, operation: 0, dataLength: 1), [(byte)status]), stream);
+        var stream = Frames.Encode(w => Responses.WriteStatus(w, 0x01020304, Operation.Add, status));
+        Assert.Equal(Frames.Concat(Frames.Header(isResponse: 1, uid: 0x01020304, operation: 0, dataLength: 1), [(byte)status]), stream);
         var message = Assert.Single(Decode.All(stream, MessageDirection.Responses).Messages);
         Assert.Equal(ResponseKind.Status, Responses.Classify(message.Payload));
         Assert.True(Responses.TryReadStatus(message.Payload, out var read));
@@ -125,8 +125,8 @@ public sealed class PayloadCodecTests
     [Fact]
     public void Empty_response_is_1_5_1_proxy_failure()
     {
-        var stream = Bytes.Encode(w => Responses.WriteEmpty(w, 1, Operation.Add));
-        Assert.Equal(Bytes.Header(isResponse: 1, uid: 1, operation: 0, dataLength: 0), stream);
+        var stream = Frames.Encode(w => Responses.WriteEmpty(w, 1, Operation.Add));
+        Assert.Equal(Frames.Header(isResponse: 1, uid: 1, operation: 0, dataLength: 0), stream);
         Assert.Equal(ResponseKind.Empty, Responses.Classify([]));
         Assert.False(Responses.TryReadStatus([], out _));
     }

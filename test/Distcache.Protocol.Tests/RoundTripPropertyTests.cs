@@ -25,7 +25,7 @@ public sealed class RoundTripPropertyTests
             return Gen.Select(Gen.Int[0, length].Array[0, 12], Gen.Int[1, 3000].Array[1, 5], (cuts, chunks) => (messages, cuts, chunks));
         });
 
-    private static byte[] EncodeAll(Sample[] messages) => Bytes.Encode(w =>
+    private static byte[] EncodeAll(Sample[] messages) => Frames.Encode(w =>
     {
         foreach (var m in messages)
         {

@@ -99,7 +99,7 @@ public sealed class VectorTests
             }
 
             decoded[name] = result.Messages;
-            var reencoded = Bytes.Encode(w =>
+            var reencoded = Frames.Encode(w =>
             {
                 foreach (var m in result.Messages)
                 {

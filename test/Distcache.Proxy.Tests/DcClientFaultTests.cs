@@ -1,9 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 using Distcache.Proxy.Tests.Support;
-using Distcache.Testing;
 
 namespace Distcache.Proxy.Tests;
 
@@ -92,18 +90,18 @@ public sealed class DcClientFaultTests(ITestOutputHelper output)
         await using Rig rig = await Rig.StartAsync(TimeoutMs);
         using TestClient app = await rig.ConnectAsync();
         byte[] data = SessionData.For("quiet", 500);
-        Assert.Equal(StatusCode.Ok, (await app.CallAsync(Wire.Add(1, "quiet", data))).Status);
+        Assert.Equal(StatusCode.Ok, (await app.CallAsync(Frames.Add(1, "quiet", data))).Status);
 
         rig.Proxy.ToClient.Silent = true;
         var clock = Stopwatch.StartNew();
-        Received answer = await app.CallAsync(Wire.Get(2, "quiet"), TimeSpan.FromSeconds(5));
+        Received answer = await app.CallAsync(Frames.Get(2, "quiet"), TimeSpan.FromSeconds(5));
         TimeSpan waited = clock.Elapsed;
-        Assert.Equal(Wire.Disconnected(2, Operation.Get), answer.Raw);
+        Assert.Equal(Frames.Disconnected(2, Operation.Get), answer.Raw);
         output.WriteLine($"silent link: DISCONNECTED after {waited.TotalMilliseconds:0} ms (-timeout {TimeoutMs})");
         Assert.InRange(waited, TimeSpan.FromMilliseconds(TimeoutMs - 50), TimeSpan.FromMilliseconds(TimeoutMs + 1500));
 
         rig.Proxy.ToClient.Clear();
-        var (again, took) = await rig.UntilServedAsync(uid => Wire.Get(uid, "quiet"));
+        var (again, took) = await rig.UntilServedAsync(uid => Frames.Get(uid, "quiet"));
         output.WriteLine($"  served again {took.TotalMilliseconds:0} ms after the link was healed (-retry {RetryMs})");
         Assert.Equal(data, again.Payload);
         Assert.False(rig.Client.HasExited);
@@ -118,11 +116,11 @@ public sealed class DcClientFaultTests(ITestOutputHelper output)
         await using Rig rig = await Rig.StartAsync();
         using TestClient app = await rig.ConnectAsync();
         byte[] data = SessionData.For("large", 12_000);
-        Assert.Equal(StatusCode.Ok, (await app.CallAsync(Wire.Add(1, "large", data))).Status);
+        Assert.Equal(StatusCode.Ok, (await app.CallAsync(Frames.Add(1, "large", data))).Status);
 
         // Towards the client the GET's answer is cut; towards the server an ADD of a second large session is.
         (direction == FaultDirection.ToClient ? rig.Proxy.ToClient : rig.Proxy.ToServer).ResetAfter(afterBytes);
-        byte[] request = direction == FaultDirection.ToClient ? Wire.Get(2, "large") : Wire.Add(2, "other", SessionData.For("other", 12_000));
+        byte[] request = direction == FaultDirection.ToClient ? Frames.Get(2, "large") : Frames.Add(2, "other", SessionData.For("other", 12_000));
         var clock = Stopwatch.StartNew();
         Received answer = await app.CallAsync(request, TimeSpan.FromSeconds(5));
         output.WriteLine($"reset after {afterBytes} bytes {direction}: {answer.Status} after {clock.ElapsedMilliseconds} ms");
@@ -131,7 +129,7 @@ public sealed class DcClientFaultTests(ITestOutputHelper output)
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"answered after {clock.Elapsed}, not at once (-timeout {LongTimeoutMs})");
         Assert.Equal(1, rig.Proxy.Resets);
 
-        var (again, took) = await rig.UntilServedAsync(uid => Wire.Get(uid, "large"));
+        var (again, took) = await rig.UntilServedAsync(uid => Frames.Get(uid, "large"));
         output.WriteLine($"  served again after {took.TotalMilliseconds:0} ms (-retry {RetryMs})");
         Assert.Equal(data, again.Payload);
     }
@@ -142,22 +140,22 @@ public sealed class DcClientFaultTests(ITestOutputHelper output)
         await using Rig rig = await Rig.StartAsync();
         using TestClient app = await rig.ConnectAsync();
         byte[] data = SessionData.For("g", 100);
-        Assert.Equal(StatusCode.Ok, (await app.CallAsync(Wire.Add(1, "g", data))).Status);
+        Assert.Equal(StatusCode.Ok, (await app.CallAsync(Frames.Add(1, "g", data))).Status);
 
         // The request is held on its way to the server, so the garbage is what comes back while it waits.
         rig.Proxy.ToServer.Silent = true;
-        await app.SendAsync(Wire.Get(2, "g"));
+        await app.SendAsync(Frames.Get(2, "g"));
         await Task.Delay(50);
         rig.Proxy.Inject(FaultDirection.ToClient, "SSH-2.0-OpenSSH_9.2\r\n"u8);
         var clock = Stopwatch.StartNew();
         Received answer = await app.ReceiveAsync(TimeSpan.FromSeconds(5));
         output.WriteLine($"garbage on the link: {answer.Status} after {clock.ElapsedMilliseconds} ms");
-        Assert.Equal(Wire.Disconnected(2, Operation.Get), answer.Raw);
+        Assert.Equal(Frames.Disconnected(2, Operation.Get), answer.Raw);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"answered after {clock.Elapsed}, not at once (-timeout {LongTimeoutMs})");
         await rig.Client.WaitUntilAsync(() => rig.Client.Stderr.Contains("protocol violation", StringComparison.Ordinal), TimeSpan.FromSeconds(5), "dc_client logs the violation");
 
         rig.Proxy.ToServer.Clear();
-        var (again, _) = await rig.UntilServedAsync(uid => Wire.Get(uid, "g"));
+        var (again, _) = await rig.UntilServedAsync(uid => Frames.Get(uid, "g"));
         Assert.Equal(data, again.Payload);
     }
 
@@ -179,9 +177,9 @@ public sealed class DcClientFaultTests(ITestOutputHelper output)
             {
                 string id = $"app{a}-s{i}";
                 byte[] data = SessionData.For(id, 200 + (int)(i * 700));
-                Received added = await app.CallAsync(Wire.Add((2 * i) + 1, id, data));
+                Received added = await app.CallAsync(Frames.Add((2 * i) + 1, id, data));
                 Assert.Equal(StatusCode.Ok, added.Status);
-                Received got = await app.CallAsync(Wire.Get((2 * i) + 2, id));
+                Received got = await app.CallAsync(Frames.Get((2 * i) + 2, id));
                 Assert.Equal((2 * i) + 2, got.Uid);
                 Assert.True(SessionData.Matches(System.Text.Encoding.UTF8.GetBytes(id), got.Payload) && got.Payload.Length == data.Length, $"{id}: another session's data");
                 count++;

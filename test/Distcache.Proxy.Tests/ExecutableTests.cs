@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Networking;
 using Distcache.Protocol;
 using Distcache.Proxy.Tests.Support;
@@ -104,7 +103,7 @@ public sealed class ExecutableTests
         for (int i = 0; i < 20; i++)
         {
             using TestClient client = await TestClient.ConnectAsync(socket);
-            Assert.Equal(Wire.Status(7, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Wire.Have(7, "absent"))).Raw);
+            Assert.Equal(Frames.Status(7, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Frames.Have(7, "absent"))).Raw);
         }
 
         bool eventLoops = Directory.GetDirectories($"/proc/{tool.Pid}/task")
@@ -132,7 +131,7 @@ public sealed class ExecutableTests
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket));
 
         using TestClient client = await TestClient.ConnectAsync(socket);
-        Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Wire.Have(1, "x"))).Raw);
+        Assert.Equal(Frames.Status(1, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Frames.Have(1, "x"))).Raw);
 
         tool.Signal(Native.SIGTERM);
         await tool.WaitForExitAsync(Exit);
@@ -156,7 +155,7 @@ public sealed class ExecutableTests
         {
             Assert.NotEqual(parent.Pid, pid);
             using TestClient client = await TestClient.ConnectAsync(socket);
-            Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Wire.Have(1, "x"))).Raw);
+            Assert.Equal(Frames.Status(1, Operation.Have, StatusCode.NotOk), (await client.CallAsync(Frames.Have(1, "x"))).Raw);
         }
         finally
         {
@@ -185,20 +184,20 @@ public sealed class ExecutableTests
         string socket = dir.File("idle.sock");
         await using Tool tool = Tool.Start("dc_client", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-idle", "300", "-timeout", "2000");
         await LoadTests.WaitForLinkAsync(tool);
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
 
         using TestClient idle = await TestClient.ConnectAsync(socket);
         using TestClient waiting = await TestClient.ConnectAsync(socket);
         var clock = Stopwatch.StartNew();
-        await waiting.SendAsync(Wire.Get(5, "stalled"));
-        await link.ReceiveAsync();
+        await waiting.SendAsync(Frames.Get(5, "stalled"));
+        await link.NextRequestAsync();
 
         Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "the idle connection stayed open");
         Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(1500));
 
         // Still open well past the idle timeout, until the operation timeout answers for the stalled server.
         Received answer = await waiting.ReceiveAsync(TimeSpan.FromSeconds(10));
-        Assert.Equal(Wire.Disconnected(5, Operation.Get), answer.Raw);
+        Assert.Equal(Frames.Disconnected(5, Operation.Get), answer.Raw);
         Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(1900), $"answered after {clock.Elapsed}");
         Assert.True(await waiting.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "idle after its answer, it should be dropped too");
     }

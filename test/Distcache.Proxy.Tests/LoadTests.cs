@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 using Distcache.Proxy.Tests.Support;
 
@@ -130,7 +129,7 @@ public sealed class LoadTests(ITestOutputHelper output)
         string id = string.Create(CultureInfo.InvariantCulture, $"c{client}-s{random.Next(6)}");
         byte[] data = MultiplexerTests.RandomData(random, random.Next(5, 4097));
         Operation op = (Operation)random.Next(4);
-        byte[] request = op == Operation.Add ? Wire.Add(uid, id, data, SessionTimeout) : Wire.IdRequest(uid, op, id);
+        byte[] request = op == Operation.Add ? Frames.Add(uid, id, data, SessionTimeout) : Frames.IdRequest(uid, op, id);
         return (op, request, id, data);
     }
 
@@ -183,7 +182,7 @@ public sealed class LoadTests(ITestOutputHelper output)
                 bytes.Add(request);
             }
 
-            await connection.SendAsync(Wire.Concat([.. bytes]));
+            await connection.SendAsync(Frames.Concat([.. bytes]));
             foreach ((uint uid, Operation op, byte[] payload, string id) in expected)
             {
                 if (Check(await connection.ReceiveAsync(), uid, op, payload, id) is { } failure)
@@ -211,7 +210,7 @@ public sealed class LoadTests(ITestOutputHelper output)
             {
                 uid++;
                 string id = string.Create(CultureInfo.InvariantCulture, $"load{client}-{random.Next(4)}");
-                byte[] request = random.Next(3) == 0 ? Wire.Add(uid, id, Encoding.ASCII.GetBytes("session data"), SessionTimeout) : Wire.Get(uid, id);
+                byte[] request = random.Next(3) == 0 ? Frames.Add(uid, id, Encoding.ASCII.GetBytes("session data"), SessionTimeout) : Frames.Get(uid, id);
                 TimeSpan sentAt = clock.Elapsed;
                 try
                 {

@@ -17,7 +17,7 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
 
         const int Clients = 40;
         var clients = new List<TestClient>();
@@ -29,16 +29,16 @@ public sealed class MultiplexerTests
             }
 
             // Everyone asks with uid 7 at the same time; the ids differ so each answer can be told apart.
-            await Task.WhenAll(clients.Select((c, i) => c.SendAsync(Wire.Get(7, $"client-{i}"))));
+            await Task.WhenAll(clients.Select((c, i) => c.SendAsync(Frames.Get(7, $"client-{i}"))));
 
             // The fake server echoes each id back as session data, under the uid the proxy chose.
             var seenUids = new List<uint>();
             for (int i = 0; i < Clients; i++)
             {
-                Received request = await link.ReceiveAsync();
+                Received request = await link.NextRequestAsync();
                 Assert.Equal(ProtocolConstants.ProtoLevel, request.ProtoLevel);
                 seenUids.Add(request.Uid);
-                await link.SendAsync(Wire.Data(request.Uid, Operation.Get, request.Payload));
+                await link.SendAsync(Frames.Data(request.Uid, Operation.Get, request.Payload));
             }
 
             Assert.Equal(Enumerable.Range(1, Clients).Select(i => (uint)i), seenUids);
@@ -87,21 +87,21 @@ public sealed class MultiplexerTests
 
             // The application's request waits for the attempt instead of being answered DISCONNECTED...
             using TestClient client = await connecting;
-            await client.SendAsync(Wire.Have(1, "early"));
+            await client.SendAsync(Frames.Have(1, "early"));
             Assert.True(await client.StaysSilentAsync(TimeSpan.FromMilliseconds(200)));
 
             // ...and is forwarded once the link is up.
             // The fillers (including one whose connection the kernel completed late) are accepted too; the proxy's
             // link is the one its request arrives on.
             server.StartAccepting();
-            FakeLink? link = null;
+            FakeConnection? link = null;
             Received? forwarded = null;
             for (int i = 0; i < fillers.Count + 2 && forwarded is null; i++)
             {
-                link = await server.NextLinkAsync();
+                link = await server.NextConnectionAsync();
                 try
                 {
-                    forwarded = await link.ReceiveAsync(TimeSpan.FromMilliseconds(1000));
+                    forwarded = await link.NextRequestAsync(TimeSpan.FromMilliseconds(1000));
                 }
                 catch (OperationCanceledException)
                 {
@@ -110,8 +110,8 @@ public sealed class MultiplexerTests
             }
 
             Assert.True(forwarded is not null, $"nothing forwarded. Log:\n{proxy.Logs}");
-            await link!.SendAsync(Wire.Status(forwarded.Uid, Operation.Have, StatusCode.NotOk));
-            Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await client.ReceiveAsync()).Raw);
+            await link!.SendAsync(Frames.Status(forwarded.Uid, Operation.Have, StatusCode.NotOk));
+            Assert.Equal(Frames.Status(1, Operation.Have, StatusCode.NotOk), (await client.ReceiveAsync()).Raw);
             Assert.True(await proxy.Proxy.FirstConnectAttempt);
         }
         finally
@@ -138,16 +138,16 @@ public sealed class MultiplexerTests
             byte[] data = RandomData(random, random.Next(5, 9000));
             (Operation op, byte[] bytes) = random.Next(4) switch
             {
-                0 => (Operation.Add, Wire.Add(uid, id, data)),
-                1 => (Operation.Get, Wire.Get(uid, id)),
-                2 => (Operation.Remove, Wire.Remove(uid, id)),
-                _ => (Operation.Have, Wire.Have(uid, id)),
+                0 => (Operation.Add, Frames.Add(uid, id, data)),
+                1 => (Operation.Get, Frames.Get(uid, id)),
+                2 => (Operation.Remove, Frames.Remove(uid, id)),
+                _ => (Operation.Have, Frames.Have(uid, id)),
             };
             byte[] expected = Model.Apply(model, op, id, data);
             requests.Add((uid, op, bytes, expected));
         }
 
-        await client.SendAsync(Wire.Concat([.. requests.Select(r => r.Bytes)]));
+        await client.SendAsync(Frames.Concat([.. requests.Select(r => r.Bytes)]));
         foreach ((uint uid, Operation op, _, byte[] expected) in requests)
         {
             Received answer = await client.ReceiveAsync();
@@ -164,26 +164,26 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
 
         TestClient leaving = await proxy.ConnectAsync();
-        await leaving.SendAsync(Wire.Get(1, "gone"));
-        Received forwarded = await link.ReceiveAsync();
+        await leaving.SendAsync(Frames.Get(1, "gone"));
+        Received forwarded = await link.NextRequestAsync();
         leaving.Dispose();
 
         // Another one vanishes half way through sending a request.
         TestClient halfway = await proxy.ConnectAsync();
-        await halfway.SendAsync(Wire.Get(1, "halfway")[..20]);
+        await halfway.SendAsync(Frames.Get(1, "halfway")[..20]);
         halfway.Dispose();
 
         using TestClient staying = await proxy.ConnectAsync();
-        await staying.SendAsync(Wire.Get(1, "here"));
-        Received second = await link.ReceiveAsync();
+        await staying.SendAsync(Frames.Get(1, "here"));
+        Received second = await link.NextRequestAsync();
 
         // The one that left mid-request is gone at once; the one that left after sending is kept only until its
         // answer is due (it may merely have closed its sending side), and that answer then goes nowhere.
         await proxy.WaitUntilAsync(() => proxy.Statistics.OpenConnections == 2, "the half-sent client is closed");
-        await link.SendAsync(Wire.Concat(Wire.Data(forwarded.Uid, Operation.Get, [9, 9, 9]), Wire.Data(second.Uid, Operation.Get, [4, 5, 6])));
+        await link.SendAsync(Frames.Concat(Frames.Data(forwarded.Uid, Operation.Get, [9, 9, 9]), Frames.Data(second.Uid, Operation.Get, [4, 5, 6])));
         Received answer = await staying.ReceiveAsync();
         Assert.Equal(new byte[] { 4, 5, 6 }, answer.Payload);
         Assert.Equal(1u, answer.Uid);
@@ -191,7 +191,7 @@ public sealed class MultiplexerTests
         Assert.Equal(0, proxy.Statistics.UnknownResponses);
         Assert.Equal(1, proxy.Statistics.ServerConnects);
         Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
-        Assert.Equal(Wire.Status(2, Operation.Have, StatusCode.Ok), (await CallThroughAsync(staying, link, Wire.Have(2, "still"), StatusCode.Ok)).Raw);
+        Assert.Equal(Frames.Status(2, Operation.Have, StatusCode.Ok), (await CallThroughAsync(staying, link, Frames.Have(2, "still"), StatusCode.Ok)).Raw);
     }
 
     [Fact]
@@ -199,30 +199,30 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
 
-        await client.SendAsync(Wire.Have(5, "x"));
-        Received request = await link.ReceiveAsync();
+        await client.SendAsync(Frames.Have(5, "x"));
+        Received request = await link.NextRequestAsync();
         Assert.Equal(1u, request.Uid);
 
         // Never sent (uid 999), then the real answer, then the real answer again.
-        await link.SendAsync(Wire.Status(999, Operation.Have, StatusCode.Ok));
-        await link.SendAsync(Wire.Status(1, Operation.Have, StatusCode.NotOk));
-        await link.SendAsync(Wire.Status(1, Operation.Have, StatusCode.Ok));
+        await link.SendAsync(Frames.Status(999, Operation.Have, StatusCode.Ok));
+        await link.SendAsync(Frames.Status(1, Operation.Have, StatusCode.NotOk));
+        await link.SendAsync(Frames.Status(1, Operation.Have, StatusCode.Ok));
 
         Received answer = await client.ReceiveAsync();
-        Assert.Equal(Wire.Status(5, Operation.Have, StatusCode.NotOk), answer.Raw);
+        Assert.Equal(Frames.Status(5, Operation.Have, StatusCode.NotOk), answer.Raw);
         await proxy.WaitUntilAsync(() => proxy.Statistics.UnknownResponses == 2, "both strays counted");
         Assert.True(await client.StaysSilentAsync(Short), "a stray response reached a client");
         Assert.True(proxy.Logs.Contains(LogLevel.Warning, "with no request in flight, the first with uid 999 (HAVE)"), proxy.Logs.ToString());
 
         // The link survived: the next request still goes through it.
-        await client.SendAsync(Wire.Have(6, "y"));
-        Received next = await link.ReceiveAsync();
+        await client.SendAsync(Frames.Have(6, "y"));
+        Received next = await link.NextRequestAsync();
         Assert.Equal(2u, next.Uid);
-        await link.SendAsync(Wire.Status(2, Operation.Have, StatusCode.Ok));
-        Assert.Equal(Wire.Status(6, Operation.Have, StatusCode.Ok), (await client.ReceiveAsync()).Raw);
+        await link.SendAsync(Frames.Status(2, Operation.Have, StatusCode.Ok));
+        Assert.Equal(Frames.Status(6, Operation.Have, StatusCode.Ok), (await client.ReceiveAsync()).Raw);
         Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
     }
 
@@ -231,27 +231,27 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 50));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
 
-        await client.SendAsync(Wire.Concat(Wire.Get(11, "a"), Wire.Remove(12, "b")));
-        Received first = await link.ReceiveAsync();
-        await link.ReceiveAsync();
-        await link.SendAsync(Wire.Status(first.Uid, Operation.Add, StatusCode.Ok));
+        await client.SendAsync(Frames.Concat(Frames.Get(11, "a"), Frames.Remove(12, "b")));
+        Received first = await link.NextRequestAsync();
+        await link.NextRequestAsync();
+        await link.SendAsync(Frames.Status(first.Uid, Operation.Add, StatusCode.Ok));
 
-        Assert.Equal(Wire.Disconnected(11, Operation.Get), (await client.ReceiveAsync()).Raw);
-        Assert.Equal(Wire.Disconnected(12, Operation.Remove), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Disconnected(11, Operation.Get), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Disconnected(12, Operation.Remove), (await client.ReceiveAsync()).Raw);
         Assert.True(await link.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
         Assert.True(proxy.Logs.Contains(LogLevel.Warning, "the request was GET"), proxy.Logs.ToString());
 
         // And the proxy comes back on a new link by itself.
-        FakeLink again = await server.NextLinkAsync();
+        FakeConnection again = await server.NextConnectionAsync();
         await proxy.WaitForLinkAsync(up: true);
-        await client.SendAsync(Wire.Get(13, "c"));
-        Received request = await again.ReceiveAsync();
+        await client.SendAsync(Frames.Get(13, "c"));
+        Received request = await again.NextRequestAsync();
         Assert.Equal(3u, request.Uid);
-        await again.SendAsync(Wire.Status(request.Uid, Operation.Get, StatusCode.NotOk));
-        Assert.Equal(Wire.Status(13, Operation.Get, StatusCode.NotOk), (await client.ReceiveAsync()).Raw);
+        await again.SendAsync(Frames.Status(request.Uid, Operation.Get, StatusCode.NotOk));
+        Assert.Equal(Frames.Status(13, Operation.Get, StatusCode.NotOk), (await client.ReceiveAsync()).Raw);
     }
 
     [Fact]
@@ -259,16 +259,16 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
 
-        await client.SendAsync(Wire.Concat(Wire.Have(1, "a"), Wire.Have(2, "b")));
-        await link.ReceiveAsync();
-        Received second = await link.ReceiveAsync();
-        await link.SendAsync(Wire.Status(second.Uid, Operation.Have, StatusCode.Ok));
+        await client.SendAsync(Frames.Concat(Frames.Have(1, "a"), Frames.Have(2, "b")));
+        await link.NextRequestAsync();
+        Received second = await link.NextRequestAsync();
+        await link.SendAsync(Frames.Status(second.Uid, Operation.Have, StatusCode.Ok));
 
-        Assert.Equal(Wire.Disconnected(1, Operation.Have), (await client.ReceiveAsync()).Raw);
-        Assert.Equal(Wire.Disconnected(2, Operation.Have), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Disconnected(1, Operation.Have), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Disconnected(2, Operation.Have), (await client.ReceiveAsync()).Raw);
 
         // The answers may reach the client a moment before the loss is counted.
         await proxy.WaitUntilAsync(() => proxy.Statistics.ServerLinkLosses == 1, "the link loss is counted");
@@ -280,24 +280,24 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000, timeoutMilliseconds: 400));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
 
         var clock = Stopwatch.StartNew();
-        await client.SendAsync(Wire.Get(77, "never answered"));
-        await link.ReceiveAsync();
+        await client.SendAsync(Frames.Get(77, "never answered"));
+        await link.NextRequestAsync();
         Received answer = await client.ReceiveAsync(TimeSpan.FromSeconds(5));
         TimeSpan waited = clock.Elapsed;
 
-        Assert.Equal(Wire.Disconnected(77, Operation.Get), answer.Raw);
+        Assert.Equal(Frames.Disconnected(77, Operation.Get), answer.Raw);
         Assert.InRange(waited, TimeSpan.FromMilliseconds(380), TimeSpan.FromMilliseconds(1500));
         Assert.Equal(1, proxy.Statistics.ServerTimeouts);
         Assert.True(await link.ClosesWithinAsync(TimeSpan.FromSeconds(5)), "the half-open link was not closed");
 
         // Until the next attempt (a retry period away), requests are answered at once.
         clock.Restart();
-        Received meanwhile = await client.CallAsync(Wire.Have(78, "x"));
-        Assert.Equal(Wire.Disconnected(78, Operation.Have), meanwhile.Raw);
+        Received meanwhile = await client.CallAsync(Frames.Have(78, "x"));
+        Assert.Equal(Frames.Disconnected(78, Operation.Have), meanwhile.Raw);
         Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(250), $"answered after {clock.Elapsed}");
     }
 
@@ -308,15 +308,15 @@ public sealed class MultiplexerTests
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
         using TestClient hog = await proxy.ConnectAsync();
         byte[] big = RandomData(new Random(5), 30_000);
-        await hog.CallAsync(Wire.Add(1, "big", big));
+        await hog.CallAsync(Frames.Add(1, "big", big));
 
         // The hog asks for 30 KB again and again and never reads: its answers pile up until the proxy stops
         // reading from it. Its sends then block in its own socket buffer, which is its problem alone.
-        byte[] getBig = Wire.Get(2, "big");
+        byte[] getBig = Frames.Get(2, "big");
         using var hogging = new CancellationTokenSource();
         Task flood = Task.Run(async () =>
         {
-            byte[] burst = Wire.Concat([.. Enumerable.Repeat(getBig, 100)]);
+            byte[] burst = Frames.Concat([.. Enumerable.Repeat(getBig, 100)]);
             while (!hogging.IsCancellationRequested)
             {
                 await hog.Socket.SendAsync(burst, System.Net.Sockets.SocketFlags.None, hogging.Token);
@@ -328,8 +328,8 @@ public sealed class MultiplexerTests
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < 200; i++)
         {
-            Received answer = await other.CallAsync(Wire.Have((uint)i, "big"), TimeSpan.FromSeconds(2));
-            Assert.Equal(Wire.Status((uint)i, Operation.Have, StatusCode.Ok), answer.Raw);
+            Received answer = await other.CallAsync(Frames.Have((uint)i, "big"), TimeSpan.FromSeconds(2));
+            Assert.Equal(Frames.Status((uint)i, Operation.Have, StatusCode.Ok), answer.Raw);
         }
 
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"200 operations took {clock.Elapsed}");
@@ -359,16 +359,16 @@ public sealed class MultiplexerTests
         };
         await using var proxy = await ProxyHarness.StartAsync(options);
         using TestClient hog = await proxy.ConnectAsync();
-        await hog.CallAsync(Wire.Add(1, "big", RandomData(new Random(6), 30_000)));
+        await hog.CallAsync(Frames.Add(1, "big", RandomData(new Random(6), 30_000)));
 
         // 200 answers of 30 KB, unread, far beyond 256 KB: the proxy gives up on this client.
         hog.Socket.ReceiveBufferSize = 4096;
-        await hog.SendAsync(Wire.Concat([.. Enumerable.Repeat(Wire.Get(2, "big"), 200)]));
+        await hog.SendAsync(Frames.Concat([.. Enumerable.Repeat(Frames.Get(2, "big"), 200)]));
         await proxy.WaitUntilAsync(() => proxy.Statistics.ClientsOverflowed == 1, "the hog is dropped");
         Assert.True(proxy.Logs.Contains(LogLevel.Warning, "waiting unread"), proxy.Logs.ToString());
 
         using TestClient other = await proxy.ConnectAsync();
-        Assert.Equal(Wire.Status(3, Operation.Have, StatusCode.Ok), (await other.CallAsync(Wire.Have(3, "big"))).Raw);
+        Assert.Equal(Frames.Status(3, Operation.Have, StatusCode.Ok), (await other.CallAsync(Frames.Have(3, "big"))).Raw);
         Assert.Equal(0, proxy.Statistics.ServerLinkLosses);
     }
 
@@ -379,18 +379,18 @@ public sealed class MultiplexerTests
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
 
         using TestClient bad = await proxy.ConnectAsync();
-        byte[] wrongVersion = Wire.Get(1, "x");
+        byte[] wrongVersion = Frames.Get(1, "x");
         wrongVersion[1] = 0x12;
         await bad.SendAsync(wrongVersion);
         Assert.True(await bad.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
 
         // A response sent as a request is as bad.
         using TestClient backwards = await proxy.ConnectAsync();
-        await backwards.SendAsync(Wire.Status(1, Operation.Get, StatusCode.Ok));
+        await backwards.SendAsync(Frames.Status(1, Operation.Get, StatusCode.Ok));
         Assert.True(await backwards.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
 
         using TestClient good = await proxy.ConnectAsync();
-        Assert.Equal(Wire.Status(1, Operation.Have, StatusCode.NotOk), (await good.CallAsync(Wire.Have(1, "x"))).Raw);
+        Assert.Equal(Frames.Status(1, Operation.Have, StatusCode.NotOk), (await good.CallAsync(Frames.Have(1, "x"))).Raw);
         Assert.Equal(2, proxy.Statistics.ClientViolations);
         Assert.Equal(1, proxy.Statistics.ServerConnects);
         Assert.True(proxy.Logs.Contains(LogLevel.Warning, "wrong protocol version"), proxy.Logs.ToString());
@@ -401,23 +401,23 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
 
         using TestClient bad = await proxy.ConnectAsync();
-        byte[] shortAdd = Wire.Data(1, Operation.Add, [0, 0, 1]);
+        byte[] shortAdd = Frames.Data(1, Operation.Add, [0, 0, 1]);
         shortAdd[4] = 0; // a request, not a response
-        await bad.SendAsync(Wire.Concat(Wire.Have(1, "before"), shortAdd));
-        Received forwarded = await link.ReceiveAsync();
+        await bad.SendAsync(Frames.Concat(Frames.Have(1, "before"), shortAdd));
+        Received forwarded = await link.NextRequestAsync();
         Assert.Equal(Operation.Have, forwarded.Operation);
         Assert.True(await bad.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
         Assert.True(proxy.Logs.Contains(LogLevel.Warning, "ADD payload shorter than 8 bytes"), proxy.Logs.ToString());
 
         // The answer to its earlier, valid request has nobody to go to any more.
-        await link.SendAsync(Wire.Status(forwarded.Uid, Operation.Have, StatusCode.NotOk));
+        await link.SendAsync(Frames.Status(forwarded.Uid, Operation.Have, StatusCode.NotOk));
         await proxy.WaitUntilAsync(() => proxy.Statistics.ResponsesDiscarded == 1, "the orphaned answer is discarded");
 
         using TestClient good = await proxy.ConnectAsync();
-        Assert.Equal(Wire.Status(2, Operation.Have, StatusCode.Ok), (await CallThroughAsync(good, link, Wire.Have(2, "after"), StatusCode.Ok)).Raw);
+        Assert.Equal(Frames.Status(2, Operation.Have, StatusCode.Ok), (await CallThroughAsync(good, link, Frames.Have(2, "after"), StatusCode.Ok)).Raw);
         Assert.Equal(1, server.Accepted);
         Assert.Equal(0, proxy.Statistics.UnknownResponses);
     }
@@ -427,17 +427,17 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
 
-        byte[] request = Wire.Add(3, "multi", RandomData(new Random(2), 5000));
+        byte[] request = Frames.Add(3, "multi", RandomData(new Random(2), 5000));
         for (int frame = 0; frame < 3; frame++)
         {
             BinaryPrimitives.WriteUInt32BigEndian(request.AsSpan(frame * 2062), 0x0011_0007);
         }
 
         await client.SendAsync(request);
-        Received forwarded = await link.ReceiveAsync();
+        Received forwarded = await link.NextRequestAsync();
         Assert.Equal(ProtocolConstants.ProtoLevel, forwarded.ProtoLevel);
         byte[] expected = (byte[])request.Clone();
         for (int frame = 0; frame < 3; frame++)
@@ -454,42 +454,42 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
 
         byte[] data = RandomData(new Random(3), ProtocolConstants.MaxMessagePayload);
-        await client.SendAsync(Wire.Get(0xDEADBEEF, "large"));
-        Received request = await link.ReceiveAsync();
-        await link.SendAsync(Wire.Data(request.Uid, Operation.Get, data));
+        await client.SendAsync(Frames.Get(0xDEADBEEF, "large"));
+        Received request = await link.NextRequestAsync();
+        await link.SendAsync(Frames.Data(request.Uid, Operation.Get, data));
 
         Received answer = await client.ReceiveAsync();
-        Assert.Equal(Wire.Data(0xDEADBEEF, Operation.Get, data), answer.Raw);
+        Assert.Equal(Frames.Data(0xDEADBEEF, Operation.Get, data), answer.Raw);
     }
 
     [Fact]
     public async Task While_the_server_is_down_requests_are_answered_DISCONNECTED_at_once_and_service_resumes_by_itself()
     {
         InProcessServer server = InProcessServer.Start();
-        int port = server.Port;
+        string address = server.Address.ToString();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 100));
         using TestClient client = await proxy.ConnectAsync();
-        Assert.Equal(Wire.Status(1, Operation.Add, StatusCode.Ok), (await client.CallAsync(Wire.Add(1, "s", [1, 2, 3, 4, 5]))).Raw);
+        Assert.Equal(Frames.Status(1, Operation.Add, StatusCode.Ok), (await client.CallAsync(Frames.Add(1, "s", [1, 2, 3, 4, 5]))).Raw);
 
         await server.DisposeAsync();
         await proxy.WaitForLinkAsync(up: false);
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < 20; i++)
         {
-            Assert.Equal(Wire.Disconnected(2, Operation.Get), (await client.CallAsync(Wire.Get(2, "s"))).Raw);
+            Assert.Equal(Frames.Disconnected(2, Operation.Get), (await client.CallAsync(Frames.Get(2, "s"))).Raw);
         }
 
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"20 answers during the outage took {clock.Elapsed}");
 
-        await using InProcessServer restarted = InProcessServer.Start(port);
+        await using InProcessServer restarted = InProcessServer.Start(address);
         clock.Restart();
         await proxy.WaitForLinkAsync(up: true, TimeSpan.FromSeconds(5));
         Assert.True(clock.Elapsed < TimeSpan.FromMilliseconds(600), $"reconnected after {clock.Elapsed}. Log:\n{proxy.Logs}");
-        Assert.Equal(Wire.Status(3, Operation.Get, StatusCode.NotOk), (await client.CallAsync(Wire.Get(3, "s"))).Raw);
+        Assert.Equal(Frames.Status(3, Operation.Get, StatusCode.NotOk), (await client.CallAsync(Frames.Get(3, "s"))).Raw);
     }
 
     [Fact]
@@ -497,24 +497,24 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000, timeoutMilliseconds: 60_000));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient a = await proxy.ConnectAsync();
         using TestClient b = await proxy.ConnectAsync();
         // b sends once a's requests are on the link: the two connections are read on different threads, and the
         // answers below assume a's requests took the link's first uids.
-        await a.SendAsync(Wire.Concat(Wire.Get(1, "a1"), Wire.Get(2, "a2")));
-        await link.ReceiveAsync();
-        await link.ReceiveAsync();
-        await b.SendAsync(Wire.Have(3, "b"));
-        await link.ReceiveAsync();
+        await a.SendAsync(Frames.Concat(Frames.Get(1, "a1"), Frames.Get(2, "a2")));
+        await link.NextRequestAsync();
+        await link.NextRequestAsync();
+        await b.SendAsync(Frames.Have(3, "b"));
+        await link.NextRequestAsync();
 
         // The server answers the first and then dies (a reset, as when its host reboots).
-        await link.SendAsync(Wire.Status(1, Operation.Get, StatusCode.NotOk));
-        Assert.Equal(Wire.Status(1, Operation.Get, StatusCode.NotOk), (await a.ReceiveAsync()).Raw);
+        await link.SendAsync(Frames.Status(1, Operation.Get, StatusCode.NotOk));
+        Assert.Equal(Frames.Status(1, Operation.Get, StatusCode.NotOk), (await a.ReceiveAsync()).Raw);
         var clock = Stopwatch.StartNew();
-        link.Connection.Abort();
-        Assert.Equal(Wire.Disconnected(2, Operation.Get), (await a.ReceiveAsync()).Raw);
-        Assert.Equal(Wire.Disconnected(3, Operation.Have), (await b.ReceiveAsync()).Raw);
+        link.Reset();
+        Assert.Equal(Frames.Disconnected(2, Operation.Get), (await a.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Disconnected(3, Operation.Have), (await b.ReceiveAsync()).Raw);
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1), $"in-flight requests answered after {clock.Elapsed}");
         Assert.Equal(2, proxy.Statistics.AnsweredDisconnected);
     }
@@ -524,17 +524,17 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient client = await proxy.ConnectAsync();
         using TestClient idle = await proxy.ConnectAsync();
-        await client.SendAsync(Wire.Get(4, "slow"));
-        Received request = await link.ReceiveAsync();
+        await client.SendAsync(Frames.Get(4, "slow"));
+        Received request = await link.NextRequestAsync();
 
         Task stopping = proxy.StopAsync();
         await Task.Delay(100);
         Assert.False(stopping.IsCompleted, "shutdown did not wait for the request in flight");
-        await link.SendAsync(Wire.Data(request.Uid, Operation.Get, [1, 2, 3, 4, 5]));
-        Assert.Equal(Wire.Data(4, Operation.Get, [1, 2, 3, 4, 5]), (await client.ReceiveAsync()).Raw);
+        await link.SendAsync(Frames.Data(request.Uid, Operation.Get, [1, 2, 3, 4, 5]));
+        Assert.Equal(Frames.Data(4, Operation.Get, [1, 2, 3, 4, 5]), (await client.ReceiveAsync()).Raw);
         await stopping.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(await client.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
         Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
@@ -551,10 +551,10 @@ public sealed class MultiplexerTests
         await using var server = InProcessServer.Start();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
         using TestClient client = await proxy.ConnectAsync();
-        await client.SendAsync(Wire.Concat(Wire.Add(1, "h", [5, 6, 7, 8, 9]), Wire.Get(2, "h")));
+        await client.SendAsync(Frames.Concat(Frames.Add(1, "h", [5, 6, 7, 8, 9]), Frames.Get(2, "h")));
         client.ShutdownSend();
-        Assert.Equal(Wire.Status(1, Operation.Add, StatusCode.Ok), (await client.ReceiveAsync()).Raw);
-        Assert.Equal(Wire.Data(2, Operation.Get, [5, 6, 7, 8, 9]), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Status(1, Operation.Add, StatusCode.Ok), (await client.ReceiveAsync()).Raw);
+        Assert.Equal(Frames.Data(2, Operation.Get, [5, 6, 7, 8, 9]), (await client.ReceiveAsync()).Raw);
         Assert.True(await client.ClosesWithinAsync(TimeSpan.FromSeconds(5)));
     }
 
@@ -563,11 +563,11 @@ public sealed class MultiplexerTests
     {
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, timeoutMilliseconds: 1500, idleMilliseconds: 300));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         using TestClient idle = await proxy.ConnectAsync();
         using TestClient waiting = await proxy.ConnectAsync();
-        await waiting.SendAsync(Wire.Get(9, "stalled"));
-        await link.ReceiveAsync();
+        await waiting.SendAsync(Frames.Get(9, "stalled"));
+        await link.NextRequestAsync();
 
         var clock = Stopwatch.StartNew();
         Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "the idle connection stayed open");
@@ -575,7 +575,7 @@ public sealed class MultiplexerTests
 
         // The stalled request is answered by the operation timeout, not cut off by the idle timeout...
         Received answer = await waiting.ReceiveAsync(TimeSpan.FromSeconds(5));
-        Assert.Equal(Wire.Disconnected(9, Operation.Get), answer.Raw);
+        Assert.Equal(Frames.Disconnected(9, Operation.Get), answer.Raw);
         Assert.True(clock.Elapsed > TimeSpan.FromMilliseconds(1000), $"answered after only {clock.Elapsed}");
 
         // ...after which that connection is idle too.
@@ -584,11 +584,11 @@ public sealed class MultiplexerTests
     }
 
     // Sends a request through the proxy, has the fake server answer it with a status, and returns the client's answer.
-    private static async Task<Received> CallThroughAsync(TestClient client, FakeLink link, byte[] request, StatusCode status)
+    private static async Task<Received> CallThroughAsync(TestClient client, FakeConnection link, byte[] request, StatusCode status)
     {
         await client.SendAsync(request);
-        Received forwarded = await link.ReceiveAsync();
-        await link.SendAsync(Wire.Status(forwarded.Uid, forwarded.Operation, status));
+        Received forwarded = await link.NextRequestAsync();
+        await link.SendAsync(Frames.Status(forwarded.Uid, forwarded.Operation, status));
         return await client.ReceiveAsync();
     }
 

@@ -2,10 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 using Distcache.Proxy.Tests.Support;
-using Distcache.Testing;
 
 namespace Distcache.Proxy.Tests;
 
@@ -136,7 +134,7 @@ public sealed class SoakTests(ITestOutputHelper output)
                 string id = $"app{application}-key{random.Next(KeysPerApplication)}";
                 byte[] idBytes = Encoding.UTF8.GetBytes(id);
                 var op = (Operation)random.Next(4);
-                byte[] request = op == Operation.Add ? Wire.Add(uid, id, SessionData.For(idBytes, LengthOf(id))) : Wire.IdRequest(uid, op, id);
+                byte[] request = op == Operation.Add ? Frames.Add(uid, id, SessionData.For(idBytes, LengthOf(id))) : Frames.IdRequest(uid, op, id);
                 Interlocked.Increment(ref counts[0]);
                 Received answer;
                 try

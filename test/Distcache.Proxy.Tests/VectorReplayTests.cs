@@ -1,4 +1,3 @@
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 using Distcache.Proxy.Tests.Support;
 
@@ -56,14 +55,14 @@ public sealed class VectorReplayTests
 
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address));
-        FakeLink link = await server.NextLinkAsync();
+        FakeConnection link = await server.NextConnectionAsync();
         var forwarded = new List<byte>();
         for (int n = 1; n <= 20; n++)
         {
             string name = Path.Combine(Root, $"conn{n:000}");
             using TestClient connection = await TestClient.ConnectAsync(proxy.SocketPath);
             await connection.SendAsync(File.ReadAllBytes(name + ".c2s"));
-            forwarded.AddRange((await link.ReceiveAsync()).Raw);
+            forwarded.AddRange((await link.NextRequestAsync()).Raw);
             Assert.True(answers.TryDecode(out Received? answer));
             await link.SendAsync(answer!.Raw);
             byte[] expected = File.ReadAllBytes(name + ".s2c");
@@ -110,7 +109,7 @@ public sealed class VectorReplayTests
         // What 1.5.1 sent here: the same header with an empty payload.
         byte[] captured = File.ReadAllBytes(Path.Combine(Root, "conn021.s2c"));
         Assert.Equal(Conn021Answer[..^3], captured[..^2]);
-        Assert.Equal(Conn021Answer, Wire.Disconnected(1, Operation.Add));
+        Assert.Equal(Conn021Answer, Frames.Disconnected(1, Operation.Add));
 
         using TestClient connection = await TestClient.ConnectAsync(socket);
         await connection.SendAsync(File.ReadAllBytes(Path.Combine(Root, "conn021.c2s")));

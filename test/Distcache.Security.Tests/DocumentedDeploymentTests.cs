@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using Distcache.EndToEnd.Tests.Support;
-
 namespace Distcache.Security.Tests;
 
 /// <summary>
@@ -65,30 +62,10 @@ public sealed class DocumentedDeploymentTests : IDisposable
         Assert.Contains("alert protocol version", refused, StringComparison.Ordinal);
     }
 
+    // Standard output, then standard error: the checks look for runs of consecutive lines of one of them.
     private static async Task<(int Status, string Output)> RunAsync(string program, string[] args, string directory)
     {
-        var info = new ProcessStartInfo(program, args)
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-        using var process = Process.Start(info)!;
-        process.StandardInput.Close();
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(Exit);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} did not finish within {Exit}");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        ProcessResult result = await Tool.RunProgramAsync(program, args, Exit, workingDirectory: directory);
+        return (result.ExitCode, result.Stdout + result.Stderr);
     }
 }

@@ -1,4 +1,3 @@
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Networking;
 using Distcache.Security.Tests.Support;
 using Distcache.Server;
@@ -24,10 +23,8 @@ public sealed class InProcessServerTests : IDisposable
             Tls = new TlsServerSettings(_pki.Pem("server"), _pki.Key("server"), _pki.Ca) { HandshakeTimeout = TimeSpan.FromSeconds(2) },
             Access = ClientAccessPolicy.Load(_pki.File("map")),
         });
-        await using var listener = NetworkListener.Listen(Address.Parse("IP:127.0.0.1:0"));
-        using var stop = new CancellationTokenSource();
-        Task running = server.RunAsync(listener, stop.Token);
-        string address = listener.LocalAddress.ToString();
+        await using var host = InProcessHost.Start(NetworkListener.Listen(Address.Parse("IP:127.0.0.1:0")), server.RunAsync);
+        string address = host.Address.ToString();
 
         using (var plain = Wire.Open(address))
         {
@@ -48,18 +45,7 @@ public sealed class InProcessServerTests : IDisposable
             Assert.True(Wire.IsClosedByPeer(silent));
         }
 
-        await WaitAsync(() => server.Statistics.HandshakeFailures == 3 && server.Statistics.IdentitiesRefused == 1);
-        stop.Cancel();
-        await running.WaitAsync(Limit);
-    }
-
-    private static async Task WaitAsync(Func<bool> condition)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < Limit, "the counters did not reach the expected values");
-            await Task.Delay(20);
-        }
+        await Poll.UntilAsync(() => server.Statistics.HandshakeFailures == 3 && server.Statistics.IdentitiesRefused == 1, Limit, "the counters to reach the expected values", interval: TimeSpan.FromMilliseconds(20));
+        await host.StopAsync(Limit);
     }
 }

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using Distcache.EndToEnd.Tests.Support;
-
 namespace Distcache.Security.Tests;
 
 /// <summary>Unix sockets: permissions in place before anyone can connect, and SO_PEERCRED allow-lists.</summary>
@@ -17,26 +14,11 @@ public sealed class LocalSocketTests : IDisposable
         // strace shows the system calls in the order they were made; nobody can connect before listen().
         string socket = _dir.File("perm.sock");
         string trace = _dir.File("trace");
-        var strace = Process.Start(new ProcessStartInfo("strace", ["-f", "-qq", "-e", "trace=bind,listen,chmod,fchmodat,chown,fchownat,lchown", "-o", trace,
-            Tool.PathOf("dc_server"), "-listen", "UNIX:" + socket, "-sockowner", "0", "-sockgroup", "0", "-sockperms", "600"])
+        // Disposing strace kills it with dc_server and waits, so that the trace is complete before it is read.
+        await using (Tool strace = Tool.StartPath("strace", ["-f", "-qq", "-e", "trace=bind,listen,chmod,fchmodat,chown,fchownat,lchown", "-o", trace,
+            Tool.PathOf("dc_server"), "-listen", "UNIX:" + socket, "-sockowner", "0", "-sockgroup", "0", "-sockperms", "600"]))
         {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-        })!;
-        try
-        {
-            var clock = Stopwatch.StartNew();
-            while (!Tool.CanConnect("UNIX:" + socket) && clock.Elapsed < Exit && !strace.HasExited)
-            {
-                await Task.Delay(50);
-            }
-
-            Assert.True(Tool.CanConnect("UNIX:" + socket), $"dc_server under strace did not listen on {socket} within {Exit}");
-        }
-        finally
-        {
-            strace.Kill(entireProcessTree: true);
-            await strace.WaitForExitAsync();
+            await strace.WaitUntilAsync(() => Tool.CanConnect("UNIX:" + socket), Exit, $"dc_server under strace to listen on {socket}");
         }
 
         string[] calls = File.ReadAllLines(trace).Where(line => line.Contains(socket, StringComparison.Ordinal) || line.Contains("listen(", StringComparison.Ordinal)).ToArray();
@@ -85,13 +67,4 @@ public sealed class LocalSocketTests : IDisposable
         Assert.True(Wire.IsClosedByPeer(refused));
         await client.WaitUntilAsync(() => client.Stderr.Contains("Refused a connection", StringComparison.Ordinal), Exit, "the refusal line");
     }
-}
-
-internal static partial class Native
-{
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "geteuid")]
-    public static partial uint GetEUid();
-
-    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "getegid")]
-    public static partial uint GetEGid();
 }

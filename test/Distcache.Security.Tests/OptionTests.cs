@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using Distcache.Client;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Hosting;
 using Distcache.Networking;
 using Distcache.Security.Tests.Support;

@@ -1,5 +1,4 @@
 using Distcache.Client;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Security.Tests.Support;
 
 namespace Distcache.Security.Tests;

@@ -1,4 +1,3 @@
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Security.Tests.Support;
 
 namespace Distcache.Security.Tests;

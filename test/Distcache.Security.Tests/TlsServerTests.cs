@@ -1,9 +1,7 @@
 using System.Text;
 using Distcache.Client;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 using Distcache.Security.Tests.Support;
-using Distcache.Testing;
 
 namespace Distcache.Security.Tests;
 

@@ -1,8 +1,6 @@
-using System.Buffers;
 using System.Net.Sockets;
 using System.Text.Json;
 using Distcache.Protocol;
-using Distcache.Tools.Tests.Support;
 
 namespace Distcache.Tools.Tests;
 
@@ -16,64 +14,42 @@ public sealed class DcSnoopHostileResponseTests
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
 
-    private static byte[] Encode(Action<IBufferWriter<byte>> write)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        write(buffer);
-        return buffer.WrittenSpan.ToArray();
-    }
+    /// <summary>What the hostile server sends for the one request it reads.</summary>
+    private static byte[] Script { get; } =
+    [
+        .. Frames.Status(999, Operation.Have, StatusCode.Ok),          // a uid never asked
+        .. Frames.Status(5, Operation.Have, (StatusCode)0x63),         // the answer, with a status no operation defines
+        .. Frames.Status(5, Operation.Have, StatusCode.NotOk),         // the same uid again
+        .. Frames.Data(7, Operation.Get, [1, 2, 3, 4, 5, 6]),          // unsolicited data
+        .. Frames.Status(8, Operation.Remove, (StatusCode)0xFF),       // unsolicited, bad status
+    ];
 
     /// <summary>Reads one request, then sends <see cref="Script"/> and closes.</summary>
-    private sealed class HostileServer : LoopbackServer
+    private static async Task HostileAsync(FakeConnection connection)
     {
-        public HostileServer()
+        if (await connection.ReceiveAsync() is null)
         {
-            Start();
+            return;
         }
 
-        public static byte[] Script { get; } =
-        [
-            .. Encode(w => Responses.WriteStatus(w, 999, Operation.Have, StatusCode.Ok)),          // a uid never asked
-            .. Encode(w => Responses.WriteStatus(w, 5, Operation.Have, (StatusCode)0x63)),          // the answer, with a status no operation defines
-            .. Encode(w => Responses.WriteStatus(w, 5, Operation.Have, StatusCode.NotOk)),          // the same uid again
-            .. Encode(w => Responses.WriteData(w, 7, Operation.Get, [1, 2, 3, 4, 5, 6])),           // unsolicited data
-            .. Encode(w => Responses.WriteStatus(w, 8, Operation.Remove, (StatusCode)0xFF)),        // unsolicited, bad status
-        ];
-
-        protected override async Task ServeAsync(Socket socket)
-        {
-            var request = new byte[MessageWriter.EncodedLength(3)];
-            int got = 0;
-            while (got < request.Length)
-            {
-                int n = await socket.ReceiveAsync(request.AsMemory(got), SocketFlags.None, Stopping);
-                if (n == 0)
-                {
-                    return;
-                }
-
-                got += n;
-            }
-
-            await socket.SendAsync(Script, SocketFlags.None, Stopping);
-            socket.Shutdown(SocketShutdown.Send);
-        }
+        await connection.SendAsync(Script);
+        connection.Socket.Shutdown(SocketShutdown.Send);
     }
 
     [Fact]
     public async Task Hostile_responses_pass_unchanged_are_listed_and_the_unmatched_ones_are_marked()
     {
-        await using var server = new HostileServer();
+        await using var server = new FakeServer(HostileAsync);
         string address = $"IP:127.0.0.1:{Tool.FreePort()}";
-        await using Tool snoop = Tool.Start("dc_snoop", "-listen", address, "-server", server.Address, "-json");
+        await using Tool snoop = Tool.Start("dc_snoop", "-listen", address, "-server", server.Address.ToString(), "-json");
         await snoop.WaitForListenerAsync(address);
 
         for (int round = 0; round < 2; round++)
         {
             using Socket client = Wire.Open(address);
             Wire.Send(client, w => Requests.WriteIdRequest(w, 5, Operation.Have, [1, 2, 3]));
-            byte[] received = Wire.ReceiveExactly(client, HostileServer.Script.Length);
-            Assert.Equal(HostileServer.Script, received);
+            byte[] received = Wire.ReceiveExactly(client, Script.Length);
+            Assert.Equal(Script, received);
             Assert.True(Wire.IsClosedByPeer(client));
         }
 
@@ -106,14 +82,14 @@ public sealed class DcSnoopHostileResponseTests
     [Fact]
     public async Task In_text_output_the_unmatched_responses_say_so()
     {
-        await using var server = new HostileServer();
+        await using var server = new FakeServer(HostileAsync);
         string address = $"IP:127.0.0.1:{Tool.FreePort()}";
-        await using Tool snoop = Tool.Start("dc_snoop", "-listen", address, "-server", server.Address);
+        await using Tool snoop = Tool.Start("dc_snoop", "-listen", address, "-server", server.Address.ToString());
         await snoop.WaitForListenerAsync(address);
         using (Socket client = Wire.Open(address))
         {
             Wire.Send(client, w => Requests.WriteIdRequest(w, 5, Operation.Have, [1, 2, 3]));
-            Assert.Equal(HostileServer.Script, Wire.ReceiveExactly(client, HostileServer.Script.Length));
+            Assert.Equal(Script, Wire.ReceiveExactly(client, Script.Length));
         }
 
         await snoop.WaitUntilAsync(() => snoop.Stdout.Contains("uid=8 REMOVE", StringComparison.Ordinal), Wait, "the last response listed");

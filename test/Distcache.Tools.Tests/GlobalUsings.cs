@@ -1,4 +1,3 @@
-global using Distcache.EndToEnd.Tests.Support;
 global using Distcache.Tools.Tests.Support;
 
 // These tests start real processes and bind real ports: two test classes at a time keep a 2-core machine from

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.Apache.Tests.Support;
 
@@ -104,10 +103,14 @@ public abstract class ApachePair : IAsyncLifetime
         string cert = Path.Combine(_dir, "cert.pem");
         string key = Path.Combine(_dir, "key.pem");
         // An EC key: handshakes cost little CPU, which the 2-core machine needs for the load test.
-        await Command.RunCheckedAsync("openssl req -x509", "openssl",
+        ProcessResult certificate = await Tool.RunProgramAsync("openssl",
             ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
              "-days", "2", "-subj", $"/CN={ServerName}", "-addext", $"subjectAltName=DNS:{ServerName}", "-addext", "basicConstraints=critical,CA:FALSE"],
             TimeSpan.FromSeconds(60));
+        if (!certificate.Succeeded)
+        {
+            throw new InvalidOperationException($"openssl req -x509 failed (exit {certificate.ExitCode}): {certificate.CommandLine}\n{certificate.Tail()}");
+        }
 
         (_dcServer, DcServerAddress) = await ServerProcess.StartTcpAsync("-sessions", DcServerSessions.ToString(System.Globalization.CultureInfo.InvariantCulture));
         await StartDcClientAsync();

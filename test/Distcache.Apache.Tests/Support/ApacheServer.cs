@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
-using System.Text;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.Apache.Tests.Support;
 
@@ -41,10 +39,9 @@ internal sealed class ApacheServer : IAsyncDisposable
     // and what an assert or a crash of the library writes to the child's stderr (the same error log).
     private static readonly string[] CrashMarkers = ["exit signal", "AH00052", "AH00053", "Assertion", "Segmentation fault", "core dumped", "double free", "stack smashing"];
 
-    private readonly Process _process;
-    private readonly StringBuilder _output = new();
+    private readonly Tool _process;
 
-    private ApacheServer(ApacheSettings settings, string directory, Process process)
+    private ApacheServer(ApacheSettings settings, string directory, Tool process)
     {
         Settings = settings;
         Directory = directory;
@@ -61,7 +58,7 @@ internal sealed class ApacheServer : IAsyncDisposable
 
     public string Endpoint => $"{Settings.Address}:{Settings.Port}";
 
-    public int Pid => _process.Id;
+    public int Pid => _process.Pid;
 
     public bool HasExited => _process.HasExited;
 
@@ -74,34 +71,15 @@ internal sealed class ApacheServer : IAsyncDisposable
         File.SetUnixFileMode(directory, (UnixFileMode)0x1ED); // 0755
         File.WriteAllText(Path.Combine(directory, "httpd.conf"), Configuration(settings, directory));
 
-        var info = new ProcessStartInfo(Binary)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            WorkingDirectory = directory,
-        };
         // NO_DETACH, not FOREGROUND: Apache stays our child but becomes the leader of a session of its own. At
         // shutdown the prefork MPM signals its whole process group, which under FOREGROUND is the test run's.
-        foreach (string arg in new[] { "-f", Path.Combine(directory, "httpd.conf"), "-DNO_DETACH" })
-        {
-            info.ArgumentList.Add(arg);
-        }
-
         // The library reads DISTCACHE_* in the parent (DC_CTX_new at post-config); the children inherit them.
-        foreach (var (name, value) in settings.Environment)
-        {
-            info.Environment[name] = value;
-        }
-
-        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        Tool process = Tool.StartPath(
+            Binary,
+            ["-f", Path.Combine(directory, "httpd.conf"), "-DNO_DETACH"],
+            settings.Environment.ToDictionary(e => e.Key, e => (string?)e.Value, StringComparer.Ordinal),
+            directory);
         var server = new ApacheServer(settings, directory, process);
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) { lock (server._output) { server._output.AppendLine(e.Data); } } };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) { lock (server._output) { server._output.AppendLine(e.Data); } } };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
         return server;
     }
 
@@ -182,7 +160,7 @@ internal sealed class ApacheServer : IAsyncDisposable
     public async Task GracefulRestartAsync(TimeSpan timeout)
     {
         int before = CountReadyLines();
-        _ = Native.Kill(_process.Id, Native.SIGUSR1);
+        _process.Signal(Native.SIGUSR1);
         await WaitReadyAsync(timeout, before);
     }
 
@@ -271,12 +249,7 @@ internal sealed class ApacheServer : IAsyncDisposable
 
     public string Diagnostics()
     {
-        string output;
-        lock (_output)
-        {
-            output = _output.ToString();
-        }
-
+        string output = _process.Output;
         string[] log = ReadErrorLog().TrimEnd().Split('\n');
         return $"--- {ErrorLog} (last 30 lines):\n{string.Join('\n', log.Skip(Math.Max(0, log.Length - 30)))}\n--- apache2 stdout/stderr:\n{output}";
     }
@@ -297,7 +270,7 @@ internal sealed class ApacheServer : IAsyncDisposable
                 // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
                 string stat = File.ReadAllText(Path.Combine(entry, "stat"));
                 string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                if (int.Parse(fields[1], CultureInfo.InvariantCulture) == _process.Id)
+                if (int.Parse(fields[1], CultureInfo.InvariantCulture) == _process.Pid)
                 {
                     children.Add(pid);
                 }
@@ -336,43 +309,32 @@ internal sealed class ApacheServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         IReadOnlyList<int> children = [];
-        try
+        if (!_process.HasExited)
         {
-            if (!_process.HasExited)
+            children = ChildPids();
+            _process.Signal(Native.SIGTERM);
+            try
             {
-                children = ChildPids();
-                _ = Native.Kill(_process.Id, Native.SIGTERM);
-                var clock = Stopwatch.StartNew();
-                while (!_process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(15))
-                {
-                    await Task.Delay(50);
-                }
-
-                if (!_process.HasExited)
-                {
-                    _process.Kill(entireProcessTree: true);
-                }
+                await Poll.UntilAsync(() => _process.HasExited, TimeSpan.FromSeconds(15), "Apache to stop", interval: TimeSpan.FromMilliseconds(50));
             }
-
-            // Apache waits for its children before it exits; a child that outlived it anyway is killed here.
-            var wait = Stopwatch.StartNew();
-            while (children.Any(IsOurs) && wait.Elapsed < TimeSpan.FromSeconds(10))
+            catch (TimeoutException)
             {
-                foreach (int pid in children.Where(IsOurs))
-                {
-                    _ = Native.Kill(pid, Native.SIGKILL);
-                }
-
-                await Task.Delay(50);
+                _process.Kill();
             }
         }
-        catch (InvalidOperationException)
+
+        // Apache waits for its children before it exits; a child that outlived it anyway is killed here.
+        var wait = Stopwatch.StartNew();
+        while (children.Any(IsOurs) && wait.Elapsed < TimeSpan.FromSeconds(10))
         {
-            // Never started.
+            foreach (int pid in children.Where(IsOurs))
+            {
+                _ = Native.Kill(pid, Native.SIGKILL);
+            }
+
+            await Task.Delay(50);
         }
-        finally
-        {
-            _process.Dispose();
-        }
+
+        await _process.DisposeAsync();
     }
 }

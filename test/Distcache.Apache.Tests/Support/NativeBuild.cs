@@ -1,5 +1,4 @@
 using System.Text;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.Apache.Tests.Support;
 
@@ -62,7 +61,7 @@ public sealed class NativeBuild : IAsyncLifetime
             return;
         }
 
-        CommandResult version = await Command.RunAsync(ApacheServer.Binary, ["-v"], TimeSpan.FromSeconds(30));
+        ProcessResult version = await Tool.RunProgramAsync(ApacheServer.Binary, ["-v"], TimeSpan.FromSeconds(30));
         Note($"installed Apache: {version.Output.Split('\n')[0].Replace("Server version:", "", StringComparison.Ordinal).Trim()}");
         await BuildDebianModuleAsync();
         await BuildOwnModuleAsync();
@@ -103,7 +102,7 @@ public sealed class NativeBuild : IAsyncLifetime
         var missing = new List<string>();
         foreach (string package in Packages)
         {
-            CommandResult status = await Command.RunAsync("dpkg-query", ["-W", "-f=${Status}", package], TimeSpan.FromSeconds(30));
+            ProcessResult status = await Tool.RunProgramAsync("dpkg-query", ["-W", "-f=${Status}", package], TimeSpan.FromSeconds(30));
             if (!status.Output.Contains("install ok installed", StringComparison.Ordinal))
             {
                 missing.Add(package);
@@ -118,7 +117,7 @@ public sealed class NativeBuild : IAsyncLifetime
 
     private async Task<string?> BuildLibraryAsync()
     {
-        CommandResult make = await Command.RunAsync("make", ["-C", NativeDirectory], BuildTimeout);
+        ProcessResult make = await Tool.RunProgramAsync("make", ["-C", NativeDirectory], BuildTimeout);
         if (!make.Succeeded)
         {
             return $"libdistcache does not build: make -C native failed (exit {make.ExitCode}):\n{make.Tail()}";
@@ -132,7 +131,7 @@ public sealed class NativeBuild : IAsyncLifetime
             }
         }
 
-        CommandResult install = await Command.RunAsync("make", ["-C", NativeDirectory, "install", $"PREFIX={Prefix}"], BuildTimeout);
+        ProcessResult install = await Tool.RunProgramAsync("make", ["-C", NativeDirectory, "install", $"PREFIX={Prefix}"], BuildTimeout);
         if (!install.Succeeded)
         {
             return $"make -C native install PREFIX={Prefix} failed (exit {install.ExitCode}):\n{install.Tail()}";
@@ -157,8 +156,9 @@ public sealed class NativeBuild : IAsyncLifetime
     {
         string script = Path.Combine(NativeDirectory, "apache", "build-debian-module.sh");
         string outDir = Path.Combine(_work, "debian-module");
-        CommandResult result = await Command.RunAsync("bash", [script, Prefix, outDir], BuildTimeout,
-            environment: new Dictionary<string, string> { ["DEBIAN_APACHE_SRC_CACHE"] = SourceCache });
+        // apt-get source, in the script, must never stop to ask.
+        ProcessResult result = await Tool.RunProgramAsync("bash", [script, Prefix, outDir], BuildTimeout,
+            environment: new Dictionary<string, string?> { ["DEBIAN_APACHE_SRC_CACHE"] = SourceCache, ["DEBIAN_FRONTEND"] = "noninteractive" });
         string module = Path.Combine(outDir, "mod_socache_dc.so");
         if (!result.Succeeded || !File.Exists(module))
         {
@@ -181,7 +181,7 @@ public sealed class NativeBuild : IAsyncLifetime
         // In a scratch folder of this run, with its run path on this run's installed library, so the module
         // loads exactly the library under test and the tree's own build output is left alone.
         string buildDir = Path.Combine(_work, "own-module");
-        CommandResult result = await Command.RunAsync("make",
+        ProcessResult result = await Tool.RunProgramAsync("make",
             ["-C", NativeDirectory, "apache", $"PREFIX={Prefix}", $"APACHE_BUILD={buildDir}"], BuildTimeout);
         string built = Path.Combine(buildDir, "mod_socache_distcache.so");
         if (!result.Succeeded || !File.Exists(built))
@@ -197,7 +197,7 @@ public sealed class NativeBuild : IAsyncLifetime
     /// <summary>Why a module would not find its libraries at run time (ldd says "not found"), or null.</summary>
     public static async Task<string?> UnresolvedLibrariesAsync(string module)
     {
-        CommandResult ldd = await Command.RunAsync("ldd", [module], TimeSpan.FromSeconds(30));
+        ProcessResult ldd = await Tool.RunProgramAsync("ldd", [module], TimeSpan.FromSeconds(30));
         return ldd.Output.Contains("not found", StringComparison.Ordinal) ? $"{module} does not find its libraries:\n{ldd.Output}" : null;
     }
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Distcache.EndToEnd.Tests.Support;
 
 namespace Distcache.Apache.Tests.Support;
 

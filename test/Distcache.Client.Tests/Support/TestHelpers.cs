@@ -45,21 +45,6 @@ internal static class TestHelpers
         }
     }
 
-    /// <summary>Waits until <paramref name="condition"/> holds, for at most <paramref name="timeout"/>.</summary>
-    public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > timeout)
-            {
-                throw new TimeoutException($"{what}: not within {timeout}");
-            }
-
-            await Task.Delay(10);
-        }
-    }
-
     /// <summary>
     /// Runs a sync call on a dedicated thread and measures it there, so that the time is the call's own: measured
     /// through the thread pool it would include any pool starvation caused by other tests blocking pool threads.
@@ -86,51 +71,5 @@ internal static class TestHelpers
         var clock = Stopwatch.StartNew();
         var exception = await Assert.ThrowsAnyAsync<TException>(operation);
         return (exception, clock.Elapsed);
-    }
-}
-
-/// <summary>A logger factory that keeps every message, to check what the client reported (and how often).</summary>
-internal sealed class ListLoggerFactory : ILoggerFactory
-{
-    private readonly List<string> _messages = [];
-
-    public IReadOnlyList<string> Messages
-    {
-        get
-        {
-            lock (_messages)
-            {
-                return [.. _messages];
-            }
-        }
-    }
-
-    public ILogger CreateLogger(string categoryName) => new ListLogger(this);
-
-    public void AddProvider(ILoggerProvider provider)
-    {
-    }
-
-    public void Dispose()
-    {
-    }
-
-    private void Add(string message)
-    {
-        lock (_messages)
-        {
-            _messages.Add(message);
-        }
-    }
-
-    private sealed class ListLogger(ListLoggerFactory owner) : ILogger
-    {
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            owner.Add($"{logLevel}: {formatter(state, exception)}");
     }
 }

@@ -1,5 +1,3 @@
-using Distcache.EndToEnd.Tests.Support;
-
 namespace Distcache.Native.Tests.Support;
 
 /// <summary>
@@ -74,15 +72,15 @@ public sealed class NativeServers : IAsyncLifetime
     };
 
     /// <summary>Runs one test of the program under valgrind (unless disabled).</summary>
-    public ProcessResult RunUnderValgrind(string name, TimeSpan timeout)
+    public Task<ProcessResult> RunUnderValgrindAsync(string name, TimeSpan timeout)
     {
         return Valgrind is null
-            ? NativeTestProgram.Run(Program, [name], Environment(underValgrind: false), timeout)
-            : NativeTestProgram.Run(Valgrind, [.. ValgrindOptions, Program, name], Environment(underValgrind: true), timeout);
+            ? NativeTestProgram.RunAsync(Program, [name], Environment(underValgrind: false), timeout)
+            : NativeTestProgram.RunAsync(Valgrind, [.. ValgrindOptions, Program, name], Environment(underValgrind: true), timeout);
     }
 
     /// <summary>Runs the program natively with the given arguments and extra environment.</summary>
-    public ProcessResult RunNative(IEnumerable<string> args, IReadOnlyDictionary<string, string?> extra, TimeSpan timeout)
+    public Task<ProcessResult> RunNativeAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?> extra, TimeSpan timeout)
     {
         var environment = Environment(underValgrind: false);
         foreach (var (name, value) in extra)
@@ -90,7 +88,7 @@ public sealed class NativeServers : IAsyncLifetime
             environment[name] = value;
         }
 
-        return NativeTestProgram.Run(Program, args, environment, timeout);
+        return NativeTestProgram.RunAsync(Program, args, environment, timeout);
     }
 
     /// <summary>What dc_server and dc_client logged, for a failure message.</summary>

@@ -15,7 +15,7 @@ internal static class Decode
     public static StreamResult All(byte[] stream, MessageDirection direction, IEnumerable<int>? segmentCuts = null)
     {
         var decoder = new MessageDecoder(direction);
-        var sequence = Bytes.Segmented(stream, segmentCuts ?? []);
+        var sequence = Frames.Segmented(stream, segmentCuts ?? []);
         var reader = new SequenceReader<byte>(sequence);
         var messages = new List<DecodedMessage>();
         while (true)
@@ -48,7 +48,7 @@ internal static class Decode
             received = Math.Min(stream.Length, received + Math.Max(1, chunkSizes[chunk++ % chunkSizes.Count]));
             var window = stream.AsMemory(consumedTotal, received - consumedTotal);
             // Split the window too, so that data already buffered is not always contiguous.
-            var reader = new SequenceReader<byte>(Bytes.Segmented(window.ToArray(), [window.Length / 2]));
+            var reader = new SequenceReader<byte>(Frames.Segmented(window.ToArray(), [window.Length / 2]));
             while (true)
             {
                 long start = reader.Consumed;

@@ -1,6 +1,5 @@
-using System.Diagnostics;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Networking;
+using Microsoft.Extensions.Logging;
 
 namespace Distcache.Proxy.Tests.Support;
 
@@ -8,29 +7,26 @@ namespace Distcache.Proxy.Tests.Support;
 internal sealed class ProxyHarness : IAsyncDisposable
 {
     private readonly TempDir _dir = new();
-    private readonly CancellationTokenSource _stop = new();
-    private readonly NetworkListener _listener;
-    private readonly Task _running;
-    private bool _stopped;
+    private readonly InProcessHost _host;
 
     private ProxyHarness(DistcacheProxyOptions options)
     {
         SocketPath = _dir.File("proxy.sock");
         // Both ends on the native transport where it runs, as dc_client has them.
-        _listener = NetworkListener.Listen(Address.Parse("UNIX:" + SocketPath), new ListenerOptions { NativeTransport = true });
-        Proxy = new DistcacheProxy(options, Logs);
-        _running = Proxy.RunAsync(_listener, _stop.Token);
+        var listener = NetworkListener.Listen(Address.Parse("UNIX:" + SocketPath), new ListenerOptions { NativeTransport = true });
+        Proxy = new DistcacheProxy(options, Logs.CreateLogger<DistcacheProxy>());
+        _host = InProcessHost.Start(listener, Proxy.RunAsync);
     }
 
     public DistcacheProxy Proxy { get; }
 
     public ProxyStatistics Statistics => Proxy.Statistics;
 
-    public ListLogger<DistcacheProxy> Logs { get; } = new();
+    public LogCapture Logs { get; } = new();
 
     public string SocketPath { get; }
 
-    public Task Running => _running;
+    public Task Running => _host.Running;
 
     /// <summary>Starts a proxy for <paramref name="options"/> and waits until its link is up (unless told not to).</summary>
     public static async Task<ProxyHarness> StartAsync(DistcacheProxyOptions options, bool waitForLink = true)
@@ -55,53 +51,19 @@ internal sealed class ProxyHarness : IAsyncDisposable
 
     public Task<TestClient> ConnectAsync() => TestClient.ConnectAsync(SocketPath);
 
-    public async Task WaitForLinkAsync(bool up, TimeSpan? timeout = null)
-    {
-        var clock = Stopwatch.StartNew();
-        while (Proxy.IsServerConnected != up)
-        {
-            if (clock.Elapsed > (timeout ?? TestClient.DefaultTimeout))
-            {
-                throw new TimeoutException($"the server link did not go {(up ? "up" : "down")} within {clock.Elapsed}. Log:\n{Logs}");
-            }
+    public Task WaitForLinkAsync(bool up, TimeSpan? timeout = null) =>
+        WaitUntilAsync(() => Proxy.IsServerConnected == up, $"the server link to go {(up ? "up" : "down")}", timeout);
 
-            await Task.Delay(5);
-        }
-    }
-
-    /// <summary>Waits until <paramref name="condition"/> holds, failing after the timeout.</summary>
-    public async Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? timeout = null)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (clock.Elapsed > (timeout ?? TestClient.DefaultTimeout))
-            {
-                throw new TimeoutException($"{what}: not within {clock.Elapsed}. Log:\n{Logs}");
-            }
-
-            await Task.Delay(5);
-        }
-    }
+    /// <summary>Waits until <paramref name="condition"/> holds, failing with the proxy's log after the timeout.</summary>
+    public Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? timeout = null) =>
+        Poll.UntilAsync(condition, timeout ?? TestClient.DefaultTimeout, what, () => $"Log:\n{Logs}", TimeSpan.FromMilliseconds(5));
 
     /// <summary>Shuts the proxy down as SIGTERM would, bounded.</summary>
-    public async Task StopAsync()
-    {
-        if (_stopped)
-        {
-            return;
-        }
-
-        _stopped = true;
-        await _stop.CancelAsync();
-        await _running.WaitAsync(TimeSpan.FromSeconds(20));
-        _listener.Dispose();
-    }
+    public Task StopAsync() => _host.StopAsync();
 
     public async ValueTask DisposeAsync()
     {
-        await StopAsync();
-        _stop.Dispose();
+        await _host.DisposeAsync();
         _dir.Dispose();
     }
 }

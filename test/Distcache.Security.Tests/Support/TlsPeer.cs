@@ -3,7 +3,6 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
 
 namespace Distcache.Security.Tests.Support;
@@ -73,34 +72,9 @@ internal sealed class TlsPeer : IDisposable
 
     public byte[] Ask(Action<IBufferWriter<byte>> request)
     {
-        var buffer = new ArrayBufferWriter<byte>();
-        request(buffer);
-        Stream.Write(buffer.WrittenSpan);
+        Stream.Write(Frames.Encode(request));
         Stream.Flush();
-        var decoder = new MessageDecoder(MessageDirection.Responses);
-        var received = new List<byte>();
-        var chunk = new byte[4096];
-        while (true)
-        {
-            var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(received.ToArray()));
-            if (decoder.TryDecode(ref reader, out Message message, out var violation) is var status && status == DecodeStatus.Complete)
-            {
-                return message.Payload.ToArray();
-            }
-
-            if (status == DecodeStatus.Violation)
-            {
-                throw new InvalidDataException(violation.Describe());
-            }
-
-            int n = Stream.Read(chunk);
-            if (n == 0)
-            {
-                throw new EndOfStreamException("the server closed the connection");
-            }
-
-            received.AddRange(chunk.AsSpan(0, n).ToArray());
-        }
+        return new MessageBuffer(MessageDirection.Responses).Read(free => Stream.Read(free.Span)).Payload;
     }
 
     public byte Add(byte[] id, byte[] data) => Ask(w => Requests.WriteAdd(w, 1, 60_000, id, data))[0];

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Net.Sockets;
 using Distcache.Protocol;
 
 namespace Distcache.Tools.Tests.Support;
@@ -37,86 +36,52 @@ public enum Fault
 /// can show dc_test noticing a wrong answer. Sessions expire after their ADD's timeout (unless the fault is
 /// <see cref="Fault.IgnoresExpiry"/>).
 /// </summary>
-internal sealed class FakeCacheServer : LoopbackServer
+internal sealed class FakeCacheServer : IAsyncDisposable
 {
     private readonly Fault _fault;
     private readonly Dictionary<string, (byte[] Data, long ExpiresAt)> _store = new(StringComparer.Ordinal);
+    private readonly FakeServer _server;
     private long _requests;
 
     public FakeCacheServer(Fault fault)
     {
         _fault = fault;
-        Start();
+        _server = new FakeServer(ServeAsync);
     }
+
+    public string Address => _server.Address.ToString();
 
     /// <summary>How many requests were answered.</summary>
     public long Requests => Interlocked.Read(ref _requests);
 
-    protected override async Task ServeAsync(Socket socket)
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    // A request that breaks the protocol ends the script, and the connection with it, as a real server drops it.
+    private async Task ServeAsync(FakeConnection connection)
     {
-        var decoder = new MessageDecoder(MessageDirection.Requests);
-        var buffer = new byte[2 * ProtocolConstants.MaxEncodedMessage];
         var responses = new ArrayBufferWriter<byte>();
-        int filled = 0;
-        try
+        while (await connection.ReceiveAsync() is { } first)
         {
-            while (true)
+            // Everything that arrived together is answered in one write, as a server answers a pipeline.
+            Received? request = first;
+            do
             {
-                int n = await socket.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, Stopping);
-                if (n == 0)
+                Interlocked.Increment(ref _requests);
+                lock (_store)
                 {
-                    return;
-                }
-
-                filled += n;
-                int consumed = Answer(decoder, buffer.AsMemory(0, filled), responses);
-                if (consumed < 0)
-                {
-                    return;
-                }
-
-                Buffer.BlockCopy(buffer, consumed, buffer, 0, filled - consumed);
-                filled -= consumed;
-                if (responses.WrittenCount > 0)
-                {
-                    await socket.SendAsync(responses.WrittenMemory, SocketFlags.None, Stopping);
-                    responses.ResetWrittenCount();
+                    Respond(request!, responses);
                 }
             }
-        }
-        catch (Exception e) when (e is OperationCanceledException or SocketException)
-        {
+            while (connection.TryTakeReceived(out request));
+
+            await connection.SendAsync(responses.WrittenSpan.ToArray());
+            responses.ResetWrittenCount();
         }
     }
 
-    // Returns the bytes consumed, or -1 on a violation (the connection is then dropped, as a real server does).
-    private int Answer(MessageDecoder decoder, ReadOnlyMemory<byte> received, ArrayBufferWriter<byte> responses)
+    private void Respond(Received request, ArrayBufferWriter<byte> output)
     {
-        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(received));
-        while (true)
-        {
-            DecodeStatus status = decoder.TryDecode(ref reader, out Message request, out _);
-            if (status == DecodeStatus.NeedMoreData)
-            {
-                return (int)reader.Consumed;
-            }
-
-            if (status == DecodeStatus.Violation)
-            {
-                return -1;
-            }
-
-            Interlocked.Increment(ref _requests);
-            lock (_store)
-            {
-                Respond(request, responses);
-            }
-        }
-    }
-
-    private void Respond(in Message request, ArrayBufferWriter<byte> output)
-    {
-        uint uid = request.RequestUid;
+        uint uid = request.Uid;
         long now = Environment.TickCount64;
         if (request.Operation == Operation.Add)
         {
@@ -133,7 +98,7 @@ internal sealed class FakeCacheServer : LoopbackServer
             return;
         }
 
-        string id = Convert.ToHexString(request.Payload.Span);
+        string id = Convert.ToHexString(request.Payload);
         bool found = Live(id, now, out byte[]? data);
         switch (request.Operation)
         {

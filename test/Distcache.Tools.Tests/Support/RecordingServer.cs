@@ -7,18 +7,20 @@ namespace Distcache.Tools.Tests.Support;
 /// the peer finishes sending, answers with a farewell and closes: enough to see exactly what a relay forwarded,
 /// in both directions, and how it passed a half-close on.
 /// </summary>
-internal sealed class RecordingServer : LoopbackServer
+internal sealed class RecordingServer : IAsyncDisposable
 {
     private readonly bool _echo;
     private readonly byte[] _farewell;
-    private readonly List<MemoryStream> _received = [];
+    private readonly FakeServer _server;
 
     public RecordingServer(bool echo, byte[]? farewell = null)
     {
         _echo = echo;
         _farewell = farewell ?? [];
-        Start();
+        _server = new FakeServer(ServeAsync);
     }
+
+    public string Address => _server.Address.ToString();
 
     /// <summary>Connections that have ended (the peer finished sending), with everything they received.</summary>
     public List<byte[]> Finished { get; } = [];
@@ -26,74 +28,52 @@ internal sealed class RecordingServer : LoopbackServer
     /// <summary>The bytes of the first connection that received any (connect probes receive none).</summary>
     public async Task<byte[]> WaitForFirstNonEmptyAsync(TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
+        byte[]? found = null;
+        await Poll.UntilAsync(
+            () =>
+            {
+                lock (Finished)
+                {
+                    found = Finished.FirstOrDefault(bytes => bytes.Length > 0);
+                }
+
+                return found is not null;
+            },
+            timeout,
+            "a connection to the recording server to finish",
+            interval: TimeSpan.FromMilliseconds(20));
+        return found!;
+    }
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    private async Task ServeAsync(FakeConnection connection)
+    {
+        using var received = new MemoryStream();
+        var buffer = new byte[8192];
         while (true)
         {
-            lock (Finished)
+            int n = await connection.Socket.ReceiveAsync(buffer, SocketFlags.None, connection.Stopping);
+            if (n == 0)
             {
-                if (Finished.FirstOrDefault(bytes => bytes.Length > 0) is { } found)
-                {
-                    return found;
-                }
+                break;
             }
 
-            if (DateTime.UtcNow > deadline)
+            received.Write(buffer, 0, n);
+            if (_echo)
             {
-                throw new TimeoutException($"no connection to the recording server finished within {timeout}");
+                await connection.Socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, connection.Stopping);
             }
-
-            await Task.Delay(20);
-        }
-    }
-
-    protected override async ValueTask OnStoppedAsync()
-    {
-        foreach (MemoryStream stream in _received)
-        {
-            await stream.DisposeAsync();
-        }
-    }
-
-    protected override async Task ServeAsync(Socket socket)
-    {
-        var received = new MemoryStream();
-        lock (_received)
-        {
-            _received.Add(received);
         }
 
-        var buffer = new byte[8192];
-        try
+        lock (Finished)
         {
-            while (true)
-            {
-                int n = await socket.ReceiveAsync(buffer, SocketFlags.None, Stopping);
-                if (n == 0)
-                {
-                    break;
-                }
-
-                received.Write(buffer, 0, n);
-                if (_echo)
-                {
-                    await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, Stopping);
-                }
-            }
-
-            lock (Finished)
-            {
-                Finished.Add(received.ToArray());
-            }
-
-            if (_farewell.Length > 0)
-            {
-                await socket.SendAsync(_farewell, SocketFlags.None, Stopping);
-            }
-
-            socket.Shutdown(SocketShutdown.Both);
+            Finished.Add(received.ToArray());
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException)
+
+        if (_farewell.Length > 0)
         {
+            await connection.SendAsync(_farewell);
         }
     }
 }
