@@ -11,6 +11,7 @@
 #   proxy-50x1       50 kept connections to dc_client, one request in flight each
 #   proxy-50x16      50 kept connections to dc_client, 16 requests in flight each
 #   spread-4x16      4 kept connections to a dc_client with three dc_servers, 16 in flight each
+# SHAPES (environment) picks some of them, e.g. SHAPES="direct-short proxy-short"; default all.
 # Prints one line per run: shape, revision, ops/s, CPU µs per operation of the measured process (dc_server for
 # direct-short, dc_client otherwise), p99 µs. Builds into a temporary directory; stops every process on exit.
 set -euo pipefail
@@ -70,6 +71,7 @@ start_side() {
 # run SHAPE SIDE TARGET PID ARGS...: one measurement, printed.
 run() {
   local shape="$1" side="$2" target="$3" pid="$4"; shift 4
+  case " ${SHAPES:-$shape} " in *" $shape "*) ;; *) return 0 ;; esac
   "$work/dc_test/dc_test" -connect "$target" -bench -duration "$duration" -warmup 1 -keys 20000 -prefill 20000 \
     -datasize 1000 -idsize 32 -mix get=90,add=10 -serverpid "$pid" -json "$work/run.json" "$@" >"$work/run.txt" 2>&1 \
     || { echo "Error, dc_test failed: $(tail -3 "$work/run.txt")" >&2; exit 1; }
