@@ -230,6 +230,16 @@ internal static class NativeMethods
     [DllImport(Libc, EntryPoint = "epoll_wait", SetLastError = true)]
     public static extern int EpollWait(int epoll, ref byte events, int maxEvents, int timeout);
 
+    // FIONBIO's number on x64 and arm64 Linux (the asm-generic value; a few other architectures differ).
+    public const uint FIONBIO = 0x5421;
+
+    /// <summary>Whether <see cref="FIONBIO"/> is this process's number for the request.</summary>
+    public static bool HasFionbio => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
+
+    // ioctl(fd, FIONBIO, &on): one system call where fcntl needs two (F_GETFL, then F_SETFL).
+    [DllImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    public static extern int IoctlInt(int descriptor, nuint request, ref int value);
+
     [DllImport(Libc, EntryPoint = "recv", SetLastError = true)]
     public static extern nint Receive(nint descriptor, ref byte buffer, nint length, int flags);
 

@@ -441,25 +441,37 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
 
         transport?.Detach();
-        DisposeQuietly(stream);
-        Socket?.Dispose();
+        if (transport is SocketPipes && Socket is not null)
+        {
+            // The native transport never used the socket's stream, whose disposal would add a shutdown(2) before
+            // the close: closing the socket alone ends the connection the same way (FIN, all data sent).
+            Socket.Dispose();
+        }
+        else
+        {
+            DisposeQuietly(stream);
+            Socket?.Dispose();
+        }
+
         transport?.Fail("closed");
     }
 
     /// <inheritdoc/>
     public override string ToString() => PeerDescription;
 
-    /// <summary>Wraps an accepted or connected socket; TCP sockets get TCP_NODELAY.</summary>
+    /// <summary>Wraps an accepted or connected socket; TCP sockets get TCP_NODELAY (unless they have it already).</summary>
     /// <param name="socket">The socket; the connection owns it from now on.</param>
     /// <param name="peerDescription">What <see cref="PeerDescription"/> shows; null to describe the socket's peer.</param>
     /// <param name="logger">Where the connection logs.</param>
     /// <param name="nativeTransport">Put the pipes on the native transport if the socket can go there.</param>
     /// <param name="peerCredentials">The peer's credentials, when the listener has read them already.</param>
-    internal static NetworkConnection FromSocket(Socket socket, string? peerDescription, ILogger logger, bool nativeTransport = false, PeerCredentials? peerCredentials = null)
+    /// <param name="noDelayInherited">True when the socket was accepted from a listener that has TCP_NODELAY and the
+    /// system copies it to accepted sockets (Linux).</param>
+    internal static NetworkConnection FromSocket(Socket socket, string? peerDescription, ILogger logger, bool nativeTransport = false, PeerCredentials? peerCredentials = null, bool noDelayInherited = false)
     {
         try
         {
-            if (socket.ProtocolType == ProtocolType.Tcp)
+            if (!noDelayInherited && socket.ProtocolType == ProtocolType.Tcp)
             {
                 socket.NoDelay = true;
             }

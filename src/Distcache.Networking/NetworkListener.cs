@@ -22,6 +22,8 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     private int _disposed;
     private bool _nativeTransport;
 
+    private readonly bool _noDelayInherited;
+
     private NetworkListener(Address address, Socket socket, ILogger logger, string? socketFile, FileIdentity? socketFileIdentity, PeerCredentialPolicy? peerPolicy = null)
     {
         _peerPolicy = peerPolicy;
@@ -34,6 +36,10 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             ? address
             : SocketHelpers.AddressOf(socket.LocalEndPoint) ?? address;
         _anonymousPeerPrefix = LocalAddress.ToString();
+
+        // Linux copies TCP_NODELAY from a listening socket to the sockets accepted from it; asked once here (an
+        // inherited descriptor may or may not have it), it spares a setsockopt per connection.
+        _noDelayInherited = OperatingSystem.IsLinux() && socket.ProtocolType == ProtocolType.Tcp && socket.NoDelay;
     }
 
     /// <summary>The address as given to <see cref="Listen"/>.</summary>
@@ -159,7 +165,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 continue;
             }
 
-            var connection = NetworkConnection.FromSocket(accepted, peer, _logger, _nativeTransport, credentials);
+            var connection = NetworkConnection.FromSocket(accepted, peer, _logger, _nativeTransport, credentials, _noDelayInherited);
             Log.Accepted(_logger, peer);
             return connection;
         }
@@ -273,6 +279,13 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
             }
 
             SocketHelpers.SetReuseAddressOnly(socket);
+            if (OperatingSystem.IsLinux())
+            {
+                // Linux copies TCP_NODELAY to every socket accepted from this one: set once here, it costs no
+                // system call per connection (see _noDelayInherited).
+                socket.NoDelay = true;
+            }
+
             socket.Bind(new IPEndPoint(ip, address.Port));
             socket.Listen(options.Backlog);
             return new NetworkListener(address, socket, logger, null, null);

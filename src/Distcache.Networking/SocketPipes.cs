@@ -48,9 +48,9 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
     {
         _peer = peer;
         _logger = logger;
-        socket.Blocking = false;
         _handle = socket.SafeHandle;
         _descriptor = _handle.DangerousGetHandle();
+        MakeNonBlocking(socket, _descriptor);
         Input = new Reader(this);
         Output = new Writer(this);
         _loop = EventLoop.Next();
@@ -94,8 +94,8 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
     }
 
     /// <summary>
-    /// Stops the loop's events for this socket. Must run before the socket is closed: once closed, its
-    /// descriptor number can belong to another connection, and unregistering by number would remove that one.
+    /// Stops the loop's events for this socket; the socket is closed next. Runs before the close, so that no event
+    /// reaches this transport once the descriptor's number may belong to another connection.
     /// </summary>
     public override void Detach()
     {
@@ -104,23 +104,21 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
             return;
         }
 
-        bool added = false;
-        try
+        // Only the registration's number is forgotten, without an epoll_ctl(DEL): the close that follows removes the
+        // descriptor from the loop's set (the kernel's entry is the open file's, so a number reused by a new
+        // connection meanwhile is a separate entry), and any event still delivered for this registration finds no
+        // target and is dropped.
+        _loop.Unregister(_registration, -1);
+    }
+
+    // One ioctl where the runtime's Socket.Blocking would make two fcntl calls. The runtime's own view of the socket
+    // stays "blocking", which is never consulted: this transport makes every call on the descriptor itself.
+    private static void MakeNonBlocking(Socket socket, nint descriptor)
+    {
+        int on = 1;
+        if (!NativeMethods.HasFionbio || NativeMethods.IoctlInt((int)descriptor, NativeMethods.FIONBIO, ref on) != 0)
         {
-            _handle.DangerousAddRef(ref added);
-            _loop.Unregister(_registration, _descriptor);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Already closed, which removed it from the loop's set; the number is only forgotten here.
-            _loop.Unregister(_registration, -1);
-        }
-        finally
-        {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
+            socket.Blocking = false;
         }
     }
 
