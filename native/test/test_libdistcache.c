@@ -2809,6 +2809,11 @@ static void test_cancel_during_an_operation(void)
         CHECK(pthread_join(thread, &exit_value) == 0);
         CHECK(exit_value == PTHREAD_CANCELED);
         CHECKF(w.result == -1, "flags %u: the call returned %d, not -1 after its time limit", flags, w.result);
+        {
+            /* The fake server's end (in this process too) closes once it has seen the library's end close. */
+            int open = fake_wait_open_at_most(f, 0);
+            CHECKF(open == 0, "flags %u: %d connections stayed open after the cancelled call", flags, open);
+        }
         CHECKF(count_fds() == fds, "flags %u: %d descriptors before, %d after the cancelled call", flags, fds,
                count_fds());
         pid = fork_child();
