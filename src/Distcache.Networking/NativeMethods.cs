@@ -234,7 +234,7 @@ internal static class NativeMethods
     public const uint FIONBIO = 0x5421;
 
     /// <summary>Whether <see cref="FIONBIO"/> is this process's number for the request.</summary>
-    public static bool HasFionbio => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
+    public static readonly bool HasFionbio = OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64;
 
     // ioctl(fd, FIONBIO, &on): one system call where fcntl needs two (F_GETFL, then F_SETFL).
     [DllImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
