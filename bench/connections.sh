@@ -14,7 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 duration="${2:-5}"
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 packages=()
 for pkg in redis-server memcached gcc make; do dpkg -s "$pkg" >/dev/null 2>&1 || packages+=("$pkg"); done
@@ -24,22 +23,12 @@ if [ "${#packages[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
-work="$(mktemp -d /tmp/dc-connections.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+source bench/lib.sh
+bench_workdir dc-connections
 
 make -C bench/loadgen -s
 loadgen="bench/loadgen/loadgen"
-for tool in dc_server dc_client; do
-  dotnet build "apps/$tool/$tool.csproj" -c Release -nologo -v quiet -o "$work/$tool" >>"$work/build.log" 2>&1 \
-    || { echo "Error, building $tool failed; see $work/build.log" >&2; tail -20 "$work/build.log" >&2; exit 1; }
-done
+bench_build . dc_server dc_client
 
 # Ports below Linux's ephemeral range, so that no outgoing connection can hold them.
 "$work/dc_server/dc_server" -listen "IP:127.0.0.1:29401" -sessions 100000 2>"$work/dc_tcp.log" & pids+=($!); dc_tcp=$!

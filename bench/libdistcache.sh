@@ -13,22 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-5}"
 rounds="${2:-1}"
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-work="$(mktemp -d /tmp/dc-libdistcache-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+source bench/lib.sh
+bench_workdir dc-libdistcache-bench
 
 make -C native --no-print-directory -s test-build
-for tool in dc_server dc_client; do
-  dotnet build "apps/$tool/$tool.csproj" -c Release -nologo -v quiet -o "$work/$tool" >>"$work/build.log" 2>&1
-done
+bench_build . dc_server dc_client
 
 port=29131
 "$work/dc_server/dc_server" -listen "IP:127.0.0.1:$port" -sessions 1000000 2>"$work/server.log" &

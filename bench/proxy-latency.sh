@@ -13,21 +13,11 @@ rounds="${1:-4}"
 duration="${2:-6}"
 rate="${3:-400}"
 clients="${4:-4}"
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-work="$(mktemp -d /tmp/dc-proxy-latency.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+source bench/lib.sh
+bench_workdir dc-proxy-latency
 
-for tool in dc_server dc_client dc_test; do
-  dotnet build "apps/$tool/$tool.csproj" -c Release -nologo -v quiet -o "$work/$tool" >>"$work/build.log" 2>&1
-done
+bench_build . dc_server dc_client dc_test
 
 port=29121
 "$work/dc_server/dc_server" -listen "IP:127.0.0.1:$port" 2>"$work/server.log" &

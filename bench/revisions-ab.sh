@@ -21,27 +21,16 @@ rev_a="$1"
 rev_b="$2"
 rounds="${3:-3}"
 duration="${4:-5}"
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
-work="$(mktemp -d /tmp/dc-revisions-ab.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+source bench/lib.sh
+bench_workdir dc-revisions-ab
 
-dotnet build apps/dc_test/dc_test.csproj -c Release -nologo -v quiet -o "$work/dc_test" >>"$work/build.log" 2>&1
+bench_build . dc_test
 for side in a b; do
   rev="$rev_a"; [ "$side" = b ] && rev="$rev_b"
   mkdir -p "$work/src-$side"
   git archive "$rev" | tar -x -C "$work/src-$side"
-  for tool in dc_server dc_client; do
-    dotnet build "$work/src-$side/apps/$tool/$tool.csproj" -c Release -nologo -v quiet -o "$work/$side/$tool" >>"$work/build.log" 2>&1 \
-      || { echo "Error, building $tool at $rev failed; see the log:" >&2; tail -20 "$work/build.log" >&2; exit 1; }
-  done
+  BENCH_BUILD_PREFIX="$side" bench_build "$work/src-$side" dc_server dc_client
 done
 
 field() { grep -o "\"$2\": *[-0-9.eE+]*" "$1" | head -1 | sed 's/.*: *//'; }

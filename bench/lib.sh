@@ -1,0 +1,30 @@
+# Shared by the bench scripts (sourced): a scratch folder, and the processes a script starts, stopped on exit.
+#
+#   bench_workdir NAME        sets $work to a fresh /tmp/NAME.XXXXXX and arranges that on exit, error or Ctrl-C
+#                             every pid in $pids gets SIGTERM and the folder is removed
+#   bench_build DIR TOOL...   builds apps/TOOL (Release) from the source tree DIR into $work/TOOL each (into
+#                             $work/PREFIX/TOOL when BENCH_BUILD_PREFIX is set); the log goes to $work/build.log
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+pids=()
+
+bench_cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+bench_workdir() {
+  work="$(mktemp -d "/tmp/$1.XXXXXX")"
+  trap bench_cleanup EXIT
+  trap 'bench_cleanup; exit 130' INT TERM
+}
+
+bench_build() {
+  local src="$1" tool out; shift
+  for tool in "$@"; do
+    out="$work/${BENCH_BUILD_PREFIX:+$BENCH_BUILD_PREFIX/}$tool"
+    dotnet build "$src/apps/$tool/$tool.csproj" -c Release -nologo -v quiet -o "$out" >>"$work/build.log" 2>&1 \
+      || { echo "Error, building $tool from $src failed; the end of $work/build.log:" >&2; tail -20 "$work/build.log" >&2; exit 1; }
+  done
+}
