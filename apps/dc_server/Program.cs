@@ -136,7 +136,9 @@ internal static class Program
 
             NetworkListener? listener = await ToolListener.TryListenAsync(address, ToolListener.ReadOptions(
                 options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>(),
-                nativeTransport: SocketEngine.NativeTransportWanted())).ConfigureAwait(false);
+                // TLS connections run over the runtime's sockets (SslStream) whatever the listener does, and their
+                // handshakes must not start on an event loop's thread, so a TLS listener accepts the runtime's way.
+                nativeTransport: SocketEngine.NativeTransportWanted() && tls is null)).ConfigureAwait(false);
             if (listener is null)
             {
                 return 1;

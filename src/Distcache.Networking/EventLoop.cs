@@ -61,6 +61,12 @@ internal sealed class EventLoop
     /// <summary>True where the native transport can run (Linux).</summary>
     public static bool IsSupported => OperatingSystem.IsLinux();
 
+    /// <summary>Every loop of the process, one per core, started on first use.</summary>
+    public static IReadOnlyList<EventLoop> All => Loops.Value;
+
+    /// <summary>The loop whose thread is calling, or null on any other thread.</summary>
+    public static EventLoop? Current => t_current;
+
     /// <summary>The loop for the next connection: round robin over one loop per core.</summary>
     public static EventLoop Next()
     {
@@ -93,12 +99,18 @@ internal sealed class EventLoop
 
     /// <summary>Starts delivering the socket's events to <paramref name="target"/>; returns the registration's number.</summary>
     /// <exception cref="NetworkException">The kernel refused the registration.</exception>
-    public long Register(ITarget target, nint descriptor)
+    public long Register(ITarget target, nint descriptor) =>
+        Register(target, descriptor, NativeMethods.EpollIn | NativeMethods.EpollOut | NativeMethods.EpollRdHup | NativeMethods.EpollEt);
+
+    /// <summary>Starts delivering the socket's <paramref name="events"/> (<c>EPOLLIN</c>, ...) to <paramref name="target"/>;
+    /// returns the registration's number.</summary>
+    /// <exception cref="NetworkException">The kernel refused the registration.</exception>
+    public long Register(ITarget target, nint descriptor, uint events)
     {
         long id = Interlocked.Increment(ref _nextId);
         _registered[id] = target;
         Span<byte> ev = stackalloc byte[16];
-        BinaryPrimitives.WriteUInt32LittleEndian(ev, NativeMethods.EpollIn | NativeMethods.EpollOut | NativeMethods.EpollRdHup | NativeMethods.EpollEt);
+        BinaryPrimitives.WriteUInt32LittleEndian(ev, events);
         BinaryPrimitives.WriteInt64LittleEndian(ev[DataOffset..], id);
         if (NativeMethods.EpollControl(_epoll, NativeMethods.EpollCtlAdd, (int)descriptor, ref MemoryMarshal.GetReference(ev)) != 0)
         {

@@ -69,12 +69,17 @@ internal static class NativeMethods
     public const int ENOTDIR = 20;
     public const int ERANGE = 34;
     public const int EINPROGRESS = 115;
+    public const int ENFILE = 23;
+    public const int EMFILE = 24;
+    public const int ENOBUFS = 105;
+    public const int ENOMEM = 12;
 
     public const uint EpollIn = 0x001;
     public const uint EpollOut = 0x004;
     public const uint EpollErr = 0x008;
     public const uint EpollHup = 0x010;
     public const uint EpollRdHup = 0x2000;
+    public const uint EpollExclusive = 1u << 28;
     public const uint EpollEt = 1u << 31;
     public const int EpollCtlAdd = 1;
     public const int EpollCtlDel = 2;
@@ -87,6 +92,9 @@ internal static class NativeMethods
     public const int SolSocket = 1;
     public const int SoError = 4;
     public const int SoPeerCred = 17;
+    public const int SoLinger = 13;
+    public const int IpProtoTcp = 6;
+    public const int TcpNoDelay = 1;
     public const int FcntlGetFlags = 3;
     public const int FcntlSetFlags = 4;
     public const int ONonBlock = 0x800;
@@ -240,6 +248,20 @@ internal static class NativeMethods
     [DllImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     public static extern int IoctlInt(int descriptor, nuint request, ref int value);
 
+    /// <summary>Sets or clears O_NONBLOCK: one <c>ioctl</c> where it can, <c>fcntl</c> twice otherwise.</summary>
+    /// <returns>0, or -1 with the error in <see cref="Marshal.GetLastPInvokeError"/>.</returns>
+    public static int SetNonBlocking(nint descriptor, bool on)
+    {
+        if (HasFionbio)
+        {
+            int value = on ? 1 : 0;
+            return IoctlInt((int)descriptor, FIONBIO, ref value);
+        }
+
+        int flags = Fcntl(descriptor, FcntlGetFlags, 0);
+        return flags < 0 ? -1 : Fcntl(descriptor, FcntlSetFlags, on ? flags | ONonBlock : flags & ~ONonBlock);
+    }
+
     [DllImport(Libc, EntryPoint = "recv", SetLastError = true)]
     public static extern nint Receive(nint descriptor, ref byte buffer, nint length, int flags);
 
@@ -257,6 +279,23 @@ internal static class NativeMethods
 
     [DllImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
     public static extern int Fcntl(nint descriptor, int command, int argument);
+
+    // The address buffer is a struct sockaddr_storage (128 bytes): the peer's address comes with the accept, which
+    // spares a getpeername per connection.
+    [DllImport(Libc, EntryPoint = "accept4", SetLastError = true)]
+    public static extern int Accept(nint descriptor, ref byte address, ref int addressLength, int flags);
+
+    [DllImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
+    public static extern int SetSocketOption(nint descriptor, int level, int option, ref int value, int length);
+
+    [DllImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
+    public static extern int GetSocketOption(nint descriptor, int level, int option, ref byte value, ref int length);
+
+    [DllImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
+    public static extern int SetSocketOption(nint descriptor, int level, int option, ref byte value, int length);
+
+    [DllImport(Libc, EntryPoint = "close", SetLastError = true)]
+    public static extern int Close(nint descriptor);
 
     private static int NotFoundWhenNull(int result, IntPtr found) => result == 0 && found == IntPtr.Zero ? NoEntry : result;
 

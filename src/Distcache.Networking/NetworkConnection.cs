@@ -34,7 +34,7 @@ public sealed class NetworkConnection : IAsyncDisposable
 
     // Asked for by the listener or the connect; whether the pipes go on it is decided when they are made.
     private readonly bool _nativeRequested;
-    private Stream _stream;
+    private Stream? _stream;
 
     // Made at the first use of Input or Output. The pipes are its own, kept here too so that Input and Output are
     // a field read.
@@ -49,9 +49,14 @@ public sealed class NetworkConnection : IAsyncDisposable
     private PeerCredentials? _peerCredentials;
     private bool _peerCredentialsKnown;
 
-    private NetworkConnection(Socket? socket, Stream stream, string peerDescription, ILogger? logger, bool nativeRequested = false, PeerCredentials? peerCredentials = null)
+    // A socket accepted on an event loop: owned here, with no runtime Socket around it until one is asked for.
+    private readonly NativeSocketHandle? _native;
+    private readonly bool _nativeIsUnix;
+    private Socket? _socket;
+
+    private NetworkConnection(Socket? socket, Stream? stream, string peerDescription, ILogger? logger, bool nativeRequested = false, PeerCredentials? peerCredentials = null)
     {
-        Socket = socket;
+        _socket = socket;
         _stream = stream;
         _nativeRequested = nativeRequested;
         PeerDescription = peerDescription;
@@ -60,11 +65,39 @@ public sealed class NetworkConnection : IAsyncDisposable
         _peerCredentialsKnown = peerCredentials is not null;
     }
 
+    // Accepted natively (NativeAcceptor): the descriptor, the peer's address from the accept, and whether it is a
+    // unix socket; the stream is made on demand.
+    private NetworkConnection(NativeSocketHandle native, bool isUnix, Address? remoteAddress, string peerDescription, ILogger logger, PeerCredentials? peerCredentials)
+        : this(null, null, peerDescription, logger, nativeRequested: true, peerCredentials)
+    {
+        _native = native;
+        _nativeIsUnix = isUnix;
+        _remoteAddress = remoteAddress;
+    }
+
     /// <summary>
     /// The socket under the connection, for socket options and end points; null for a connection made with
-    /// <see cref="FromStream"/>. Reading or writing it directly bypasses the pipes and any stream wrapper.
+    /// <see cref="FromStream"/>. Reading or writing it directly bypasses the pipes and any stream wrapper. A
+    /// connection accepted on the native transport's event loops has no runtime socket until this is first read: it
+    /// is then made as a view of the connection's descriptor (the connection still closes it), valid while the
+    /// connection is open.
     /// </summary>
-    public Socket? Socket { get; }
+    public Socket? Socket
+    {
+        get
+        {
+            Socket? made = Volatile.Read(ref _socket);
+            if (made is not null || _native is null)
+            {
+                return made;
+            }
+
+            lock (_gate)
+            {
+                return NativeViewUnderLock();
+            }
+        }
+    }
 
     /// <summary>
     /// Who is at the other end, for logs: <c>IP:127.0.0.1:43512</c>, <c>IPv6:[::1]:43512</c>, <c>UNIX:/path</c>;
@@ -80,7 +113,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         {
             lock (_gate)
             {
-                return _stream;
+                return StreamUnderLock();
             }
         }
     }
@@ -150,7 +183,8 @@ public sealed class NetworkConnection : IAsyncDisposable
             Address? address;
             try
             {
-                address = Socket is { } socket ? SocketHelpers.AddressOf(socket.RemoteEndPoint) : null;
+                // A natively accepted connection had its address from the accept (set at construction, or null).
+                address = _native is null && Socket is { } socket ? SocketHelpers.AddressOf(socket.RemoteEndPoint) : null;
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
@@ -177,9 +211,11 @@ public sealed class NetworkConnection : IAsyncDisposable
                 if (!_peerCredentialsKnown)
                 {
                     _peerCredentialsKnown = true;
+                    PeerCredentials read = default;
                     _peerCredentials = OperatingSystem.IsLinux()
-                        && Socket is { AddressFamily: AddressFamily.Unix } socket
-                        && Networking.PeerCredentials.TryRead(socket, out var read, out _)
+                        && (_native is not null
+                            ? _nativeIsUnix && Networking.PeerCredentials.TryRead(_native, out read, out _)
+                            : _socket is { AddressFamily: AddressFamily.Unix } socket && Networking.PeerCredentials.TryRead(socket, out read, out _))
                             ? read
                             : null;
                 }
@@ -325,7 +361,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             }
 
             _wrapping = true;
-            current = _stream;
+            current = StreamUnderLock();
         }
 
         try
@@ -368,14 +404,28 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
 
         Log.Aborted(_logger, PeerDescription);
-        (PipeReader? input, PipeWriter? output, Stream stream, ConnectionTransport? transport) = Snapshot();
+        (PipeReader? input, PipeWriter? output, Stream? stream, ConnectionTransport? transport) = Snapshot();
 
-        if (Socket is not null)
+        if (_native is not null)
+        {
+            // Linger on with a zero timeout makes close() send RST instead of FIN and drop unsent data. A failure
+            // (already closed, a unix socket's linger) leaves closing as all that can be done.
+            SetZeroLinger(_native);
+            transport?.Detach();
+            if (stream is not null)
+            {
+                DisposeQuietly(stream);
+            }
+
+            _native.Dispose();
+            transport?.Fail("aborted");
+        }
+        else if (_socket is { } socket)
         {
             try
             {
                 // Linger on with a zero timeout makes close() send RST instead of FIN and drop unsent data.
-                Socket.LingerState = new LingerOption(true, 0);
+                socket.LingerState = new LingerOption(true, 0);
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
             {
@@ -384,10 +434,10 @@ public sealed class NetworkConnection : IAsyncDisposable
 
             // The transport must let go of the descriptor before it is closed and its number can be reused.
             transport?.Detach();
-            Socket.Dispose();
+            socket.Dispose();
             transport?.Fail("aborted");
         }
-        else
+        else if (stream is not null)
         {
             DisposeQuietly(stream);
         }
@@ -418,7 +468,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             return;
         }
 
-        (PipeReader? input, PipeWriter? output, Stream stream, ConnectionTransport? transport) = Snapshot();
+        (PipeReader? input, PipeWriter? output, Stream? stream, ConnectionTransport? transport) = Snapshot();
 
         if (output is not null)
         {
@@ -441,16 +491,30 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
 
         transport?.Detach();
-        if (transport is SocketPipes && Socket is not null)
+        if (_native is not null)
+        {
+            // A stream, if one was made, is over a view that does not own the descriptor: the close is the handle's.
+            if (stream is not null)
+            {
+                DisposeQuietly(stream);
+            }
+
+            _native.Dispose();
+        }
+        else if (transport is SocketPipes && _socket is not null)
         {
             // The native transport never used the socket's stream, whose disposal would add a shutdown(2) before
             // the close: closing the socket alone ends the connection the same way (FIN, all data sent).
-            Socket.Dispose();
+            _socket.Dispose();
         }
         else
         {
-            DisposeQuietly(stream);
-            Socket?.Dispose();
+            if (stream is not null)
+            {
+                DisposeQuietly(stream);
+            }
+
+            _socket?.Dispose();
         }
 
         transport?.Fail("closed");
@@ -484,6 +548,74 @@ public sealed class NetworkConnection : IAsyncDisposable
             socket.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Wraps a socket accepted on an event loop (see <see cref="NativeAcceptor"/>).</summary>
+    /// <param name="handle">The accepted, non-blocking descriptor; the connection owns it from now on.</param>
+    /// <param name="isUnix">A unix socket (its peer credentials can be read), not TCP.</param>
+    /// <param name="remoteAddress">The peer's address as the accept returned it; null for an unnamed unix socket.</param>
+    /// <param name="peerDescription">What <see cref="PeerDescription"/> shows.</param>
+    /// <param name="logger">Where the connection logs.</param>
+    /// <param name="peerCredentials">The peer's credentials, when the listener has read them already.</param>
+    internal static NetworkConnection FromNativeSocket(NativeSocketHandle handle, bool isUnix, Address? remoteAddress, string peerDescription, ILogger logger, PeerCredentials? peerCredentials) =>
+        new(handle, isUnix, remoteAddress, peerDescription, logger, peerCredentials);
+
+    private static void SetZeroLinger(NativeSocketHandle handle)
+    {
+        // struct linger { int l_onoff; int l_linger; }
+        Span<byte> linger = stackalloc byte[8];
+        linger.Clear();
+        linger[0] = 1;
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            _ = NativeMethods.SetSocketOption(handle.Descriptor, NativeMethods.SolSocket, NativeMethods.SoLinger, ref linger[0], linger.Length);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    // Under _gate. A natively accepted connection gets its stream when first asked: a NetworkStream over a view of
+    // its descriptor.
+    private Stream StreamUnderLock()
+    {
+        if (_stream is null)
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            _stream = new NetworkStream(NativeViewUnderLock(), ownsSocket: true);
+        }
+
+        return _stream;
+    }
+
+    // Under _gate: the runtime Socket over a natively accepted descriptor, made once. It does not own the descriptor,
+    // which stays the connection's, closed by its own handle in one place. The runtime reads the descriptor's flags
+    // when it makes the Socket, and refuses synchronous calls on one that is non-blocking; unless the native
+    // transport already runs on it, the descriptor is made blocking first, as every socket the runtime makes starts
+    // out, so that a stream over the view (TLS) works as on any accepted socket.
+    private Socket NativeViewUnderLock()
+    {
+        if (_socket is null)
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            if (_transport is not SocketPipes)
+            {
+                _ = NativeMethods.SetNonBlocking(_native!.Descriptor, on: false);
+            }
+
+            Volatile.Write(ref _socket, new Socket(new SafeSocketHandle(_native!.Descriptor, ownsHandle: false)));
+        }
+
+        return _socket;
     }
 
     private static async ValueTask CompleteQuietlyAsync(PipeWriter output)
@@ -556,11 +688,32 @@ public sealed class NetworkConnection : IAsyncDisposable
 
     // The pipes, the stream and the transport as they are now, read under the lock that CreatePipes and
     // WrapStreamAsync change them under.
-    private (PipeReader? Input, PipeWriter? Output, Stream Stream, ConnectionTransport? Transport) Snapshot()
+    private (PipeReader? Input, PipeWriter? Output, Stream? Stream, ConnectionTransport? Transport) Snapshot()
     {
         lock (_gate)
         {
             return (_input, _output, _stream, _transport);
+        }
+    }
+
+    // Null (logged) when the event loop refuses the socket: the connection then runs over a stream, as without the
+    // native transport.
+    private SocketPipes? AttachNative(NativeSocketHandle handle)
+    {
+        try
+        {
+            // A Socket view made before the pipes made the descriptor blocking; the transport needs it non-blocking.
+            if (_socket is not null && NativeMethods.SetNonBlocking(handle.Descriptor, on: true) != 0)
+            {
+                return null;
+            }
+
+            return SocketPipes.Attach(handle, PeerDescription, _logger);
+        }
+        catch (NetworkException e)
+        {
+            Log.NativeTransportUnavailable(_logger, PeerDescription, e.Message);
+            return null;
         }
     }
 
@@ -576,8 +729,17 @@ public sealed class NetworkConnection : IAsyncDisposable
                     throw new InvalidOperationException("Input and Output are available once WrapStreamAsync has completed");
                 }
 
-                ConnectionTransport? transport = _nativeRequested && !IsAborted ? SocketPipes.TryAttach(Socket, _stream, PeerDescription, _logger) : null;
-                transport ??= new StreamPipes(_stream);
+                ConnectionTransport? transport = null;
+                if (_native is not null && _stream is null && !IsAborted)
+                {
+                    transport = AttachNative(_native);
+                }
+                else if (_nativeRequested && !IsAborted && _stream is not null)
+                {
+                    transport = SocketPipes.TryAttach(_socket, _stream, PeerDescription, _logger);
+                }
+
+                transport ??= new StreamPipes(StreamUnderLock());
                 Volatile.Write(ref _transport, transport);
                 Volatile.Write(ref _output, transport.Output);
                 Volatile.Write(ref _input, transport.Input);

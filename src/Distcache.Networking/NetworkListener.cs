@@ -23,6 +23,8 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     private bool _nativeTransport;
 
     private readonly bool _noDelayInherited;
+    private readonly bool _isTcp;
+    private readonly List<NativeAcceptor> _acceptors = [];
 
     private NetworkListener(Address address, Socket socket, ILogger logger, string? socketFile, FileIdentity? socketFileIdentity, PeerCredentialPolicy? peerPolicy = null)
     {
@@ -39,7 +41,8 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
 
         // Linux copies TCP_NODELAY from a listening socket to the sockets accepted from it; asked once here (an
         // inherited descriptor may or may not have it), it spares a setsockopt per connection.
-        _noDelayInherited = OperatingSystem.IsLinux() && socket.ProtocolType == ProtocolType.Tcp && socket.NoDelay;
+        _isTcp = socket.ProtocolType == ProtocolType.Tcp;
+        _noDelayInherited = OperatingSystem.IsLinux() && _isTcp && socket.NoDelay;
     }
 
     /// <summary>The address as given to <see cref="Listen"/>.</summary>
@@ -153,14 +156,11 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 throw SocketHelpers.Failed("accept on", Address, e);
             }
 
-            var number = Interlocked.Increment(ref _acceptedCount);
-            var peer = SocketHelpers.Describe(accepted.RemoteEndPoint)
-                ?? string.Create(CultureInfo.InvariantCulture, $"{_anonymousPeerPrefix}#{number}");
+            string peer = NamePeer(SocketHelpers.Describe(accepted.RemoteEndPoint));
             PeerCredentials? credentials = null;
             if (_peerPolicy is not null && _peerPolicy.Refusal(accepted, out credentials) is { } refusal)
             {
-                Interlocked.Increment(ref _peersRefused);
-                Log.PeerRefused(_logger, Address, peer, refusal);
+                Refuse(peer, refusal);
                 accepted.Dispose();
                 continue;
             }
@@ -172,25 +172,74 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
+    /// Makes a connection of a socket that <see cref="NativeAcceptor"/> accepted, as <see cref="AcceptAsync"/> does of
+    /// the runtime's: names the peer, applies the peer credential policy and TCP_NODELAY. Null, with the socket
+    /// closed, when the peer is refused. Never throws.
+    /// </summary>
+    /// <param name="handle">The accepted socket, non-blocking; owned by the connection, or closed here.</param>
+    /// <param name="peerAddress">The peer's <c>struct sockaddr</c> as the accept filled it in.</param>
+    internal NetworkConnection? Admit(NativeSocketHandle handle, ReadOnlySpan<byte> peerAddress)
+    {
+        System.Net.EndPoint? endPoint = SocketHelpers.EndPointOf(peerAddress);
+        Address? remote = SocketHelpers.AddressOf(endPoint);
+        string peer = NamePeer(remote?.ToString());
+        PeerCredentials? credentials = null;
+        if (_peerPolicy is not null && _peerPolicy.Refusal(handle, out credentials) is { } refusal)
+        {
+            Refuse(peer, refusal);
+            handle.Dispose();
+            return null;
+        }
+
+        if (_isTcp && !_noDelayInherited)
+        {
+            // Nagle would hold back each small answer; a failure leaves the connection slower, not broken.
+            int on = 1;
+            _ = NativeMethods.SetSocketOption(handle.Descriptor, NativeMethods.IpProtoTcp, NativeMethods.TcpNoDelay, ref on, sizeof(int));
+        }
+
+        var connection = NetworkConnection.FromNativeSocket(handle, isUnix: !_isTcp, remote, peer, _logger, credentials);
+        Log.Accepted(_logger, peer);
+        return connection;
+    }
+
+    // The peer's description: its address, or for an unnamed unix socket the listener's and the connection's number.
+    private string NamePeer(string? address)
+    {
+        long number = Interlocked.Increment(ref _acceptedCount);
+        return address ?? string.Create(CultureInfo.InvariantCulture, $"{_anonymousPeerPrefix}#{number}");
+    }
+
+    private void Refuse(string peer, string refusal)
+    {
+        Interlocked.Increment(ref _peersRefused);
+        Log.PeerRefused(_logger, Address, peer, refusal);
+    }
+
+    /// <summary>
     /// Accepts connections and hands each to <paramref name="accepted"/> until <paramref name="cancellationToken"/> is
-    /// cancelled or the listener is disposed, then returns. An accept that fails (<see cref="NetworkException"/>,
-    /// typically EMFILE under a flood of connections) is reported to <paramref name="acceptFailed"/> and tried again
-    /// after a pause of 50 ms instead of spinning.
+    /// cancelled or the listener is disposed, then returns. An accept that fails for want of a resource (EMFILE under
+    /// a flood of connections) is reported to <paramref name="acceptFailed"/> and tried again after a pause of 50 ms
+    /// instead of spinning.
     /// </summary>
     /// <param name="accepted">
-    /// Takes over each connection. It runs on the accept loop, which accepts the next connection only once the
-    /// returned task completes: work that can wait on the peer (serving it, a TLS handshake that a slow client could
-    /// stall) belongs on a task of its own. An exception it throws ends the loop.
+    /// Takes over each connection, on a thread where it may serve the connection until its first wait: with
+    /// <see cref="ListenerOptions.NativeTransport"/> on Linux, the event loop's thread that accepted it and will run
+    /// its reads and writes (the connection's first request is usually there already, and is answered without
+    /// waking another thread); otherwise a thread-pool thread. Calls for different connections may run at the same
+    /// time. It must not block: work that can wait on the peer (a TLS handshake a slow client could stall) belongs
+    /// after an await. An exception it throws is reported to <paramref name="acceptFailed"/>, and that connection is
+    /// aborted.
     /// </param>
     /// <param name="acceptFailed">Reports a failed accept, typically as a log line.</param>
     /// <param name="cancellationToken">Stops accepting.</param>
     /// <returns>A task that completes when the loop has stopped.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="accepted"/> or <paramref name="acceptFailed"/> is null.</exception>
-    public Task AcceptLoopAsync(Func<NetworkConnection, ValueTask> accepted, Action<Exception> acceptFailed, CancellationToken cancellationToken) =>
+    public Task AcceptLoopAsync(Action<NetworkConnection> accepted, Action<Exception> acceptFailed, CancellationToken cancellationToken) =>
         AcceptLoopAsync(accepted, acceptFailed, DefaultAcceptRetryDelay, cancellationToken);
 
     /// <summary>
-    /// Accepts connections as <see cref="AcceptLoopAsync(Func{NetworkConnection, ValueTask}, Action{Exception}, CancellationToken)"/>
+    /// Accepts connections as <see cref="AcceptLoopAsync(Action{NetworkConnection}, Action{Exception}, CancellationToken)"/>
     /// does, pausing <paramref name="retryDelay"/> after a failed accept.
     /// </summary>
     /// <param name="accepted">Takes over each connection; see the other overload.</param>
@@ -200,11 +249,73 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     /// <returns>A task that completes when the loop has stopped.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="accepted"/> or <paramref name="acceptFailed"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="retryDelay"/> is negative.</exception>
-    public async Task AcceptLoopAsync(Func<NetworkConnection, ValueTask> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
+    public Task AcceptLoopAsync(Action<NetworkConnection> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(accepted);
         ArgumentNullException.ThrowIfNull(acceptFailed);
         ArgumentOutOfRangeException.ThrowIfLessThan(retryDelay, TimeSpan.Zero);
+        if (_nativeTransport && EventLoop.IsSupported && !IsDisposed && !cancellationToken.IsCancellationRequested)
+        {
+            lock (_acceptors)
+            {
+                if (!IsDisposed
+                    && NativeAcceptor.TryStart(this, Socket.SafeHandle, accepted, acceptFailed, retryDelay, cancellationToken) is { } acceptor)
+                {
+                    _acceptors.Add(acceptor);
+                    return acceptor.Stopped;
+                }
+            }
+        }
+
+        return RuntimeAcceptLoopAsync(accepted, acceptFailed, retryDelay, cancellationToken);
+    }
+
+    /// <summary>
+    /// Stops listening: removes the unix socket file this listener created (only if the file at the path is still
+    /// that socket, never one that replaced it) and closes the socket. Pending <see cref="AcceptAsync"/> calls
+    /// fail with <see cref="ObjectDisposedException"/>. Connections already accepted are not affected.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        // Out of the event loops first, so that no loop accepts on a descriptor number about to be freed.
+        lock (_acceptors)
+        {
+            foreach (NativeAcceptor acceptor in _acceptors)
+            {
+                acceptor.Stop();
+            }
+
+            _acceptors.Clear();
+        }
+
+        // Unlink before close: once the name is gone, no new client can queue on a socket about to close.
+        RemoveSocketFile();
+        Socket.Dispose();
+        Log.StoppedListening(_logger, Address);
+    }
+
+    /// <inheritdoc cref="Dispose"/>
+    /// <returns>A completed task: stopping a listener does not wait for anything.</returns>
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => LocalAddress.ToString();
+
+    private static TimeSpan DefaultAcceptRetryDelay => TimeSpan.FromMilliseconds(50);
+
+    // The accept loop on the runtime's sockets: each connection goes to a thread-pool thread, so that accepted may
+    // serve it there while this loop goes back to accepting.
+    private async Task RuntimeAcceptLoopAsync(Action<NetworkConnection> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
+    {
         while (!cancellationToken.IsCancellationRequested)
         {
             NetworkConnection connection;
@@ -227,40 +338,26 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 continue;
             }
 
-            await accepted(connection).ConfigureAwait(false);
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static state =>
+                {
+                    try
+                    {
+                        state.accepted(state.connection);
+                    }
+#pragma warning disable CA1031 // As on the native path: one connection's failing hand-over is reported, not fatal.
+                    catch (Exception e)
+#pragma warning restore CA1031
+                    {
+                        state.acceptFailed(e);
+                        state.connection.Abort();
+                        _ = state.connection.DisposeAsync().AsTask();
+                    }
+                },
+                (accepted, acceptFailed, connection),
+                preferLocal: false);
         }
     }
-
-    /// <summary>
-    /// Stops listening: removes the unix socket file this listener created (only if the file at the path is still
-    /// that socket, never one that replaced it) and closes the socket. Pending <see cref="AcceptAsync"/> calls
-    /// fail with <see cref="ObjectDisposedException"/>. Connections already accepted are not affected.
-    /// </summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
-        {
-            return;
-        }
-
-        // Unlink before close: once the name is gone, no new client can queue on a socket about to close.
-        RemoveSocketFile();
-        Socket.Dispose();
-        Log.StoppedListening(_logger, Address);
-    }
-
-    /// <inheritdoc cref="Dispose"/>
-    /// <returns>A completed task: stopping a listener does not wait for anything.</returns>
-    public ValueTask DisposeAsync()
-    {
-        Dispose();
-        return ValueTask.CompletedTask;
-    }
-
-    /// <inheritdoc/>
-    public override string ToString() => LocalAddress.ToString();
-
-    private static TimeSpan DefaultAcceptRetryDelay => TimeSpan.FromMilliseconds(50);
 
     private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Distcache.Networking;
 
@@ -42,9 +43,16 @@ internal sealed class PeerCredentialPolicy
     /// Null if the peer of <paramref name="accepted"/> may stay, otherwise why not (for the log).
     /// <paramref name="credentials"/> are the peer's, when they could be read, for the connection to keep.
     /// </summary>
-    public string? Refusal(Socket accepted, out PeerCredentials? credentials)
+    public string? Refusal(Socket accepted, out PeerCredentials? credentials) =>
+        Judge(PeerCredentials.TryRead(accepted, out PeerCredentials peer, out string? problem), peer, problem, out credentials);
+
+    /// <inheritdoc cref="Refusal(Socket, out PeerCredentials?)"/>
+    public string? Refusal(SafeHandle accepted, out PeerCredentials? credentials) =>
+        Judge(PeerCredentials.TryRead(accepted, out PeerCredentials peer, out string? problem), peer, problem, out credentials);
+
+    private string? Judge(bool read, PeerCredentials peer, string? problem, out PeerCredentials? credentials)
     {
-        if (!PeerCredentials.TryRead(accepted, out PeerCredentials peer, out string? problem))
+        if (!read)
         {
             credentials = null;
             return problem;

@@ -41,6 +41,48 @@ public readonly record struct PeerCredentials(int ProcessId, uint UserId, uint G
             return false;
         }
 
+        return Decode(buffer, length, out credentials, out problem);
+    }
+
+    /// <summary>Reads the credentials of a connected unix socket's peer from its descriptor (Linux only).</summary>
+    /// <param name="handle">The connected socket's descriptor.</param>
+    /// <param name="credentials">The peer's credentials when read.</param>
+    /// <param name="problem">Why they could not be read, for the log.</param>
+    /// <returns>True when read.</returns>
+    internal static bool TryRead(SafeHandle handle, out PeerCredentials credentials, [NotNullWhen(false)] out string? problem)
+    {
+        credentials = default;
+        Span<byte> buffer = stackalloc byte[UcredSize];
+        int length = UcredSize;
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            if (NativeMethods.GetSocketOption(handle.DangerousGetHandle(), NativeMethods.SolSocket, NativeMethods.SoPeerCred, ref MemoryMarshal.GetReference(buffer), ref length) != 0)
+            {
+                problem = $"its credentials cannot be read ({NativeMethods.Describe(Marshal.GetLastPInvokeError())})";
+                return false;
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            problem = "its connection is closed";
+            return false;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+
+        return Decode(buffer, length, out credentials, out problem);
+    }
+
+    private static bool Decode(ReadOnlySpan<byte> buffer, int length, out PeerCredentials credentials, [NotNullWhen(false)] out string? problem)
+    {
+        credentials = default;
         if (length < UcredSize)
         {
             problem = "its credentials cannot be read";

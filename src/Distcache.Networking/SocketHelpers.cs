@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -132,6 +133,36 @@ internal static class SocketHelpers
         catch (ArgumentException)
         {
             return null;
+        }
+    }
+
+    /// <summary>
+    /// The end point in a Linux <c>struct sockaddr</c> as <c>accept4</c> filled it in: an <see cref="IPEndPoint"/> for
+    /// IPv4 and IPv6, a <see cref="UnixDomainSocketEndPoint"/> for a named unix socket; null for an unnamed unix
+    /// socket (what a client that did not bind has) or any other family.
+    /// </summary>
+    public static EndPoint? EndPointOf(ReadOnlySpan<byte> sockaddr)
+    {
+        const int Unix = 1, InterNetwork = 2, InterNetworkV6 = 10;
+        if (sockaddr.Length < 2)
+        {
+            return null;
+        }
+
+        // sa_family is in the machine's byte order, the port in network order.
+        int family = BitConverter.ToUInt16(sockaddr);
+        switch (family)
+        {
+            case InterNetwork when sockaddr.Length >= 8:
+                return new IPEndPoint(new IPAddress(sockaddr[4..8]), BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..]));
+            case InterNetworkV6 when sockaddr.Length >= 28:
+                return new IPEndPoint(new IPAddress(sockaddr[8..24], BitConverter.ToUInt32(sockaddr[24..])), BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..]));
+            case Unix when sockaddr.Length > 2 && sockaddr[2] != 0:
+                ReadOnlySpan<byte> path = sockaddr[2..];
+                int end = path.IndexOf((byte)0);
+                return new UnixDomainSocketEndPoint(System.Text.Encoding.UTF8.GetString(end >= 0 ? path[..end] : path));
+            default:
+                return null;
         }
     }
 

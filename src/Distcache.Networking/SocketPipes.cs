@@ -36,7 +36,7 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
     private const int MinimumReceiveSize = 2048;
     private const int SendBufferSize = 32 * 1024;
 
-    private readonly SafeSocketHandle _handle;
+    private readonly SafeHandle _handle;
     private readonly nint _descriptor;
     private readonly string _peer;
     private readonly ILogger _logger;
@@ -44,16 +44,19 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
     private readonly long _registration;
     private int _detached;
 
-    private SocketPipes(Socket socket, string peer, ILogger logger)
+    // The descriptor must be non-blocking already.
+    private SocketPipes(SafeHandle handle, string peer, ILogger logger)
     {
         _peer = peer;
         _logger = logger;
-        _handle = socket.SafeHandle;
+        _handle = handle;
         _descriptor = _handle.DangerousGetHandle();
-        MakeNonBlocking(socket, _descriptor);
         Input = new Reader(this);
         Output = new Writer(this);
-        _loop = EventLoop.Next();
+
+        // A connection made on a loop's thread (accepted there) stays on that loop: its first read runs right here,
+        // and its later events come to the thread that already has its state in cache.
+        _loop = EventLoop.Current ?? EventLoop.Next();
 
         // Last: from here on the loop may deliver events, from its own thread.
         _registration = _loop.Register(this, _descriptor);
@@ -84,7 +87,8 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
 
         try
         {
-            return new SocketPipes(socket, peer, logger);
+            MakeNonBlocking(socket, socket.SafeHandle.DangerousGetHandle());
+            return new SocketPipes(socket.SafeHandle, peer, logger);
         }
         catch (Exception e) when (e is NetworkException or SocketException or ObjectDisposedException)
         {
@@ -92,6 +96,13 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
             return null;
         }
     }
+
+    /// <summary>Puts a socket accepted on an event loop (non-blocking already) on the native transport.</summary>
+    /// <param name="handle">The socket; the connection keeps owning it.</param>
+    /// <param name="peer">The peer's description, for logs.</param>
+    /// <param name="logger">Where the transport logs.</param>
+    /// <exception cref="NetworkException">The event loop refused the socket.</exception>
+    public static SocketPipes Attach(NativeSocketHandle handle, string peer, ILogger logger) => new(handle, peer, logger);
 
     /// <summary>
     /// Stops the loop's events for this socket; the socket is closed next. Runs before the close, so that no event

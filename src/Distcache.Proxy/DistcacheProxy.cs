@@ -38,8 +38,9 @@ public sealed class DistcacheProxy
     private readonly ILogger _logger;
     private readonly ServerLink[] _links;
     private readonly ConsistentHashRing? _ring;
-    private readonly ConcurrentDictionary<long, (LocalConnection Connection, Task Served)> _clients = new();
+    private readonly ConcurrentDictionary<long, LocalConnection> _clients = new();
     private int _running;
+    private long _nextClientId;
 
     /// <summary>Creates a proxy; nothing happens until <see cref="RunAsync"/>.</summary>
     /// <param name="options">Where the server is, and the timing and flow-control settings.</param>
@@ -218,21 +219,19 @@ public sealed class DistcacheProxy
     private Task AcceptLoopAsync(NetworkListener listener, CancellationToken stoppingToken)
     {
         string name = listener.LocalAddress.ToString();
-        long nextId = 0;
         return listener.AcceptLoopAsync(
             connection =>
             {
-                long id = ++nextId;
+                // Several loops may accept at once.
+                long id = Interlocked.Increment(ref _nextClientId);
                 var client = new LocalConnection(this, connection, _options, _logger);
                 Statistics.ConnectionOpened();
                 Log.ClientOpened(_logger, client.Peer);
 
                 // Listed before it is served: a connection served to its end without waiting must find its entry to
                 // remove.
-                _clients[id] = (client, Task.CompletedTask);
-                Task served = ServeAsync(id, client);
-                _clients.TryUpdate(id, (client, served), (client, Task.CompletedTask));
-                return ValueTask.CompletedTask;
+                _clients[id] = client;
+                _ = ServeAsync(id, client);
             },
             e => Log.AcceptFailed(_logger, name, e),
             stoppingToken);
@@ -260,14 +259,14 @@ public sealed class DistcacheProxy
         int inFlight = _links.Sum(link => link.InFlightCount);
 
         Log.ShuttingDown(_logger, _clients.Count, inFlight);
-        foreach ((LocalConnection client, _) in _clients.Values)
+        foreach (LocalConnection client in _clients.Values)
         {
             client.StopReading();
         }
 
         // Requests already forwarded deserve their real answers if the server gives them soon.
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < _options.ShutdownTimeout && _clients.Values.Any(c => c.Connection.InFlight > 0))
+        while (clock.Elapsed < _options.ShutdownTimeout && _clients.Values.Any(c => c.InFlight > 0))
         {
             await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
         }
@@ -278,16 +277,22 @@ public sealed class DistcacheProxy
         await housekeeping.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
 
         // Connections now only write what is queued for them and close; a client that does not read is reset.
-        Task all = Task.WhenAll(_clients.Values.Select(c => c.Served));
-        if (await Task.WhenAny(all, Task.Delay(_options.ShutdownTimeout, CancellationToken.None)).ConfigureAwait(false) != all)
+        // Polled, as the in-flight wait above is: a connection costs no task bookkeeping for a shutdown that seldom comes.
+        clock.Restart();
+        while (!_clients.IsEmpty && clock.Elapsed < _options.ShutdownTimeout)
         {
-            foreach ((LocalConnection client, _) in _clients.Values)
-            {
-                client.Abort();
-            }
+            await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
         }
 
-        await all.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        foreach (LocalConnection client in _clients.Values)
+        {
+            client.Abort();
+        }
+
+        while (!_clients.IsEmpty)
+        {
+            await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
+        }
     }
 
     private async Task RunHousekeepingAsync(CancellationToken cancellationToken)
@@ -335,7 +340,7 @@ public sealed class DistcacheProxy
             if (idleMs > 0)
             {
                 long now = Environment.TickCount64;
-                foreach ((LocalConnection client, _) in _clients.Values)
+                foreach (LocalConnection client in _clients.Values)
                 {
                     client.CloseIfIdle(now, idleMs);
                 }

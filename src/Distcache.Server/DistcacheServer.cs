@@ -19,7 +19,7 @@ public sealed class DistcacheServer
     private readonly RequestProcessor _processor;
     private readonly DistcacheServerOptions _options;
     private readonly ILogger _logger;
-    private readonly ConcurrentDictionary<long, Task> _connections = new();
+    // Connections RunAsync accepted and has not yet closed, TLS handshakes included, for the shutdown to abort.
     private readonly ConcurrentDictionary<long, NetworkConnection> _open = new();
 
     // Every connection being served (by RunAsync or ServeAsync), for the sweep; the network connection is null
@@ -236,7 +236,7 @@ public sealed class DistcacheServer
         }
     }
 
-    private async ValueTask RefuseAsync(NetworkConnection connection)
+    private async Task RefuseAsync(NetworkConnection connection)
     {
         Statistics.ConnectionRefused();
         Volatile.Write(ref _lastRefusedPeer, connection.PeerDescription);
@@ -262,41 +262,60 @@ public sealed class DistcacheServer
 
         // A failed accept, typically EMFILE under a connection flood, is logged and retried after a short pause.
         await listener.AcceptLoopAsync(
-            connection => AcceptedAsync(connection, stoppingToken),
+            connection => Accepted(connection, stoppingToken),
             e => Log.AcceptFailed(_logger, name, e),
             stoppingToken).ConfigureAwait(false);
 
         LogRefusals(Environment.TickCount64, force: true);
-        Log.ShuttingDown(_logger, _connections.Count);
-        Task all = Task.WhenAll(_connections.Values);
-        if (await Task.WhenAny(all, Task.Delay(_options.ShutdownTimeout, CancellationToken.None)).ConfigureAwait(false) != all)
+        Log.ShuttingDown(_logger, _open.Count);
+        if (!await AllClosedAsync(_options.ShutdownTimeout).ConfigureAwait(false))
         {
             foreach (NetworkConnection open in _open.Values)
             {
                 open.Abort();
             }
 
-            await all.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await AllClosedAsync(Timeout.InfiniteTimeSpan).ConfigureAwait(false);
         }
     }
 
-    private ValueTask AcceptedAsync(NetworkConnection connection, CancellationToken stoppingToken)
+    // Waits, polling, until every connection RunAsync accepted has closed; false if the time ran out first. Polled
+    // rather than awaited per connection, so that a connection costs no task bookkeeping for a shutdown that seldom
+    // comes.
+    private async Task<bool> AllClosedAsync(TimeSpan timeout)
+    {
+        long deadline = timeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (!_open.IsEmpty)
+        {
+            if (Environment.TickCount64 >= deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(10, CancellationToken.None).ConfigureAwait(false);
+        }
+
+        return true;
+    }
+
+    // On the thread that accepted the connection (an event loop's, with the native transport): the connection is
+    // served right here until its first wait, which for a short-lived client usually means its whole request.
+    private void Accepted(NetworkConnection connection, CancellationToken stoppingToken)
     {
         if (_options.MaxConnections > 0 && Interlocked.Read(ref _served) >= _options.MaxConnections)
         {
-            return RefuseAsync(connection);
+            _ = RefuseAsync(connection);
+            return;
         }
 
         Interlocked.Increment(ref _served);
         long id = Interlocked.Increment(ref _nextConnectionId);
-        _connections[id] = HandleAsync(id, connection, stoppingToken);
-        return ValueTask.CompletedTask;
+        _ = HandleAsync(id, connection, stoppingToken);
     }
 
+    // Never throws: its task is not awaited.
     private async Task HandleAsync(long id, NetworkConnection connection, CancellationToken stoppingToken)
     {
-        // Run the connection off the accept loop's stack: the accept loop must go straight back to accepting.
-        await Task.Yield();
         _open[id] = connection;
         try
         {
@@ -329,7 +348,6 @@ public sealed class DistcacheServer
             }
 
             _open.TryRemove(id, out _);
-            _connections.TryRemove(id, out _);
         }
     }
 

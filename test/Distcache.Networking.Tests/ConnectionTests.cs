@@ -130,13 +130,13 @@ public class ConnectionTests : NetworkTest
     public async Task A_failing_stream_wrapper_fails_the_connect_and_closes_the_socket()
     {
         var listener = Listen("IP:127.0.0.1:0");
-        var accept = listener.AcceptAsync(Ct);
+        var accept = AcceptAsync(listener);
         var options = new ConnectionOptions { StreamWrapper = (_, _) => throw new AuthenticationFailedForTestException() };
 
         await Assert.ThrowsAsync<AuthenticationFailedForTestException>(async () =>
             await NetworkConnection.ConnectAsync(listener.LocalAddress, options, Ct));
 
-        var server = Track(await accept);
+        var server = await accept;
         Assert.Equal(string.Empty, await ReadToEndAsyncTolerant(server));
     }
 
@@ -145,7 +145,7 @@ public class ConnectionTests : NetworkTest
     {
         using var certificate = CreateSelfSignedCertificate();
         var listener = Listen("IP:127.0.0.1:0");
-        var accept = listener.AcceptAsync(Ct);
+        var accept = AcceptAsync(listener);
         var clientOptions = new ConnectionOptions
         {
             StreamWrapper = async (inner, ct) =>
@@ -163,7 +163,7 @@ public class ConnectionTests : NetworkTest
         };
 
         var clientTask = ConnectAsync(listener.LocalAddress, clientOptions);
-        var server = Track(await accept);
+        var server = await accept;
         await server.WrapStreamAsync(
             async (inner, ct) =>
             {

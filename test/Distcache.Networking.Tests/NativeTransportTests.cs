@@ -40,6 +40,121 @@ public sealed class NativeTransportTests : NetworkTest
     [Theory]
     [InlineData("IP:127.0.0.1:0")]
     [InlineData("UNIX")]
+    public async Task The_accept_loop_hands_each_connection_over_on_the_event_loop_thread_that_serves_it(string address)
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen(address == "UNIX" ? "UNIX:" + TempPath("loop.sock") : address);
+        var handed = System.Threading.Channels.Channel.CreateUnbounded<(NetworkConnection Connection, string? Thread)>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        Task loop = listener.AcceptLoopAsync(c => handed.Writer.TryWrite((c, Thread.CurrentThread.Name)), e => handed.Writer.TryComplete(e), stop.Token);
+
+        for (int i = 0; i < 3; i++)
+        {
+            var client = await ConnectAsync(listener.LocalAddress);
+            var (server, thread) = await handed.Reader.ReadAsync(Ct);
+            Track(server);
+            Assert.StartsWith("distcache event loop", thread, StringComparison.Ordinal);
+            await ExchangeAsync(client, server);
+            Assert.True(server.UsesNativeTransport);
+        }
+
+        // Stopped, the loops leave the listening socket alone, and the listener stays usable.
+        stop.Cancel();
+        await loop.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        var accept = listener.AcceptAsync(Ct);
+        var late = await ConnectAsync(listener.LocalAddress);
+        await ExchangeAsync(late, Track(await accept));
+    }
+
+    [Fact]
+    public async Task A_natively_accepted_connection_makes_its_socket_only_when_asked_and_the_pipes_still_work_after()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+
+        // A view made before the pipes: it makes the descriptor blocking (the runtime's expectation), and the
+        // transport must make it non-blocking again, or its first receive would block an event loop.
+        System.Net.Sockets.Socket view = server.Socket!;
+        Assert.Same(view, server.Socket);
+        Assert.True(view.NoDelay, "TCP_NODELAY, inherited from the listener");
+        Assert.Equal(((System.Net.IPEndPoint)client.Socket!.LocalEndPoint!).Port, ((System.Net.IPEndPoint)view.RemoteEndPoint!).Port);
+        await ExchangeAsync(client, server);
+        await ExchangeAsync(client, server);
+        Assert.True(server.UsesNativeTransport);
+
+        // The view does not own the descriptor: the connection closes it, once, and the client sees the end.
+        await server.DisposeAsync();
+        Assert.Equal(string.Empty, await ReadToEndAsync(client.Input));
+    }
+
+    [Fact]
+    public async Task A_hand_over_that_throws_is_reported_and_costs_only_its_own_connection()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("UNIX:" + TempPath("throws.sock"));
+        var handed = System.Threading.Channels.Channel.CreateUnbounded<NetworkConnection>();
+        var failures = System.Threading.Channels.Channel.CreateUnbounded<Exception>();
+        int calls = 0;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        Task loop = listener.AcceptLoopAsync(
+            c =>
+            {
+                if (Interlocked.Increment(ref calls) == 1)
+                {
+                    throw new InvalidOperationException("a bug in the hand-over");
+                }
+
+                handed.Writer.TryWrite(c);
+            },
+            e => failures.Writer.TryWrite(e),
+            stop.Token);
+
+        var first = await ConnectAsync(listener.LocalAddress);
+        Assert.Equal("a bug in the hand-over", (await failures.Reader.ReadAsync(Ct)).Message);
+        Assert.Equal(string.Empty, await ReadToEndAsyncTolerant(first));
+
+        var second = await ConnectAsync(listener.LocalAddress);
+        await ExchangeAsync(second, Track(await handed.Reader.ReadAsync(Ct)));
+        stop.Cancel();
+        await loop.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+    }
+
+    [Fact]
+    public async Task Disposing_the_listener_ends_the_native_accept_loop_and_removes_the_socket_file()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        string path = TempPath("gone.sock");
+        var listener = Listen("UNIX:" + path);
+        var handed = System.Threading.Channels.Channel.CreateUnbounded<NetworkConnection>();
+        Task loop = listener.AcceptLoopAsync(c => handed.Writer.TryWrite(c), e => Assert.Fail("accept failed: " + e.Message), Ct);
+        var client = await ConnectAsync(listener.LocalAddress);
+        var server = Track(await handed.Reader.ReadAsync(Ct));
+        await ExchangeAsync(client, server);
+
+        await listener.DisposeAsync();
+
+        await loop.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        Assert.False(File.Exists(path));
+        await ExchangeAsync(client, server);
+    }
+
+    // The end of stream, or a reset (an aborted connection), read as the end.
+    private async Task<string> ReadToEndAsyncTolerant(NetworkConnection connection)
+    {
+        try
+        {
+            return await ReadToEndAsync(connection.Input);
+        }
+        catch (IOException)
+        {
+            return string.Empty;
+        }
+    }
+
+    [Theory]
+    [InlineData("IP:127.0.0.1:0")]
+    [InlineData("UNIX")]
     public async Task Accepted_and_connected_connections_use_it_and_exchange_bytes(string address)
     {
         Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
@@ -477,7 +592,7 @@ public sealed class NativeTransportTests : NetworkTest
         var (steadyClient, steadyServer) = await ConnectPairAsync(listener);
         for (int i = 0; i < 200; i++)
         {
-            var accept = listener.AcceptAsync(Ct);
+            var accept = AcceptAsync(listener);
             await using var client = await NetworkConnection.ConnectAsync(listener.LocalAddress, ConnectOptions, Ct);
             await using var server = await accept;
             string text = "message " + i.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -12,6 +12,7 @@ public abstract class NetworkTest : IAsyncLifetime
 {
     private readonly CancellationTokenSource _deadline;
     private readonly List<IAsyncDisposable> _cleanup = [];
+    private readonly Dictionary<NetworkListener, System.Threading.Channels.Channel<NetworkConnection>> _acceptLoops = [];
     private string? _tempDirectory;
 
     protected NetworkTest()
@@ -82,16 +83,52 @@ public abstract class NetworkTest : IAsyncLifetime
     private static ConnectionOptions WithNativeTransport(ConnectionOptions? options) =>
         new() { StreamWrapper = options?.StreamWrapper, Logger = options?.Logger, NativeTransport = true };
 
+    /// <summary>
+    /// The listener's next connection. With <see cref="NativeTransport"/>, accepted the way the servers accept: by
+    /// <see cref="NetworkListener.AcceptLoopAsync(Action{NetworkConnection}, Action{Exception}, CancellationToken)"/>
+    /// on the event loops, so that every test of a native suite runs over natively accepted connections.
+    /// </summary>
     protected async Task<NetworkConnection> AcceptAsync(NetworkListener listener) =>
-        Track(await listener.AcceptAsync(Ct));
+        Track(NativeTransport ? await AcceptedBy(listener).ReadAsync(Ct) : await listener.AcceptAsync(Ct));
 
     /// <summary>Connects to the listener and accepts the connection, returning both ends.</summary>
     protected async Task<(NetworkConnection Client, NetworkConnection Server)> ConnectPairAsync(NetworkListener listener, Address? target = null)
     {
-        var accept = listener.AcceptAsync(Ct);
+        var accept = AcceptAsync(listener);
         var client = await ConnectAsync(target ?? listener.LocalAddress);
-        var server = Track(await accept);
+        var server = await accept;
         return (client, server);
+    }
+
+    // One accept loop per listener, started at its first accept, handing connections over through a channel. The
+    // connections nobody took are closed with the test.
+    private System.Threading.Channels.ChannelReader<NetworkConnection> AcceptedBy(NetworkListener listener)
+    {
+        lock (_acceptLoops)
+        {
+            if (!_acceptLoops.TryGetValue(listener, out var channel))
+            {
+                channel = System.Threading.Channels.Channel.CreateUnbounded<NetworkConnection>();
+                _acceptLoops[listener] = channel;
+                var writer = channel.Writer;
+                _ = listener.AcceptLoopAsync(c => writer.TryWrite(c), e => writer.TryComplete(e), Ct)
+                    .ContinueWith(_ => writer.TryComplete(), TaskScheduler.Default);
+                _cleanup.Add(new DrainOnDispose(channel.Reader));
+            }
+
+            return channel.Reader;
+        }
+    }
+
+    private sealed class DrainOnDispose(System.Threading.Channels.ChannelReader<NetworkConnection> reader) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            while (reader.TryRead(out var left))
+            {
+                await left.DisposeAsync();
+            }
+        }
     }
 
     /// <summary>Sends text both ways and checks it arrives intact.</summary>
