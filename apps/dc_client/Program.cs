@@ -181,6 +181,9 @@ internal static class Program
 
                 using (pidFile)
                 {
+                    // Local connections are as many as the applications open; let them meet the system's limit
+                    // rather than the shell's default.
+                    DescriptorBudget.RaiseToHardLimit();
                     var proxy = new DistcacheProxy(proxyOptions, loggerFactory.CreateLogger<DistcacheProxy>());
                     Task running = proxy.RunAsync(listener, shutdown.Token);
 

@@ -33,7 +33,7 @@ internal static class Program
     // The limits that keep one peer from exhausting the server; the defaults and their reasons are those of
     // DistcacheServerOptions, this only maps flags to it. A day in milliseconds is a generous ceiling.
     private const uint MaxTimeoutMs = 86_400_000;
-    private static readonly ValueOption<uint> MaxConnsOption = new("maxconns", "num", "most connections served at once; more are accepted and closed at once. 0 = no cap", ValueParsers.UInt32InRange(0, int.MaxValue)) { DefaultValue = DistcacheServerOptions.DefaultMaxConnections };
+    private static readonly ValueOption<uint> MaxConnsOption = new("maxconns", "num", "most connections served at once (no more than the descriptor limit allows); more are accepted and closed at once. 0 = as many as that limit allows", ValueParsers.UInt32InRange(0, int.MaxValue)) { DefaultValue = DistcacheServerOptions.DefaultMaxConnections };
     private static readonly ValueOption<uint> MsgTimeoutOption = new("msgtimeout", "msecs", "a started request must arrive in full within this time, or the connection is closed. 0 = no limit", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.MessageTimeout.TotalMilliseconds };
     private static readonly ValueOption<uint> IdleOption = new("idle", "msecs", "close a connection idle for this long. 0 = never (as 1.5.1)", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.IdleTimeout.TotalMilliseconds };
     private static readonly ValueOption<uint> WriteTimeoutOption = new("writetimeout", "msecs", "drop a client that leaves its responses unread for this long. 0 = never", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.WriteTimeout.TotalMilliseconds };
@@ -167,9 +167,18 @@ internal static class Program
                 }
 
                 using PidFile? pidFile = options.TryGetValue(PidFileOption, out string? pidPath) ? PidFile.Create(pidPath) : null;
+
+                // Connections beyond the descriptor limit would end the process, not just the connection: the cap
+                // fits under the limit, raised first as far as the hard limit allows.
+                int maxConnections = DescriptorBudget.Fit((int)options.GetValue(MaxConnsOption), "-maxconns", out string? budgetWarning);
+                if (budgetWarning is not null)
+                {
+                    await Console.Error.WriteLineAsync("Warning, " + budgetWarning).ConfigureAwait(false);
+                }
+
                 var serverOptions = new DistcacheServerOptions
                 {
-                    MaxConnections = (int)options.GetValue(MaxConnsOption),
+                    MaxConnections = maxConnections,
                     MessageTimeout = TimeSpan.FromMilliseconds(options.GetValue(MsgTimeoutOption)),
                     IdleTimeout = TimeSpan.FromMilliseconds(options.GetValue(IdleOption)),
                     WriteTimeout = TimeSpan.FromMilliseconds(options.GetValue(WriteTimeoutOption)),

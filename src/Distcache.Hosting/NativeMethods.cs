@@ -69,6 +69,13 @@ internal static class NativeMethods
     [DllImport(Libc, EntryPoint = "getegid")]
     public static extern uint GetEGid();
 
+    // struct rlimit { rlim_t rlim_cur, rlim_max; }: two 64-bit counts on 64-bit Linux.
+    [DllImport(Libc, EntryPoint = "getrlimit", SetLastError = true)]
+    public static extern int GetRLimit(int resource, [Out] ulong[] limit);
+
+    [DllImport(Libc, EntryPoint = "setrlimit", SetLastError = true)]
+    public static extern int SetRLimit(int resource, ulong[] limit);
+
     [DllImport(Libc, EntryPoint = "setsid", SetLastError = true)]
     public static extern int SetSid();
 

@@ -6,7 +6,8 @@ namespace Distcache.EndToEnd.Tests;
 /// <summary>
 /// What one short connection costs dc_server in system calls, counted by strace on the real executable: the calls
 /// a connection needs (accept, register with the event loop, receive, send, see the end, close) and none of those
-/// that were cut because another call already does their work.
+/// that were cut because another call already does their work. Also what the accept loop on the event loops does
+/// when the process runs out of descriptors.
 /// </summary>
 public sealed partial class DcServerConnectionCostTests : IDisposable
 {
@@ -98,4 +99,63 @@ public sealed partial class DcServerConnectionCostTests : IDisposable
         Assert.True(calls.GetValueOrDefault("fcntl") == 0 && calls.GetValueOrDefault("ioctl") == 0, $"no ioctl or fcntl per connection: {seen}");
         Assert.True(calls.GetValueOrDefault("shutdown") == 0, $"no shutdown before close: {seen}");
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_flood_of_connections_beyond_the_descriptor_limit_is_refused_and_never_ends_the_process()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux() && File.Exists("/usr/bin/prlimit"), "needs Linux and prlimit");
+        string address = "UNIX:" + _dir.File("s.sock");
+
+        // The runtime holds about 100 descriptors of its own; a hard limit of 300 leaves room for some 130
+        // connections, far fewer than -maxconns's 1024. Accepting until EMFILE used to end the process (the runtime
+        // could not open the files it needed next); the cap now fits under the limit. prlimit execs dc_server.
+        await using Tool server = Tool.StartPath("prlimit", ["--nofile=300:300", Tool.PathOf("dc_server"), "-listen", address]);
+        await server.WaitForListenerAsync(address);
+        Match warning = Regex.Match(server.Stderr, @"Warning, the process may open only 300 descriptors .* serving at most (\d+) connections at once, not the 1024 of -maxconns");
+        Assert.True(warning.Success, server.Stderr);
+        int cap = int.Parse(warning.Groups[1].Value, CultureInfo.InvariantCulture);
+        Assert.InRange(cap, 50, 300 - DescriptorHeadroom);
+
+        var clients = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            for (int i = 0; i < cap + 100; i++)
+            {
+                clients.Add(Wire.Open(address));
+            }
+
+            // The first cap connections are served, the rest closed at once, and the server goes on.
+            Assert.False(Wire.Have(clients[0], [1, 2, 3]));
+            Assert.False(Wire.Have(clients[cap / 2], [1, 2, 3]));
+            await Poll.UntilAsync(() => Wire.IsClosedByPeer(clients[^1]), TimeSpan.FromSeconds(20), "a connection over the cap to be closed");
+            Assert.DoesNotContain("Too many open files", server.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+
+        await Poll.UntilAsync(
+            () =>
+            {
+                try
+                {
+                    using var socket = Wire.Open(address, timeoutMs: 1000);
+                    return !Wire.Have(socket, [4, 5, 6]);
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(20),
+            "a new connection to be served once the flood has gone");
+        Assert.False(server.HasExited);
+    }
+
+    // Distcache.Hosting.DescriptorBudget.Headroom.
+    private const int DescriptorHeadroom = 64;
 }
