@@ -64,9 +64,6 @@ internal sealed class EventLoop
     /// <summary>Every loop of the process, one per core, started on first use.</summary>
     public static IReadOnlyList<EventLoop> All => Loops.Value;
 
-    /// <summary>The loop whose thread is calling, or null on any other thread.</summary>
-    public static EventLoop? Current => t_current;
-
     /// <summary>The loop for the next connection: round robin over one loop per core.</summary>
     public static EventLoop Next()
     {

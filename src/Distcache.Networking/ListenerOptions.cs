@@ -52,8 +52,11 @@ public sealed class ListenerOptions
     /// Serve the accepted connections' <see cref="NetworkConnection.Input"/> and <see cref="NetworkConnection.Output"/>
     /// from this library's own epoll event loops (one thread per core) instead of the runtime's socket engine: one
     /// <c>recv</c> when the socket becomes readable and one <c>send</c> per flush, with no stream or pipe in
-    /// between. Worth it for a server answering many small requests; see docs/performance.md. Linux only: elsewhere,
-    /// and for a connection whose stream is wrapped (TLS), the runtime's sockets are used as without it. Default false.
+    /// between. Worth it for a server answering many small requests; see docs/performance.md. With it,
+    /// <see cref="NetworkListener.AcceptLoopAsync(Action{NetworkConnection}, Action{Exception}, CancellationToken)"/>
+    /// accepts on those loops too (and leaves the listening socket non-blocking). Linux only: elsewhere the runtime's
+    /// sockets are used as without it. A connection whose stream is wrapped (TLS) runs over the runtime's sockets;
+    /// a TLS server should leave this off, so that no handshake starts on an event loop's thread. Default false.
     /// </summary>
     public bool NativeTransport { get; init; }
 

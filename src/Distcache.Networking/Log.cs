@@ -48,4 +48,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "Connection {Peer} falls back to the runtime's sockets: {Reason}")]
     public static partial void NativeTransportUnavailable(ILogger logger, string peer, string reason);
+
+    [LoggerMessage(EventId = 23, Level = LogLevel.Error, Message = "Accept on {Address}: closed a connection that could not be set up")]
+    public static partial void AdmitFailed(ILogger logger, Address address, Exception exception);
 }

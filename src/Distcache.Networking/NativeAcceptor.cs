@@ -19,7 +19,8 @@ namespace Distcache.Networking;
 /// kernel wakes one loop (not all) per arrival and arrivals spread over the loops that are idle. A woken loop accepts
 /// until the backlog is empty (<c>EAGAIN</c>) or it has taken <see cref="MaxAcceptsPerWake"/>, so that a flood of
 /// connections cannot keep it from its established ones; the level-triggered registration wakes it again for the
-/// rest. Where the kernel does not know <c>EPOLLEXCLUSIVE</c> (before Linux 4.5) the socket goes to one loop.</para>
+/// rest. A kernel older than Linux 4.5 ignores <c>EPOLLEXCLUSIVE</c> and wakes every loop: still correct, as the
+/// losers find the backlog empty (<c>EAGAIN</c>); a kernel that refuses the flag gets the socket on one loop.</para>
 /// <para>When accepting fails for want of a resource (out of descriptors, <c>EMFILE</c>, or memory), the socket
 /// stays readable, so a level-triggered registration would spin: the failure is reported, the socket is taken out
 /// of every loop, and put back after the retry delay, as the runtime path's loop pauses.</para>
@@ -44,7 +45,11 @@ internal sealed class NativeAcceptor : IDisposable
     private CancellationTokenRegistration _cancellation;
     private uint _events;
     private bool _paused;
-    private bool _stopping;
+    private volatile bool _stopping;
+
+    // Loop threads inside AcceptSome: Stopped completes only once none is, so that no connection is handed over
+    // after the caller was told the loop has ended.
+    private int _busy;
 
     private NativeAcceptor(NetworkListener listener, SafeHandle handle, Action<NetworkConnection> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay)
     {
@@ -57,7 +62,8 @@ internal sealed class NativeAcceptor : IDisposable
         _resume = new Timer(static state => ((NativeAcceptor)state!).Resume(), this, Timeout.Infinite, Timeout.Infinite);
     }
 
-    /// <summary>A task that completes once the acceptor has stopped (<see cref="Stop"/>, or its token).</summary>
+    /// <summary>A task that completes once the acceptor has stopped (<see cref="Stop"/>, or its token) and no
+    /// connection is being handed over any more.</summary>
     public Task Stopped => _stopped.Task;
 
     /// <summary>
@@ -99,7 +105,15 @@ internal sealed class NativeAcceptor : IDisposable
 
         _resume.Dispose();
         _cancellation.Dispose();
-        _stopped.TrySetResult();
+
+        // A full fence between the write of _stopping and the read of _busy, paired with AcceptSome's increment
+        // before its read of _stopping: either this sees the loop thread busy (and the thread completes Stopped on
+        // its way out), or the thread sees _stopping and hands nothing over.
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _busy) == 0)
+        {
+            _stopped.TrySetResult();
+        }
     }
 
     // Registers the listening socket with every loop; false if no loop would take it.
@@ -168,8 +182,24 @@ internal sealed class NativeAcceptor : IDisposable
     // A loop's thread: the listening socket is readable.
     private void AcceptSome()
     {
+        Interlocked.Increment(ref _busy);
+        try
+        {
+            AcceptBatch();
+        }
+        finally
+        {
+            if (Interlocked.Decrement(ref _busy) == 0 && _stopping)
+            {
+                _stopped.TrySetResult();
+            }
+        }
+    }
+
+    private void AcceptBatch()
+    {
         Span<byte> address = stackalloc byte[AddressCapacity];
-        for (int i = 0; i < MaxAcceptsPerWake && !Volatile.Read(ref _stopping); i++)
+        for (int i = 0; i < MaxAcceptsPerWake && !_stopping; i++)
         {
             int length = AddressCapacity;
             int descriptor;
@@ -221,18 +251,15 @@ internal sealed class NativeAcceptor : IDisposable
                 continue;
             }
 
-            try
+            if (_stopping)
             {
-                _accepted(connection);
-            }
-#pragma warning disable CA1031 // One connection's failing hand-over must not stop the loop that accepts all the others.
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                _acceptFailed(e);
+                // Accepted just as the loop was stopped: the caller no longer expects connections.
                 connection.Abort();
                 _ = connection.DisposeAsync().AsTask();
+                return;
             }
+
+            NetworkListener.HandOver(connection, _accepted, _acceptFailed);
         }
     }
 
@@ -240,7 +267,8 @@ internal sealed class NativeAcceptor : IDisposable
     // accept()": the peer's problem, not the listener's.
     private static bool IsPeerProblem(int errno) => errno is 103 /* ECONNABORTED */ or 71 /* EPROTO */ or 92 /* ENOPROTOOPT */
         or 100 /* ENETDOWN */ or 101 /* ENETUNREACH */ or 112 /* EHOSTDOWN */ or 113 /* EHOSTUNREACH */ or 64 /* ENONET */
-        or 95 /* EOPNOTSUPP */ or 110 /* ETIMEDOUT */ or 104 /* ECONNRESET */ or 1 /* EPERM: a firewall rule */;
+        or 95 /* EOPNOTSUPP */ or 110 /* ETIMEDOUT */ or 104 /* ECONNRESET */ or 1 /* EPERM: a firewall rule */
+        or 93 /* EPROTONOSUPPORT */ or 94 /* ESOCKTNOSUPPORT */;
 
     private void Pause(int errno)
     {
@@ -310,7 +338,7 @@ internal sealed class NativeAcceptor : IDisposable
             catch (Exception)
 #pragma warning restore CA1031
             {
-                // Only a failing acceptFailed callback gets here; the connection it was about is already aborted.
+                // Only a failing acceptFailed callback of Pause's gets here (HandOver guards its own).
             }
         }
     }

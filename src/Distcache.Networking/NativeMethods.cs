@@ -297,6 +297,12 @@ internal static class NativeMethods
     [DllImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static extern int Close(nint descriptor);
 
+    [DllImport(Libc, EntryPoint = "fcntl", SetLastError = true)]
+    private static extern int FcntlDup(nint descriptor, int command, int lowest);
+
+    /// <summary>A new descriptor for the same open socket, close-on-exec (<c>F_DUPFD_CLOEXEC</c>); -1 on failure.</summary>
+    public static int DuplicateCloseOnExec(nint descriptor) => FcntlDup(descriptor, 1030 /* F_DUPFD_CLOEXEC */, 0);
+
     private static int NotFoundWhenNull(int result, IntPtr found) => result == 0 && found == IntPtr.Zero ? NoEntry : result;
 
     private static LookupStatus LookUpUser(Func<IntPtr, IntPtr, nuint, int> call, out PasswdEntry entry, out string? error)

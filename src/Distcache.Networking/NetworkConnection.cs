@@ -14,7 +14,8 @@ namespace Distcache.Networking;
 /// connection, whichever transport carries it.
 /// </summary>
 /// <remarks>
-/// <para>The pipes sit on top of <see cref="Stream"/>, which starts as the socket's <see cref="NetworkStream"/>.
+/// <para>The pipes sit on top of <see cref="Stream"/>, which starts as the socket's <see cref="NetworkStream"/> (made
+/// on demand for a connection accepted on the native transport's event loops, which has none until then).
 /// <see cref="WrapStreamAsync"/> can replace it (for example with an authenticated <see cref="SslStream"/>)
 /// until <see cref="Input"/> or <see cref="Output"/> is first used; the pipes are created at that moment, on the
 /// native transport where it was asked for (<see cref="ConnectionOptions.NativeTransport"/>,
@@ -79,9 +80,9 @@ public sealed class NetworkConnection : IAsyncDisposable
     /// The socket under the connection, for socket options and end points; null for a connection made with
     /// <see cref="FromStream"/>. Reading or writing it directly bypasses the pipes and any stream wrapper. A
     /// connection accepted on the native transport's event loops has no runtime socket until this is first read: it
-    /// is then made as a view of the connection's descriptor (the connection still closes it), valid while the
-    /// connection is open.
+    /// is then made over a duplicate of the connection's descriptor, and closed with the connection.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The connection was closed or aborted before a socket was made for it.</exception>
     public Socket? Socket
     {
         get
@@ -106,7 +107,12 @@ public sealed class NetworkConnection : IAsyncDisposable
     /// </summary>
     public string PeerDescription { get; }
 
-    /// <summary>The stream under the pipes: the socket's stream, or what <see cref="WrapStreamAsync"/> put in its place.</summary>
+    /// <summary>
+    /// The stream under the pipes: the socket's stream, or what <see cref="WrapStreamAsync"/> put in its place. A
+    /// connection accepted on the event loops makes it when first asked (over <see cref="Socket"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The connection was accepted on the event loops and its pipes run on
+    /// the native transport, which has no stream.</exception>
     public Stream Stream
     {
         get
@@ -232,7 +238,20 @@ public sealed class NetworkConnection : IAsyncDisposable
     /// the connection is closed. The TLS session owns it: it stays usable while the connection is open, and the
     /// caller must not dispose it.
     /// </summary>
-    public X509Certificate2? PeerCertificate => Stream is SslStream { IsAuthenticated: true } tls ? tls.RemoteCertificate as X509Certificate2 : null;
+    public X509Certificate2? PeerCertificate
+    {
+        get
+        {
+            Stream? stream;
+            lock (_gate)
+            {
+                // The stream as it is: asking for a certificate must not make one over a natively accepted socket.
+                stream = _stream;
+            }
+
+            return stream is SslStream { IsAuthenticated: true } tls ? tls.RemoteCertificate as X509Certificate2 : null;
+        }
+    }
 
     /// <summary>
     /// On the native transport, called on an event loop thread (as this connection's read and flush continuations
@@ -412,11 +431,7 @@ public sealed class NetworkConnection : IAsyncDisposable
             // (already closed, a unix socket's linger) leaves closing as all that can be done.
             SetZeroLinger(_native);
             transport?.Detach();
-            if (stream is not null)
-            {
-                DisposeQuietly(stream);
-            }
-
+            CloseNativeView(stream);
             _native.Dispose();
             transport?.Fail("aborted");
         }
@@ -493,12 +508,7 @@ public sealed class NetworkConnection : IAsyncDisposable
         transport?.Detach();
         if (_native is not null)
         {
-            // A stream, if one was made, is over a view that does not own the descriptor: the close is the handle's.
-            if (stream is not null)
-            {
-                DisposeQuietly(stream);
-            }
-
+            CloseNativeView(stream);
             _native.Dispose();
         }
         else if (transport is SocketPipes && _socket is not null)
@@ -584,38 +594,87 @@ public sealed class NetworkConnection : IAsyncDisposable
         }
     }
 
-    // Under _gate. A natively accepted connection gets its stream when first asked: a NetworkStream over a view of
-    // its descriptor.
+    // Under _gate. A natively accepted connection gets its stream when first asked: a NetworkStream over its runtime
+    // Socket. Not once the native transport carries it: the runtime refuses a stream over a non-blocking socket, and
+    // the bytes go through Input and Output.
     private Stream StreamUnderLock()
     {
         if (_stream is null)
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            if (_transport is SocketPipes)
+            {
+                throw new InvalidOperationException("a connection on the native transport has no stream: its bytes go through Input and Output");
+            }
+
             _stream = new NetworkStream(NativeViewUnderLock(), ownsSocket: true);
         }
 
         return _stream;
     }
 
-    // Under _gate: the runtime Socket over a natively accepted descriptor, made once. It does not own the descriptor,
-    // which stays the connection's, closed by its own handle in one place. The runtime reads the descriptor's flags
-    // when it makes the Socket, and refuses synchronous calls on one that is non-blocking; unless the native
-    // transport already runs on it, the descriptor is made blocking first, as every socket the runtime makes starts
-    // out, so that a stream over the view (TLS) works as on any accepted socket.
+    // Under _gate: the runtime Socket of a natively accepted connection, made once, over a duplicate of the
+    // descriptor that the Socket owns. Owning it lets the runtime do its own bookkeeping at the close (take the
+    // number out of its epoll set, wake its pending operations), which it skips for a handle it does not own; the
+    // connection closes both. The runtime reads the descriptor's flags when it makes the Socket, and refuses
+    // synchronous calls on one that is non-blocking: unless the native transport already runs on it, the socket is
+    // made blocking first, as every socket the runtime makes starts out, so that a stream over it (TLS) works as on
+    // any accepted socket. (The flag belongs to the open socket, which both descriptors share.)
     private Socket NativeViewUnderLock()
     {
         if (_socket is null)
         {
-            ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            if (_transport is not SocketPipes)
+            ObjectDisposedException.ThrowIf(_disposed != 0 || IsAborted, this);
+            bool added = false;
+            try
             {
-                _ = NativeMethods.SetNonBlocking(_native!.Descriptor, on: false);
-            }
+                // Throws ObjectDisposedException once the descriptor is closed: its number may be another's by now.
+                _native!.DangerousAddRef(ref added);
+                if (_transport is not SocketPipes)
+                {
+                    _ = NativeMethods.SetNonBlocking(_native.Descriptor, on: false);
+                }
 
-            Volatile.Write(ref _socket, new Socket(new SafeSocketHandle(_native!.Descriptor, ownsHandle: false)));
+                int copy = NativeMethods.DuplicateCloseOnExec(_native.Descriptor);
+                if (copy < 0)
+                {
+                    int errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                    throw new NetworkException($"cannot make a socket of {PeerDescription}: {NativeMethods.Describe(errno)}", null, NativeMethods.ToSocketError(errno), null);
+                }
+
+                var handle = new SafeSocketHandle(copy, ownsHandle: true);
+                try
+                {
+                    Volatile.Write(ref _socket, new Socket(handle));
+                }
+                catch
+                {
+                    handle.Dispose();
+                    throw;
+                }
+            }
+            finally
+            {
+                if (added)
+                {
+                    _native!.DangerousRelease();
+                }
+            }
         }
 
         return _socket;
+    }
+
+    // The runtime Socket of a natively accepted connection and the stream over it, if they were made: each owns the
+    // duplicate descriptor, which must close with the connection's own.
+    private void CloseNativeView(Stream? stream)
+    {
+        if (stream is not null)
+        {
+            DisposeQuietly(stream);
+        }
+
+        Volatile.Read(ref _socket)?.Dispose();
     }
 
     private static async ValueTask CompleteQuietlyAsync(PipeWriter output)
@@ -700,9 +759,14 @@ public sealed class NetworkConnection : IAsyncDisposable
     // native transport.
     private SocketPipes? AttachNative(NativeSocketHandle handle)
     {
+        bool added = false;
         try
         {
-            // A Socket view made before the pipes made the descriptor blocking; the transport needs it non-blocking.
+            // Throws ObjectDisposedException once the descriptor is closed (an abort): registering its number then
+            // could put another connection's socket in the loop.
+            handle.DangerousAddRef(ref added);
+
+            // A Socket made before the pipes made the socket blocking; the transport needs it non-blocking.
             if (_socket is not null && NativeMethods.SetNonBlocking(handle.Descriptor, on: true) != 0)
             {
                 return null;
@@ -714,6 +778,13 @@ public sealed class NetworkConnection : IAsyncDisposable
         {
             Log.NativeTransportUnavailable(_logger, PeerDescription, e.Message);
             return null;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
         }
     }
 
@@ -730,7 +801,12 @@ public sealed class NetworkConnection : IAsyncDisposable
                 }
 
                 ConnectionTransport? transport = null;
-                if (_native is not null && _stream is null && !IsAborted)
+                if (_native is not null && (IsAborted || _native.IsClosed))
+                {
+                    throw new ObjectDisposedException(nameof(NetworkConnection), $"the connection to {PeerDescription} was aborted");
+                }
+
+                if (_native is not null && _stream is null)
                 {
                     transport = AttachNative(_native);
                 }

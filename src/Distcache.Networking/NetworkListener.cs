@@ -174,11 +174,56 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     /// <summary>
     /// Makes a connection of a socket that <see cref="NativeAcceptor"/> accepted, as <see cref="AcceptAsync"/> does of
     /// the runtime's: names the peer, applies the peer credential policy and TCP_NODELAY. Null, with the socket
-    /// closed, when the peer is refused. Never throws.
+    /// closed, when the peer is refused or the connection cannot be set up (logged). Never throws.
     /// </summary>
     /// <param name="handle">The accepted socket, non-blocking; owned by the connection, or closed here.</param>
     /// <param name="peerAddress">The peer's <c>struct sockaddr</c> as the accept filled it in.</param>
     internal NetworkConnection? Admit(NativeSocketHandle handle, ReadOnlySpan<byte> peerAddress)
+    {
+        try
+        {
+            return AdmitOrRefuse(handle, peerAddress);
+        }
+#pragma warning disable CA1031 // Called on an event loop, which must outlive whatever one peer brings.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            handle.Dispose();
+            Log.AdmitFailed(_logger, Address, e);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Gives <paramref name="connection"/> to <paramref name="accepted"/>; if that throws, closes the connection
+    /// (reset) first and then reports the exception, which must not escape either: the caller is an event loop or a
+    /// thread-pool item, which serve every other connection.
+    /// </summary>
+    internal static void HandOver(NetworkConnection connection, Action<NetworkConnection> accepted, Action<Exception> acceptFailed)
+    {
+        try
+        {
+            accepted(connection);
+        }
+#pragma warning disable CA1031 // One connection's failing hand-over must not stop the loop that accepts all the others.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            connection.Abort();
+            _ = connection.DisposeAsync().AsTask();
+            try
+            {
+                acceptFailed(e);
+            }
+#pragma warning disable CA1031 // The reporter itself failing leaves nothing to report to.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        }
+    }
+
+    private NetworkConnection? AdmitOrRefuse(NativeSocketHandle handle, ReadOnlySpan<byte> peerAddress)
     {
         System.Net.EndPoint? endPoint = SocketHelpers.EndPointOf(peerAddress);
         Address? remote = SocketHelpers.AddressOf(endPoint);
@@ -233,7 +278,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     /// </param>
     /// <param name="acceptFailed">Reports a failed accept, typically as a log line.</param>
     /// <param name="cancellationToken">Stops accepting.</param>
-    /// <returns>A task that completes when the loop has stopped.</returns>
+    /// <returns>A task that completes when the loop has stopped and no connection is being handed over any more.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="accepted"/> or <paramref name="acceptFailed"/> is null.</exception>
     public Task AcceptLoopAsync(Action<NetworkConnection> accepted, Action<Exception> acceptFailed, CancellationToken cancellationToken) =>
         AcceptLoopAsync(accepted, acceptFailed, DefaultAcceptRetryDelay, cancellationToken);
@@ -246,7 +291,7 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     /// <param name="acceptFailed">Reports a failed accept, typically as a log line.</param>
     /// <param name="retryDelay">How long to wait after a failed accept before the next.</param>
     /// <param name="cancellationToken">Stops accepting.</param>
-    /// <returns>A task that completes when the loop has stopped.</returns>
+    /// <returns>A task that completes when the loop has stopped and no connection is being handed over any more.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="accepted"/> or <paramref name="acceptFailed"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="retryDelay"/> is negative.</exception>
     public Task AcceptLoopAsync(Action<NetworkConnection> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
@@ -258,10 +303,33 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
         {
             lock (_acceptors)
             {
-                if (!IsDisposed
-                    && NativeAcceptor.TryStart(this, Socket.SafeHandle, accepted, acceptFailed, retryDelay, cancellationToken) is { } acceptor)
+                NativeAcceptor? acceptor = null;
+                try
+                {
+                    acceptor = IsDisposed ? null : NativeAcceptor.TryStart(this, Socket.SafeHandle, accepted, acceptFailed, retryDelay, cancellationToken);
+                }
+                catch (NetworkException e)
+                {
+                    // No event loop could be made (epoll_create1 failed): accept the runtime's way.
+                    Log.NativeTransportUnavailable(_logger, Address.ToString(), e.Message);
+                }
+
+                if (acceptor is not null)
                 {
                     _acceptors.Add(acceptor);
+                    acceptor.Stopped.ContinueWith(
+                        (_, state) =>
+                        {
+                            var (listener, stopped) = ((NetworkListener, NativeAcceptor))state!;
+                            lock (listener._acceptors)
+                            {
+                                listener._acceptors.Remove(stopped);
+                            }
+                        },
+                        (this, acceptor),
+                        CancellationToken.None,
+                        TaskContinuationOptions.ExecuteSynchronously,
+                        TaskScheduler.Default);
                     return acceptor.Stopped;
                 }
             }
@@ -313,8 +381,21 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
     private static TimeSpan DefaultAcceptRetryDelay => TimeSpan.FromMilliseconds(50);
 
     // The accept loop on the runtime's sockets: each connection goes to a thread-pool thread, so that accepted may
-    // serve it there while this loop goes back to accepting.
+    // serve it there while this loop goes back to accepting. Returns once every hand-over has run.
     private async Task RuntimeAcceptLoopAsync(Action<NetworkConnection> accepted, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
+    {
+        var handOvers = new HandOvers(accepted, acceptFailed);
+        try
+        {
+            await RuntimeAcceptAsync(handOvers, acceptFailed, retryDelay, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await handOvers.AllDoneAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task RuntimeAcceptAsync(HandOvers handOvers, Action<Exception> acceptFailed, TimeSpan retryDelay, CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -338,24 +419,44 @@ public sealed class NetworkListener : IAsyncDisposable, IDisposable
                 continue;
             }
 
+            handOvers.Queue(connection);
+        }
+    }
+
+    // The runtime path's hand-overs, each on a thread-pool thread, counted so that the loop ends after the last.
+    private sealed class HandOvers(Action<NetworkConnection> accepted, Action<Exception> acceptFailed)
+    {
+        private int _pending;
+
+        public void Queue(NetworkConnection connection)
+        {
+            Interlocked.Increment(ref _pending);
             ThreadPool.UnsafeQueueUserWorkItem(
                 static state =>
                 {
                     try
                     {
-                        state.accepted(state.connection);
+                        HandOver(state.Connection, state.Owner.Accepted, state.Owner.AcceptFailed);
                     }
-#pragma warning disable CA1031 // As on the native path: one connection's failing hand-over is reported, not fatal.
-                    catch (Exception e)
-#pragma warning restore CA1031
+                    finally
                     {
-                        state.acceptFailed(e);
-                        state.connection.Abort();
-                        _ = state.connection.DisposeAsync().AsTask();
+                        Interlocked.Decrement(ref state.Owner._pending);
                     }
                 },
-                (accepted, acceptFailed, connection),
+                (Owner: this, Connection: connection),
                 preferLocal: false);
+        }
+
+        private Action<NetworkConnection> Accepted => accepted;
+
+        private Action<Exception> AcceptFailed => acceptFailed;
+
+        public async Task AllDoneAsync()
+        {
+            while (Volatile.Read(ref _pending) > 0)
+            {
+                await Task.Delay(1, CancellationToken.None).ConfigureAwait(false);
+            }
         }
     }
 

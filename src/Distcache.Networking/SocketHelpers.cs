@@ -160,7 +160,15 @@ internal static class SocketHelpers
             case Unix when sockaddr.Length > 2 && sockaddr[2] != 0:
                 ReadOnlySpan<byte> path = sockaddr[2..];
                 int end = path.IndexOf((byte)0);
-                return new UnixDomainSocketEndPoint(System.Text.Encoding.UTF8.GetString(end >= 0 ? path[..end] : path));
+                try
+                {
+                    return new UnixDomainSocketEndPoint(System.Text.Encoding.UTF8.GetString(end >= 0 ? path[..end] : path));
+                }
+                catch (ArgumentException)
+                {
+                    // A name that is not UTF-8 can decode longer than a unix socket name may be: shown as unnamed.
+                    return null;
+                }
             default:
                 return null;
         }

@@ -54,9 +54,10 @@ internal sealed class SocketPipes : ConnectionTransport, EventLoop.ITarget
         Input = new Reader(this);
         Output = new Writer(this);
 
-        // A connection made on a loop's thread (accepted there) stays on that loop: its first read runs right here,
-        // and its later events come to the thread that already has its state in cache.
-        _loop = EventLoop.Current ?? EventLoop.Next();
+        // Round robin, even for a connection accepted on a loop's thread (whose first read runs right there): the
+        // kernel wakes the loops that accept in a fixed order, and long-lived connections would all gather on the
+        // first.
+        _loop = EventLoop.Next();
 
         // Last: from here on the loop may deliver events, from its own thread.
         _registration = _loop.Register(this, _descriptor);

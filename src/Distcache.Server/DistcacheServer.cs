@@ -302,15 +302,20 @@ public sealed class DistcacheServer
     // served right here until its first wait, which for a short-lived client usually means its whole request.
     private void Accepted(NetworkConnection connection, CancellationToken stoppingToken)
     {
-        if (_options.MaxConnections > 0 && Interlocked.Read(ref _served) >= _options.MaxConnections)
+        // Counted first, then checked: several loops accept at once, and a check before the count would let each
+        // of them take the last place.
+        if (Interlocked.Increment(ref _served) > _options.MaxConnections && _options.MaxConnections > 0)
         {
+            Interlocked.Decrement(ref _served);
             _ = RefuseAsync(connection);
             return;
         }
 
-        Interlocked.Increment(ref _served);
         long id = Interlocked.Increment(ref _nextConnectionId);
-        _ = HandleAsync(id, connection, stoppingToken);
+
+        // A TLS handshake is CPU work a slow or hostile client can start at will: not on an event loop's thread,
+        // which serves every other connection too.
+        _ = _options.Tls is null ? HandleAsync(id, connection, stoppingToken) : Task.Run(() => HandleAsync(id, connection, stoppingToken), CancellationToken.None);
     }
 
     // Never throws: its task is not awaited.
@@ -346,8 +351,11 @@ public sealed class DistcacheServer
             {
                 Log.ConnectionFailed(_logger, connection.PeerDescription, e.Message);
             }
-
-            _open.TryRemove(id, out _);
+            finally
+            {
+                // Whatever the close did: the shutdown waits for this entry to go.
+                _open.TryRemove(id, out _);
+            }
         }
     }
 

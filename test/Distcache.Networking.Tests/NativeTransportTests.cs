@@ -139,6 +139,154 @@ public sealed class NativeTransportTests : NetworkTest
         await ExchangeAsync(client, server);
     }
 
+    [Fact]
+    public async Task A_natively_accepted_connection_on_its_pipes_has_no_stream_and_no_certificate()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("IP:127.0.0.1:0");
+        var (client, server) = await ConnectPairAsync(listener);
+        await ExchangeAsync(client, server);
+
+        Assert.Null(server.PeerCertificate);
+        Assert.Throws<InvalidOperationException>(() => server.Stream);
+        await ExchangeAsync(client, server);
+    }
+
+    [Fact]
+    public async Task After_an_abort_a_natively_accepted_connection_refuses_its_pipes_and_touches_no_reused_descriptor()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("UNIX:" + TempPath("aborted.sock"));
+        var (_, server) = await ConnectPairAsync(listener);
+
+        server.Abort();
+
+        // The number the aborted connection had is the lowest free one: the next connection gets it, and must
+        // keep working whatever the aborted one is asked.
+        var (client2, server2) = await ConnectPairAsync(listener);
+        Assert.Throws<ObjectDisposedException>(() => server.Input);
+        Assert.Throws<ObjectDisposedException>(() => server.Socket);
+        await ExchangeAsync(client2, server2);
+        await ExchangeAsync(client2, server2);
+    }
+
+    [Fact]
+    public async Task TLS_over_natively_accepted_connections_works_and_their_numbers_serve_runtime_sockets_after()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        using var certificate = ConnectionTests.CreateSelfSignedCertificate();
+        var listener = Listen("IP:127.0.0.1:0");
+
+        // The runtime's Socket of a natively accepted connection owns its descriptor (a duplicate), so the runtime
+        // clears its own state for the number at the close, and runtime sockets that get the number next work.
+        for (int i = 0; i < 5; i++)
+        {
+            var accept = AcceptAsync(listener);
+            var connect = NetworkConnection.ConnectAsync(listener.LocalAddress, new ConnectionOptions { StreamWrapper = (inner, ct) => ClientTlsAsync(inner, certificate, ct) }, Ct).AsTask();
+            await using var server = await accept;
+            await server.WrapStreamAsync((inner, ct) => ServerTlsAsync(inner, certificate, ct), Ct);
+            await using var client = await connect;
+            await ExchangeAsync(client, server);
+            await server.DisposeAsync();
+            await client.DisposeAsync();
+
+            // Runtime sockets now, reusing the lowest free numbers, each waiting for its data.
+            using var runtimeListener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            runtimeListener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+            runtimeListener.Listen();
+            using var a = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            await a.ConnectAsync(runtimeListener.LocalEndPoint!, Ct);
+            using var b = await runtimeListener.AcceptAsync(Ct);
+            var buffer = new byte[4];
+            var receive = b.ReceiveAsync(buffer, System.Net.Sockets.SocketFlags.None, Ct);
+            await Task.Delay(20, Ct);
+            await a.SendAsync(new byte[] { 1, 2, 3, 4 }, System.Net.Sockets.SocketFlags.None, Ct);
+            Assert.Equal(4, await receive);
+        }
+    }
+
+    [Fact]
+    public async Task An_abort_wakes_a_TLS_handshake_waiting_on_a_natively_accepted_connection()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        using var certificate = ConnectionTests.CreateSelfSignedCertificate();
+        var listener = Listen("IP:127.0.0.1:0");
+        var (_, server) = await ConnectPairAsync(listener);
+
+        // The client never says hello: the handshake waits in a receive of the runtime's, with no token to end it.
+        Task handshake = server.WrapStreamAsync((inner, _) => ServerTlsAsync(inner, certificate, CancellationToken.None), CancellationToken.None).AsTask();
+        await Task.Delay(100, Ct);
+        Assert.False(handshake.IsCompleted);
+
+        server.Abort();
+
+        // Pending reads are woken, as the documentation of Abort promises; nothing else would end this one.
+        await Assert.ThrowsAnyAsync<Exception>(() => handshake.WaitAsync(TimeSpan.FromSeconds(5), Ct));
+        Assert.True(handshake.IsCompleted, "the handshake still waits after the abort");
+    }
+
+    [Fact]
+    public async Task The_accept_loop_ends_only_after_a_hand_over_under_way()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the native transport runs on Linux only");
+        var listener = Listen("UNIX:" + TempPath("handover.sock"));
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var handed = new List<NetworkConnection>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        Task loop = listener.AcceptLoopAsync(
+            c =>
+            {
+                lock (handed)
+                {
+                    handed.Add(c);
+                }
+
+                entered.Set();
+                release.Wait(TimeSpan.FromSeconds(10));
+            },
+            e => Assert.Fail("accept failed: " + e.Message),
+            stop.Token);
+
+        var client = await ConnectAsync(listener.LocalAddress);
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(10)));
+        stop.Cancel();
+        await Task.Delay(100, Ct);
+        Assert.False(loop.IsCompleted, "the loop ended while a connection was still being handed over");
+
+        release.Set();
+        await loop.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+        lock (handed)
+        {
+            foreach (var connection in handed)
+            {
+                Track(connection);
+            }
+        }
+
+        _ = client;
+    }
+
+    private static async ValueTask<Stream> ClientTlsAsync(Stream inner, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate, CancellationToken ct)
+    {
+        var tls = new System.Net.Security.SslStream(inner);
+        await tls.AuthenticateAsClientAsync(
+            new System.Net.Security.SslClientAuthenticationOptions
+            {
+                TargetHost = "localhost",
+                RemoteCertificateValidationCallback = (_, presented, _, _) => presented?.GetCertHashString() == certificate.GetCertHashString(),
+            },
+            ct);
+        return tls;
+    }
+
+    private static async ValueTask<Stream> ServerTlsAsync(Stream inner, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate, CancellationToken ct)
+    {
+        var tls = new System.Net.Security.SslStream(inner);
+        await tls.AuthenticateAsServerAsync(new System.Net.Security.SslServerAuthenticationOptions { ServerCertificate = certificate }, ct);
+        return tls;
+    }
+
     // The end of stream, or a reset (an aborted connection), read as the end.
     private async Task<string> ReadToEndAsyncTolerant(NetworkConnection connection)
     {
@@ -260,8 +408,26 @@ public sealed class NativeTransportTests : NetworkTest
     }
 
     // How many epoll instances of this process watch the descriptor (each lists it as "tfd: N" in its fdinfo).
+    // The epoll sets of this process holding the socket of descriptor, under that number or any other for the same
+    // socket (a natively accepted connection's runtime Socket is a duplicate of the number its loop holds).
     private static int EpollSetsHolding(int descriptor)
     {
+        string socket = new FileInfo("/proc/self/fd/" + descriptor.ToString(System.Globalization.CultureInfo.InvariantCulture)).LinkTarget!;
+        var numbers = new HashSet<string>();
+        foreach (string path in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            try
+            {
+                if (new FileInfo(path).LinkTarget == socket)
+                {
+                    numbers.Add(Path.GetFileName(path));
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+
         int sets = 0;
         foreach (string path in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
         {
@@ -290,13 +456,10 @@ public sealed class NativeTransportTests : NetworkTest
                 continue;
             }
 
-            foreach (string line in info.Split('\n'))
+            if (info.Split('\n').Select(line => line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))
+                .Any(fields => fields.Length >= 2 && fields[0] == "tfd:" && numbers.Contains(fields[1])))
             {
-                string[] fields = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-                if (fields.Length >= 2 && fields[0] == "tfd:" && fields[1] == descriptor.ToString(System.Globalization.CultureInfo.InvariantCulture))
-                {
-                    sets++;
-                }
+                sets++;
             }
         }
 
