@@ -131,6 +131,11 @@ internal static class Program
                 OperationTimeout = TimeSpan.FromMilliseconds(options.GetValue(TimeoutOption)),
                 Tls = tls,
                 NativeTransport = SocketEngine.NativeTransportWanted(),
+
+                // Local connections are as many as the applications open: the soft descriptor limit is raised to the
+                // hard one, and connections beyond what fits under it are closed at once rather than accepted until
+                // EMFILE, which would end the process (the runtime needs descriptors too).
+                MaxConnections = DescriptorBudget.Fit(0, string.Empty, out _),
             };
 
             Address address = options.GetValue(ListenOption)!;
@@ -181,9 +186,6 @@ internal static class Program
 
                 using (pidFile)
                 {
-                    // Local connections are as many as the applications open; let them meet the system's limit
-                    // rather than the shell's default.
-                    DescriptorBudget.RaiseToHardLimit();
                     var proxy = new DistcacheProxy(proxyOptions, loggerFactory.CreateLogger<DistcacheProxy>());
                     Task running = proxy.RunAsync(listener, shutdown.Token);
 

@@ -22,12 +22,6 @@ public static class DescriptorBudget
     private const int ResourceOpenFiles = 7; // RLIMIT_NOFILE on Linux
 
     /// <summary>
-    /// Raises the soft descriptor limit to the hard one, for a tool with no connection cap of its own (dc_client),
-    /// so that a burst of local connections meets the system's real limit rather than the shell's default of 1024.
-    /// </summary>
-    public static void RaiseToHardLimit() => _ = Fit(0, string.Empty, out _);
-
-    /// <summary>
     /// Raises the soft descriptor limit as far as <paramref name="wanted"/> connections need (no further than the
     /// hard limit) and returns how many connections fit: <paramref name="wanted"/>, or fewer when the hard limit is
     /// too low, with <paramref name="warning"/> saying so. <paramref name="wanted"/> 0 (no cap of the operator's)

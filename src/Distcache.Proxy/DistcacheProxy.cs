@@ -42,6 +42,11 @@ public sealed class DistcacheProxy
     private int _running;
     private long _nextClientId;
 
+    // Local connections counted against MaxConnections; refusals not yet logged, and when the last line was written.
+    private long _capped;
+    private long _refusedUnlogged;
+    private long _refusedLoggedAt = long.MinValue / 2;
+
     /// <summary>Creates a proxy; nothing happens until <see cref="RunAsync"/>.</summary>
     /// <param name="options">Where the server is, and the timing and flow-control settings.</param>
     /// <param name="logger">Where to log link changes and misbehaving peers; nowhere when null.</param>
@@ -222,7 +227,14 @@ public sealed class DistcacheProxy
         return listener.AcceptLoopAsync(
             connection =>
             {
-                // Several loops may accept at once.
+                // Counted first, then checked: several loops may accept at once.
+                if (_options.MaxConnections > 0 && Interlocked.Increment(ref _capped) > _options.MaxConnections)
+                {
+                    Interlocked.Decrement(ref _capped);
+                    Refuse(connection);
+                    return;
+                }
+
                 long id = Interlocked.Increment(ref _nextClientId);
                 var client = new LocalConnection(this, connection, _options, _logger);
                 Statistics.ConnectionOpened();
@@ -250,7 +262,27 @@ public sealed class DistcacheProxy
         finally
         {
             Statistics.ConnectionClosed();
+            if (_options.MaxConnections > 0)
+            {
+                Interlocked.Decrement(ref _capped);
+            }
+
             _clients.TryRemove(id, out _);
+        }
+    }
+
+    // Closes a connection over the cap at once (the application reads end of stream), and logs the refusals at most
+    // once a second, with their count.
+    private void Refuse(NetworkConnection connection)
+    {
+        Statistics.ConnectionRefused();
+        _ = connection.DisposeAsync().AsTask();
+        Interlocked.Increment(ref _refusedUnlogged);
+        long now = Environment.TickCount64;
+        long last = Interlocked.Read(ref _refusedLoggedAt);
+        if (now - last >= 1000 && Interlocked.CompareExchange(ref _refusedLoggedAt, now, last) == last)
+        {
+            Log.ConnectionsRefused(_logger, Interlocked.Exchange(ref _refusedUnlogged, 0), _options.MaxConnections);
         }
     }
 

@@ -37,6 +37,14 @@ public sealed class DistcacheProxyOptions
     public bool NativeTransport { get; init; }
 
     /// <summary>
+    /// Most local connections served at once; one more is accepted and closed at once (the application reads end of
+    /// stream and can treat it as a cache miss), counted in <see cref="ProxyStatistics.ConnectionsRefused"/> and
+    /// logged at most once a second. 0 (the default) = no cap. <c>dc_client</c> sets what fits under its descriptor
+    /// limit, since accepting until the system has no descriptor left would end the process.
+    /// </summary>
+    public int MaxConnections { get; init; }
+
+    /// <summary>
     /// How long after losing the server link (or failing to connect) the next connection attempt is made
     /// (<c>-retry</c>). Default 5 seconds, as in 1.5.1; at least 1 ms and at most <see cref="MaxInterval"/>.
     /// </summary>

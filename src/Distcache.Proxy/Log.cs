@@ -56,4 +56,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 16, Level = LogLevel.Error, Message = "Unexpected error on the link to the server at {Server}; closing the link")]
     public static partial void ServerLinkError(ILogger logger, Address server, Exception exception);
+
+    [LoggerMessage(EventId = 17, Level = LogLevel.Warning, Message = "Refused {Count} local connections: {Max} were open, as many as fit under the descriptor limit")]
+    public static partial void ConnectionsRefused(ILogger logger, long count, int max);
 }

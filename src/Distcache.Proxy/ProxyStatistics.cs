@@ -4,6 +4,7 @@ namespace Distcache.Proxy;
 public sealed class ProxyStatistics
 {
     private long _connectionsAccepted;
+    private long _connectionsRefused;
     private long _openConnections;
     private long _requests;
     private long _forwarded;
@@ -20,6 +21,9 @@ public sealed class ProxyStatistics
 
     /// <summary>Local connections accepted.</summary>
     public long ConnectionsAccepted => Interlocked.Read(ref _connectionsAccepted);
+
+    /// <summary>Local connections closed at once because <see cref="DistcacheProxyOptions.MaxConnections"/> were open.</summary>
+    public long ConnectionsRefused => Interlocked.Read(ref _connectionsRefused);
 
     /// <summary>Local connections open now.</summary>
     public long OpenConnections => Interlocked.Read(ref _openConnections);
@@ -67,6 +71,8 @@ public sealed class ProxyStatistics
     }
 
     internal void ConnectionClosed() => Interlocked.Decrement(ref _openConnections);
+
+    internal void ConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 
     internal void AddRequests(long count) => Interlocked.Add(ref _requests, count);
 

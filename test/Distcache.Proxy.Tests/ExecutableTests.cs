@@ -119,6 +119,61 @@ public sealed class ExecutableTests
         Assert.True(linkSet.Contains(listening), "the link's set is one that accepts (an event loop's, or the runtime's)");
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_flood_of_local_connections_beyond_the_descriptor_limit_is_refused_and_never_ends_the_process()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux() && File.Exists("/usr/bin/prlimit"), "needs Linux and prlimit");
+
+        // dc_client has no -maxconns: it caps its local connections at what fits under its descriptor limit. With a
+        // hard limit of 300 (about 100 held by the runtime, 64 kept free) that is some 130, and 400 connections at
+        // once used to run it out of descriptors, which ends a .NET process. prlimit execs dc_client.
+        await using var server = InProcessServer.Start();
+        using var dir = new TempDir();
+        string socket = dir.File("flood.sock");
+        await using Tool tool = Tool.StartPath("prlimit", ["--nofile=300:300", Tool.PathOf("dc_client"), "-listen", "UNIX:" + socket, "-server", server.Address.ToString()]);
+        await LoadTests.WaitForLinkAsync(tool);
+
+        var clients = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            for (int i = 0; i < 400; i++)
+            {
+                clients.Add(Wire.Open("UNIX:" + socket));
+            }
+
+            // The first ones are served; the last, over the cap, is closed at once; the refusals are logged.
+            Assert.False(Wire.Have(clients[0], [1, 2, 3]));
+            await Poll.UntilAsync(() => Wire.IsClosedByPeer(clients[^1]), TimeSpan.FromSeconds(20), "a connection over the cap to be closed");
+            await tool.WaitUntilAsync(() => tool.Stderr.Contains("Refused ", StringComparison.Ordinal), TimeSpan.FromSeconds(20), "the refusals to be logged");
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+
+        // Once the flood has gone, a new connection is served again.
+        await Poll.UntilAsync(
+            () =>
+            {
+                try
+                {
+                    using var s = Wire.Open("UNIX:" + socket, timeoutMs: 1000);
+                    return !Wire.Have(s, [4, 5, 6]);
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
+                {
+                    return false;
+                }
+            },
+            TimeSpan.FromSeconds(20),
+            "a new connection to be served once the flood has gone");
+        Assert.False(tool.HasExited);
+        Assert.DoesNotContain("Too many open files", tool.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task SIGTERM_shuts_down_cleanly_removing_the_socket_and_pid_files()
