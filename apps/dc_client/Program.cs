@@ -76,16 +76,14 @@ internal static class Program
         IReadOnlyList<Address> servers = options.GetValues(ServerOption);
         if (servers.Count == 0)
         {
-            await Console.Error.WriteLineAsync("Error, no server specified!").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError("no server specified!");
         }
 
         for (int i = 1; i < servers.Count; i++)
         {
             if (servers.Take(i).Any(s => s.ToString() == servers[i].ToString()))
             {
-                await Console.Error.WriteLineAsync($"Error, {serverSpellings[i]} given an invalid argument: {servers[i]} is already a server").ConfigureAwait(false);
-                return 1;
+                return Spec.ReportError($"{serverSpellings[i]} given an invalid argument: {servers[i]} is already a server");
             }
         }
 
@@ -101,8 +99,7 @@ internal static class Program
         }
         catch (ArgumentException e)
         {
-            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError(e.Message);
         }
 
         if (options.IsSet(DaemonFlag) && !Daemon.IsDaemonChild)

@@ -70,14 +70,18 @@ internal static class Program
 
         if (!options.TryGetValue(ListenOption, out Address? address))
         {
-            await Console.Error.WriteLineAsync("Error, must provide -listen").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError("must provide -listen");
         }
 
         if (SecurityProblem(options) is { } problem)
         {
-            await Console.Error.WriteLineAsync("Error, " + problem).ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError(problem);
+        }
+
+        // The store's flags are checked before anything starts, so a command-line mistake is reported as one.
+        if (StoreSelection.Problem(options, [SessionsOption, MemoryOption]) is { } storeProblem)
+        {
+            return Spec.ReportError(storeProblem);
         }
 
         if (options.IsSet(DaemonFlag) && !Daemon.IsDaemonChild)
@@ -125,12 +129,12 @@ internal static class Program
 
             uint sessions = options.GetValue(SessionsOption);
             ulong memory = options.TryGetValue(MemoryOption, out ulong m) ? m : Math.Max((ulong)MemorySessionStoreOptions.DefaultMaxBytes, sessions * BytesPerSessionAllowance);
-            using ISessionStore? store = StoreSelection.Create(options, [SessionsOption, MemoryOption],
+            using ISessionStore? store = StoreSelection.Create(options,
                 () => new MemorySessionStore(new MemorySessionStoreOptions { MaxSessions = (int)sessions, MaxBytes = (long)memory }),
                 loggerFactory, out string? storeError);
             if (store is null)
             {
-                await Console.Error.WriteLineAsync(storeError).ConfigureAwait(false);
+                await Console.Error.WriteLineAsync("Error, " + storeError).ConfigureAwait(false);
                 return 1;
             }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Distcache.Hosting;
 using Distcache.Storage;
@@ -15,7 +16,7 @@ internal static class StoreSelection
 {
     private const string RedisScheme = "redis:";
 
-    public static readonly ValueOption<string> StoreOption = new("store", "kind", "where sessions live: memory, or redis:HOST:PORT[,HOST:PORT...] (one Redis, or any nodes of a Redis Cluster)", ValueParsers.NonEmptyText) { DefaultValue = "memory" };
+    public static readonly ValueOption<string> StoreOption = new("store", "kind", "where sessions live: memory, or redis:HOST:PORT[,HOST:PORT...] (one Redis, or any nodes of a Redis Cluster)", ParseStore) { DefaultValue = "memory" };
     public static readonly ValueOption<string> PrefixOption = new("redisprefix", "text", "prefix of every session key in Redis", ValueParsers.Text) { DefaultValue = RedisSessionStoreOptions.DefaultKeyPrefix };
     public static readonly ValueOption<uint> DatabaseOption = new("redisdb", "num", "Redis database number (a cluster has only 0)", ValueParsers.UInt32InRange(0, 1_000_000)) { DefaultValue = 0 };
     public static readonly ValueOption<string> UserOption = new("redisuser", "user", "Redis ACL user name", ValueParsers.NonEmptyText);
@@ -29,41 +30,37 @@ internal static class StoreSelection
     private static IEnumerable<CommandLineOption> RedisOnlyOptions => [PrefixOption, DatabaseOption, UserOption, PasswordFileOption, TlsFlag, TlsCaOption, TimeoutOption];
 
     /// <summary>
-    /// The store the command line asks for, or an error message naming the flag at fault.
-    /// <paramref name="memoryStore"/> builds the in-memory store from <c>-sessions</c>/<c>-memory</c>.
+    /// Store flags that do not fit together (a Redis flag with the memory store, a memory bound with Redis), as the
+    /// problem to report after "Error, "; null when they fit. <paramref name="memoryOnlyOptions"/> are
+    /// <c>-sessions</c>/<c>-memory</c>.
     /// </summary>
-    public static ISessionStore? Create(ParseResult options, IReadOnlyList<CommandLineOption> memoryOnlyOptions, Func<ISessionStore> memoryStore, ILoggerFactory loggerFactory, out string? error)
+    public static string? Problem(ParseResult options, IReadOnlyList<CommandLineOption> memoryOnlyOptions)
+    {
+        if (options.GetValue(StoreOption) == "memory")
+        {
+            return RedisOnlyOptions.FirstOrDefault(options.IsSet) is { } redisOnly
+                ? $"-{redisOnly.Name} applies only to -store {RedisScheme}HOST:PORT"
+                : null;
+        }
+
+        // Silently ignoring a bound the operator asked for would be worse than refusing to start.
+        return memoryOnlyOptions.FirstOrDefault(options.IsSet) is { } memoryOnly
+            ? $"-{memoryOnly.Name} does not apply to -store {RedisScheme}...: Redis's maxmemory bounds the sessions there"
+            : null;
+    }
+
+    /// <summary>
+    /// The store the command line asks for (checked by <see cref="Problem"/> first), or why it cannot be had: a
+    /// message to follow "Error, ", naming the flag at fault. <paramref name="memoryStore"/> builds the in-memory
+    /// store from <c>-sessions</c>/<c>-memory</c>.
+    /// </summary>
+    public static ISessionStore? Create(ParseResult options, Func<ISessionStore> memoryStore, ILoggerFactory loggerFactory, out string? error)
     {
         string kind = options.GetValue(StoreOption)!;
         if (kind == "memory")
         {
-            foreach (CommandLineOption option in RedisOnlyOptions)
-            {
-                if (options.IsSet(option))
-                {
-                    error = $"Error, -{option.Name} applies only to -store {RedisScheme}HOST:PORT";
-                    return null;
-                }
-            }
-
             error = null;
             return memoryStore();
-        }
-
-        if (!kind.StartsWith(RedisScheme, StringComparison.Ordinal))
-        {
-            error = $"Error, -store given an invalid argument: '{kind}' is neither 'memory' nor '{RedisScheme}HOST:PORT[,HOST:PORT...]'";
-            return null;
-        }
-
-        // Silently ignoring a bound the operator asked for would be worse than refusing to start.
-        foreach (CommandLineOption option in memoryOnlyOptions)
-        {
-            if (options.IsSet(option))
-            {
-                error = $"Error, -{option.Name} does not apply to -store {RedisScheme}...: Redis's maxmemory bounds the sessions there";
-                return null;
-            }
         }
 
         var redis = new RedisSessionStoreOptions
@@ -76,12 +73,6 @@ internal static class StoreSelection
         };
         foreach (string endpoint in kind[RedisScheme.Length..].Split(','))
         {
-            if (!IsHostAndPort(endpoint))
-            {
-                error = $"Error, -store given an invalid argument: '{endpoint}' is not HOST:PORT (port 1-65535)";
-                return null;
-            }
-
             redis.Endpoints.Add(endpoint);
         }
 
@@ -89,7 +80,7 @@ internal static class StoreSelection
         {
             if (!File.Exists(authority))
             {
-                error = $"Error, -redistlsca could not read '{authority}': no such file";
+                error = $"-redistlsca could not read '{authority}': no such file";
                 return null;
             }
 
@@ -110,7 +101,7 @@ internal static class StoreSelection
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                error = $"Error, -redispassfile could not read '{passwordFile}': {e.Message}";
+                error = $"-redispassfile could not read '{passwordFile}': {e.Message}";
                 return null;
             }
         }
@@ -123,6 +114,27 @@ internal static class StoreSelection
             ? $"Info, sessions in Redis at {string.Join(',', redis.Endpoints)}"
             : $"Warning, Redis at {string.Join(',', redis.Endpoints)} is not reachable yet; answering misses and failed ADDs until it is");
         return store;
+    }
+
+    /// <summary>-store's value: <c>memory</c>, or <c>redis:</c> and one or more HOST:PORT separated by commas.</summary>
+    private static bool ParseStore(string text, [MaybeNullWhen(false)] out string value, [NotNullWhen(false)] out string? reason)
+    {
+        value = null;
+        if (text != "memory" && !text.StartsWith(RedisScheme, StringComparison.Ordinal))
+        {
+            reason = $"'{text}' is neither 'memory' nor '{RedisScheme}HOST:PORT[,HOST:PORT...]'";
+            return false;
+        }
+
+        if (text != "memory" && text[RedisScheme.Length..].Split(',').FirstOrDefault(endpoint => !IsHostAndPort(endpoint)) is { } bad)
+        {
+            reason = $"'{bad}' is not HOST:PORT (port 1-65535)";
+            return false;
+        }
+
+        value = text;
+        reason = null;
+        return true;
     }
 
     private static bool IsHostAndPort(string endpoint)

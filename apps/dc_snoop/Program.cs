@@ -37,14 +37,12 @@ internal static class Program
 
         if (!options.TryGetValue(ListenOption, out Address? listenAddress))
         {
-            await Console.Error.WriteLineAsync("Error, must provide -listen").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError("must provide -listen");
         }
 
         if (!options.TryGetValue(ServerOption, out Address? serverAddress))
         {
-            await Console.Error.WriteLineAsync("Error, must provide -server").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError("must provide -server");
         }
 
         using ILoggerFactory loggerFactory = ToolLogging.CreateFactory();

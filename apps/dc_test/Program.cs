@@ -80,16 +80,14 @@ internal static class Program
 
         if (!options.TryGetValue(ConnectOption, out Address? target))
         {
-            Console.Error.WriteLine("Error, must provide -connect");
-            return 1;
+            return Spec.ReportError("must provide -connect");
         }
 
         bool bench = options.IsSet(BenchFlag);
         bool check = options.IsSet(CheckFlag);
         if (bench && check)
         {
-            Console.Error.WriteLine("Error, -bench and -check exclude each other");
-            return 1;
+            return Spec.ReportError("-bench and -check exclude each other");
         }
 
         foreach (CommandLineOption misplaced in check ? CorrectnessOnly.Concat(BenchOnly).Except(CheckAlso) : bench ? CorrectnessOnly.Concat(CheckOnly) : BenchOnly.Concat(CheckOnly))
@@ -101,8 +99,7 @@ internal static class Program
                     : CheckOnly.Contains(misplaced) ? "only applies with -check"
                     : CheckAlso.Contains(misplaced) ? "only applies with -bench or -check"
                     : "only applies with -bench";
-                Console.Error.WriteLine($"Error, -{misplaced.Name} {message}");
-                return 1;
+                return Spec.ReportError($"-{misplaced.Name} {message}");
             }
         }
 
@@ -115,8 +112,7 @@ internal static class Program
 
         if (dataMin > dataMax)
         {
-            Console.Error.WriteLine("Error, -datamin must not be greater than -datamax");
-            return 1;
+            return Spec.ReportError($"-datamin must not be greater than -datamax ({dataMin} > {dataMax})");
         }
 
         ulong seed = options.TryGetValue(SeedOption, out ulong given) ? given : (ulong)Random.Shared.NextInt64(long.MaxValue);
@@ -138,15 +134,13 @@ internal static class Program
         // would read as a status.
         if (dataMin < 5)
         {
-            await Console.Error.WriteLineAsync("Error, -check needs session data of at least 5 bytes").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError($"-check needs session data of at least 5 bytes, not {dataMin}");
         }
 
         int idSize = (int)options.GetValue(IdSizeOption);
         if (dataMax > ProtocolConstants.MaxMessagePayload - ProtocolConstants.AddRequestPrefixSize - idSize)
         {
-            await Console.Error.WriteLineAsync("Error, -idsize and -datamax together exceed the 32768-byte message limit").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError($"-idsize and -datamax together exceed the 32768-byte message limit ({ProtocolConstants.AddRequestPrefixSize} + {idSize} + {dataMax} bytes)");
         }
 
         var settings = new CheckSettings
@@ -175,15 +169,13 @@ internal static class Program
         uint timevar = options.GetValue(TimevarOption);
         if (timevar >= timeout)
         {
-            Console.Error.WriteLine("Error, -timevar must be less than -timeout");
-            return 1;
+            return Spec.ReportError($"-timevar must be less than -timeout ({timevar} >= {timeout})");
         }
 
         uint withCert = options.GetValue(WithCertOption);
         if (withCert > sessions)
         {
-            Console.Error.WriteLine("Error, -withcert must not be greater than -sessions");
-            return 1;
+            return Spec.ReportError($"-withcert must not be greater than -sessions ({withCert} > {sessions})");
         }
 
         var settings = new CorrectnessSettings
@@ -208,30 +200,26 @@ internal static class Program
         if (dataMin < 2)
         {
             // A one-byte GET answer is a status (NOTOK, ...), so one-byte data could not be told from a miss.
-            await Console.Error.WriteLineAsync("Error, -bench needs session data of at least 2 bytes").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError($"-bench needs session data of at least 2 bytes, not {dataMin}");
         }
 
         int keys = (int)options.GetValue(KeysOption);
         int prefill = options.TryGetValue(PrefillOption, out uint p) ? (int)p : keys;
         if (prefill > keys)
         {
-            await Console.Error.WriteLineAsync("Error, -prefill must not be greater than -keys").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError($"-prefill must not be greater than -keys ({prefill} > {keys})");
         }
 
         int idSize = (int)options.GetValue(IdSizeOption);
         if (dataMax > ProtocolConstants.MaxMessagePayload - ProtocolConstants.AddRequestPrefixSize - idSize)
         {
-            await Console.Error.WriteLineAsync("Error, -idsize and -datamax together exceed the 32768-byte message limit").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError($"-idsize and -datamax together exceed the 32768-byte message limit ({ProtocolConstants.AddRequestPrefixSize} + {idSize} + {dataMax} bytes)");
         }
 
         bool shortConnections = options.IsSet(ShortFlag);
         if (shortConnections && options.TryGetValue(PipelineOption, out uint asked) && asked != 1)
         {
-            await Console.Error.WriteLineAsync("Error, -short sends one request per connection, so -pipeline must be 1").ConfigureAwait(false);
-            return 1;
+            return Spec.ReportError($"-short sends one request per connection, so -pipeline must be 1 (not {asked})");
         }
 
         var settings = new LoadSettings

@@ -1,35 +1,75 @@
+using System.Diagnostics.CodeAnalysis;
 using Distcache.Networking;
 
 namespace Distcache.Hosting;
 
 /// <summary>
 /// <see cref="ValueParser{T}"/>s for the tools' address options (<c>-listen</c>, <c>-server</c>, <c>-connect</c>).
+/// The reason for a refusal quotes the address and says what is wrong with it, from
+/// <see cref="Address.TryParse(string?, out Address, out string)"/>.
 /// </summary>
-/// <remarks>
-/// A bad address is reported with 1.5.1's <c>Error, -X given an invalid argument</c>, which scripts match on; the
-/// reason (from <see cref="Address.TryParse(string?, out Address, out string)"/>) is written to stderr first, as an
-/// <c>Info,</c> line, so that a person also learns what is wrong.
-/// </remarks>
 public static class AddressParsers
 {
     /// <summary>Accepts an address that can be listened on (IP:port, IP:host:port, IPv6:..., UNIX:/path, FD:n).</summary>
-    public static bool Listen(string text, out Address value) =>
-        TryParse(text, static a => a.CanListen, "cannot listen on {0}", out value);
+    /// <param name="text">The given text.</param>
+    /// <param name="value">The address.</param>
+    /// <param name="reason">Why the text is refused.</param>
+    /// <returns>True when the text is an address to listen on.</returns>
+    public static bool Listen(string text, [MaybeNullWhen(false)] out Address value, [NotNullWhen(false)] out string? reason)
+    {
+        if (!TryParse(text, out value, out reason))
+        {
+            return false;
+        }
+
+        if (!value.CanListen)
+        {
+            reason = $"'{text}' cannot be listened on";
+            value = null;
+            return false;
+        }
+
+        return true;
+    }
 
     /// <summary>Accepts an address that can be connected to (IP:host:port, IPv6:[addr]:port, UNIX:/path, FD:n).</summary>
-    public static bool Connect(string text, out Address value) =>
-        TryParse(text, static a => a.CanConnect, "cannot connect to {0}: it names no host (use IP:host:port or UNIX:/path)", out value);
-
-    private static bool TryParse(string text, Func<Address, bool> usable, string refusal, out Address value)
+    /// <param name="text">The given text.</param>
+    /// <param name="value">The address.</param>
+    /// <param name="reason">Why the text is refused.</param>
+    /// <returns>True when the text is an address to connect to.</returns>
+    public static bool Connect(string text, [MaybeNullWhen(false)] out Address value, [NotNullWhen(false)] out string? reason)
     {
-        if (Address.TryParse(text, out Address? address, out string error) && usable(address))
+        if (!TryParse(text, out value, out reason))
         {
-            value = address;
+            return false;
+        }
+
+        if (value.IsAnyInterface)
+        {
+            reason = $"'{text}' names no host, so it can only be listened on; connecting needs one, as in {(value.Kind == AddressKind.IPv6 ? "IPv6:[address]:port" : "IP:host:port")}";
+            value = null;
+            return false;
+        }
+
+        if (!value.CanConnect)
+        {
+            reason = $"'{text}' has port 0, which only means \"any free port\" when listening";
+            value = null;
+            return false;
+        }
+
+        return true;
+    }
+
+    private static bool TryParse(string text, [NotNullWhen(true)] out Address? value, [NotNullWhen(false)] out string? reason)
+    {
+        if (Address.TryParse(text, out value, out string error))
+        {
+            reason = null;
             return true;
         }
 
-        Console.Error.WriteLine("Info, " + (address is null ? error : string.Format(System.Globalization.CultureInfo.InvariantCulture, refusal, text)));
-        value = null!;
+        reason = $"'{text}' is not an address: {error}";
         return false;
     }
 }

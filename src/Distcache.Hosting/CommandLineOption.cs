@@ -5,13 +5,18 @@ namespace Distcache.Hosting;
 
 /// <summary>
 /// Turns the text given after an option into its value. Returns false when the text is not acceptable (not a
-/// number, out of range, ...); the parser then reports <c>Error, -X given an invalid argument</c>.
+/// number, out of range, ...), with the reason; the command line then reports
+/// <c>Error, -X given an invalid argument: REASON</c>.
 /// </summary>
 /// <typeparam name="T">The type of the parsed value.</typeparam>
 /// <param name="text">The text exactly as given on the command line.</param>
 /// <param name="value">The value when the text is acceptable.</param>
+/// <param name="reason">
+/// When the text is refused, why, as a clause that quotes the text and states the rule, for example
+/// <c>'abc' is not a number from 0 to 1000</c>; null when it is accepted.
+/// </param>
 /// <returns>True when <paramref name="text"/> is acceptable.</returns>
-public delegate bool ValueParser<T>(string text, [MaybeNullWhen(false)] out T value);
+public delegate bool ValueParser<T>(string text, [MaybeNullWhen(false)] out T value, [NotNullWhen(false)] out string? reason);
 
 /// <summary>
 /// One option of a command line in the 1.5.1 style: a single-dash word (<c>-daemon</c>, <c>-listen</c>), which is
@@ -22,6 +27,9 @@ public abstract class CommandLineOption
 {
     /// <summary>The words <c>-h</c>, <c>-help</c> and <c>-?</c> always ask for the usage; no option may use them.</summary>
     internal static readonly IReadOnlyList<string> HelpNames = ["h", "help", "?"];
+
+    /// <summary>The word <c>-version</c> always asks for the version line; no option may use it.</summary>
+    internal const string VersionName = "version";
 
     private protected CommandLineOption(string name, string help)
     {
@@ -52,8 +60,8 @@ public abstract class CommandLineOption
     } = [];
 
     /// <summary>
-    /// Whether every occurrence is kept (<c>-server A -server B</c>). When false, a later occurrence replaces an
-    /// earlier one, as 1.5.1 did by simply assigning its variable again.
+    /// Whether every occurrence is kept (<c>-server A -server B</c>). When false, giving the option twice is an
+    /// error: 1.5.1 silently kept the last one, which hides a mistake in a long command line.
     /// </summary>
     public bool Repeatable { get; init; }
 
@@ -73,7 +81,7 @@ public abstract class CommandLineOption
     internal IEnumerable<string> AllNames => Aliases.Prepend(Name);
 
     /// <summary>Parses the text given for this option; always false for a flag, which takes no value.</summary>
-    internal abstract bool TryParseValue(string text, out object? value);
+    internal abstract bool TryParseValue(string text, out object? value, [NotNullWhen(false)] out string? reason);
 
     private static void ValidateName(string name, string parameterName)
     {
@@ -83,9 +91,9 @@ public abstract class CommandLineOption
             throw new ArgumentException($"\"{name}\" is not a usable option name: give it without dashes, '=' or spaces.", parameterName);
         }
 
-        if (HelpNames.Contains(name, StringComparer.Ordinal))
+        if (HelpNames.Contains(name, StringComparer.Ordinal) || name == VersionName)
         {
-            throw new ArgumentException($"\"{name}\" is reserved for the usage message.", parameterName);
+            throw new ArgumentException($"\"{name}\" is reserved for the usage message and the version line.", parameterName);
         }
     }
 }
@@ -105,9 +113,10 @@ public sealed class FlagOption(string name, string help) : CommandLineOption(nam
     /// <inheritdoc/>
     public override string? DefaultDisplay => null;
 
-    internal override bool TryParseValue(string text, out object? value)
+    internal override bool TryParseValue(string text, out object? value, [NotNullWhen(false)] out string? reason)
     {
         value = null;
+        reason = $"-{Name} takes no value, and '{text}' was given";
         return false;
     }
 }
@@ -181,15 +190,17 @@ public sealed class ValueOption<T> : CommandLineOption
         }
     }
 
-    internal override bool TryParseValue(string text, out object? value)
+    internal override bool TryParseValue(string text, out object? value, [NotNullWhen(false)] out string? reason)
     {
-        if (Parser(text, out var parsed))
+        if (Parser(text, out var parsed, out reason))
         {
             value = parsed;
             return true;
         }
 
         value = null;
+        // A parser that forgets its reason still yields a message that says what was refused.
+        reason ??= $"'{text}' is not accepted";
         return false;
     }
 }

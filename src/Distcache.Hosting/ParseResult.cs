@@ -11,7 +11,10 @@ public enum ParseStatus
     /// <summary><c>-h</c>, <c>-help</c>, <c>-?</c> or <c>--help</c> was given: print the usage to stdout and exit 0.</summary>
     HelpRequested,
 
-    /// <summary>An argument was wrong; <see cref="ParseResult.ErrorMessage"/> says which, in the 1.5.1 wording.</summary>
+    /// <summary><c>-version</c> or <c>--version</c> was given: print the version line to stdout and exit 0.</summary>
+    VersionRequested,
+
+    /// <summary>An argument was wrong; <see cref="ParseResult.ErrorMessage"/> says which, in the 1.5.1 wording, and why.</summary>
     Error,
 }
 
@@ -36,8 +39,8 @@ public sealed class ParseResult
     public ParseStatus Status { get; }
 
     /// <summary>
-    /// For <see cref="ParseStatus.Error"/>, the line to print on stderr, for example
-    /// <c>Error, -sessions given an invalid argument</c>; otherwise null.
+    /// For <see cref="ParseStatus.Error"/>, the line to print on stderr: 1.5.1's first words, then the reason, for
+    /// example <c>Error, -sessions given an invalid argument: 'abc' is not a number from 0 to 1000</c>; otherwise null.
     /// </summary>
     public string? ErrorMessage { get; }
 
@@ -78,7 +81,7 @@ public sealed class ParseResult
 
     /// <summary>
     /// Every value given for the option, in command-line order; empty when it was not given (the default is not
-    /// included). A non-<see cref="CommandLineOption.Repeatable"/> option has at most one: the last.
+    /// included). A non-<see cref="CommandLineOption.Repeatable"/> option has at most one.
     /// </summary>
     /// <typeparam name="T">The option's value type.</typeparam>
     /// <param name="option">An option of the spec that produced this result.</param>

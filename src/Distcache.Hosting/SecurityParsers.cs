@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 using Distcache.Networking;
@@ -11,14 +12,18 @@ public static class SecurityParsers
     /// <summary>Parses a comma-separated list of user names or numeric user ids (<c>www-data,1001</c>).</summary>
     /// <param name="text">The list.</param>
     /// <param name="value">The user ids.</param>
-    /// <returns>False if the list is empty or names an unknown user.</returns>
-    public static bool UserIdList(string text, out uint[] value) => IdList(text, isGroup: false, out value);
+    /// <param name="reason">Why the list is refused.</param>
+    /// <returns>False if the list is empty, has an empty item, or names an unknown user.</returns>
+    public static bool UserIdList(string text, [MaybeNullWhen(false)] out uint[] value, [NotNullWhen(false)] out string? reason) =>
+        IdList(text, isGroup: false, out value, out reason);
 
     /// <summary>Parses a comma-separated list of group names or numeric group ids.</summary>
     /// <param name="text">The list.</param>
     /// <param name="value">The group ids.</param>
-    /// <returns>False if the list is empty or names an unknown group.</returns>
-    public static bool GroupIdList(string text, out uint[] value) => IdList(text, isGroup: true, out value);
+    /// <param name="reason">Why the list is refused.</param>
+    /// <returns>False if the list is empty, has an empty item, or names an unknown group.</returns>
+    public static bool GroupIdList(string text, [MaybeNullWhen(false)] out uint[] value, [NotNullWhen(false)] out string? reason) =>
+        IdList(text, isGroup: true, out value, out reason);
 
     /// <summary>The flag a TLS file came from, for start-up errors (<c>Error, -tls-cert FILE: ...</c>).</summary>
     /// <param name="role">Which file failed.</param>
@@ -57,11 +62,13 @@ public static class SecurityParsers
         return !string.Equals(address.Host, "localhost", StringComparison.OrdinalIgnoreCase);
     }
 
-    private static bool IdList(string text, bool isGroup, out uint[] value)
+    private static bool IdList(string text, bool isGroup, [MaybeNullWhen(false)] out uint[] value, [NotNullWhen(false)] out string? reason)
     {
-        value = [];
+        string kind = isGroup ? "group" : "user";
+        value = null;
         if (string.IsNullOrWhiteSpace(text))
         {
+            reason = $"'{text}' names no {kind}: give {kind} names or ids, separated by commas";
             return false;
         }
 
@@ -71,13 +78,16 @@ public static class SecurityParsers
             string item = part.Trim();
             if (item.Length == 0)
             {
+                reason = $"'{text}' has an empty item: give {kind} names or ids, separated by single commas";
                 return false;
             }
 
             if (item.All(char.IsAsciiDigit))
             {
+                // (uid_t)-1 means "no change" to chown and matches no process.
                 if (!uint.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out uint id) || id == uint.MaxValue)
                 {
+                    reason = string.Create(CultureInfo.InvariantCulture, $"'{item}' is not a {kind} id (0 to {uint.MaxValue - 1})");
                     return false;
                 }
 
@@ -89,6 +99,7 @@ public static class SecurityParsers
             {
                 if (Networking.NativeMethods.GetGroupByName(item, out uint gid, out _) != LookupStatus.Found)
                 {
+                    reason = $"'{item}' is not a group on this system";
                     return false;
                 }
 
@@ -98,6 +109,7 @@ public static class SecurityParsers
             {
                 if (Networking.NativeMethods.GetUserByName(item, out PasswdEntry entry, out _) != LookupStatus.Found)
                 {
+                    reason = $"'{item}' is not a user on this system";
                     return false;
                 }
 
@@ -106,6 +118,7 @@ public static class SecurityParsers
         }
 
         value = [.. ids];
+        reason = null;
         return true;
     }
 }

@@ -44,7 +44,7 @@ public static class ToolListener
     }
 
     /// <summary>Listens on <paramref name="address"/>; on failure writes "Error, failed to listen on ADDRESS: why"
-    /// to standard error and returns null.</summary>
+    /// to standard error (see <see cref="Reason"/>) and returns null.</summary>
     /// <param name="address">Where to listen.</param>
     /// <param name="options">Socket options (owner, group and mode are applied before listen(2)).</param>
     /// <returns>The listener, or null if it could not be created.</returns>
@@ -57,8 +57,41 @@ public static class ToolListener
         catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException
             or System.Net.Sockets.SocketException or PlatformNotSupportedException)
         {
-            await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {e.Message}").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {Reason(address, e)}").ConfigureAwait(false);
             return null;
         }
+    }
+
+    /// <summary>
+    /// Why listening failed, in the user's terms. bind(2) on a unix socket path whose directory is missing fails
+    /// with ENOENT, which the runtime reports as "Cannot assign requested address"; the path is what to fix.
+    /// </summary>
+    /// <param name="address">The address that could not be listened on.</param>
+    /// <param name="failure">What listening threw.</param>
+    /// <returns>The reason to print after the address.</returns>
+    public static string Reason(Address address, Exception failure)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        ArgumentNullException.ThrowIfNull(failure);
+        // A directory that cannot be searched also looks missing from here; permission is then the real cause.
+        bool denied = failure is NetworkException { SocketError: System.Net.Sockets.SocketError.AccessDenied }
+            or System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AccessDenied }
+            or UnauthorizedAccessException;
+        if (!denied && address.Kind == AddressKind.Unix && address.Path is { Length: > 0 } path)
+        {
+            string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
+            string shown = Path.GetDirectoryName(path) is { Length: > 0 } written ? written : directory;
+            if (File.Exists(directory))
+            {
+                return $"{shown} is a file, not a directory";
+            }
+
+            if (!Directory.Exists(directory))
+            {
+                return $"the directory {shown} does not exist";
+            }
+        }
+
+        return failure.Message;
     }
 }

@@ -21,7 +21,7 @@ public sealed partial class DcServerOptionTests
     {
         var tool = await Tool.RunAsync(Quick, "dc_server", flag);
         Assert.Equal(0, tool.ExitCode);
-        foreach (var option in new[] { "-listen", "-daemon", "-user", "-sockowner", "-sockgroup", "-sockperms", "-sessions", "-progress", "-pidfile", "-killable", "-memory", "-maxconns", "-msgtimeout", "-idle", "-writetimeout" })
+        foreach (var option in new[] { "-version", "-listen", "-daemon", "-user", "-sockowner", "-sockgroup", "-sockperms", "-sessions", "-progress", "-pidfile", "-killable", "-memory", "-maxconns", "-msgtimeout", "-idle", "-writetimeout" })
         {
             Assert.Contains(option, tool.Stdout, StringComparison.Ordinal);
         }
@@ -29,23 +29,34 @@ public sealed partial class DcServerOptionTests
 
     [Theory]
     [InlineData(new string[0], "Error, must provide -listen")]
-    [InlineData(new[] { "-listen" }, "Error, -listen requires an argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sessions" }, "Error, -sessions requires an argument")]
-    [InlineData(new[] { "-listen", "TCP:x:1" }, "Error, -listen given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:99999" }, "Error, -listen given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sessions", "abc" }, "Error, -sessions given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sockperms", "999" }, "Error, -sockperms given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-memory", "lots" }, "Error, -memory given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-progress", "-1" }, "Error, -progress given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-maxconns", "-1" }, "Error, -maxconns given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-msgtimeout", "soon" }, "Error, -msgtimeout given an invalid argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-writetimeout" }, "Error, -writetimeout requires an argument")]
-    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-bogus" }, "Error, \"-bogus\" not recognised")]
-    public async Task Bad_arguments_get_1_5_1_messages_and_fail(string[] args, string message)
+    [InlineData(new[] { "-listen" }, "Error, -listen requires an argument: -listen <address>")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sessions" }, "Error, -sessions requires an argument: -sessions <num>")]
+    [InlineData(new[] { "-listen", "TCP:x:1" }, "Error, -listen given an invalid argument: 'TCP:x:1' is not an address: unknown address type 'TCP' (expected IP, IPv4, IPv6, UNIX or FD)")]
+    [InlineData(new[] { "-listen", "IP:99999" }, "Error, -listen given an invalid argument: 'IP:99999' is not an address: port 99999 is out of range (1-65535)")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sessions", "abc" }, "Error, -sessions given an invalid argument: 'abc' is not a number from 0 to 1000000000")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-sockperms", "999" }, "Error, -sockperms given an invalid argument: '999' is not octal permissions from 0 to 777, such as 660")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-memory", "lots" }, "Error, -memory given an invalid argument: 'lots' is not a size (a number of bytes, optionally followed by k, M, G or T for powers of 1024)")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-memory", "1k" }, "Error, -memory given an invalid argument: '1k' is not a size of at least 32896")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-progress", "-1" }, "Error, -progress given an invalid argument: '-1' is not a number from 0 to 4294967295")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-maxconns", "-1" }, "Error, -maxconns given an invalid argument: '-1' is not a number from 0 to 2147483647")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-msgtimeout", "soon" }, "Error, -msgtimeout given an invalid argument: 'soon' is not a number from 0 to 86400000")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-writetimeout" }, "Error, -writetimeout requires an argument: -writetimeout <msecs>")]
+    [InlineData(new[] { "-listen", "IP:127.0.0.1:9", "-bogus" }, "Error, \"-bogus\" not recognised: dc_server has no such option")]
+    public async Task Bad_arguments_get_1_5_1_messages_with_the_reason_and_fail(string[] args, string message)
     {
         var tool = await Tool.RunAsync(Quick, "dc_server", args);
-        Assert.NotEqual(0, tool.ExitCode);
-        Assert.Contains(message, tool.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, tool.ExitCode);
+        // One line pointing at the usage instead of the usage itself, which pushed the error off the screen.
+        Assert.Equal([message, "Run dc_server -h for the options."], tool.Stderr.ReplaceLineEndings("\n").TrimEnd('\n').Split('\n'));
+    }
+
+    [Fact]
+    public async Task A_unix_socket_in_a_missing_directory_is_reported_with_the_real_cause()
+    {
+        // bind(2) says ENOENT, which the runtime words "Cannot assign requested address".
+        var tool = await Tool.RunAsync(Quick, "dc_server", "-listen", "UNIX:/no/such/dir/sock");
+        Assert.Equal(1, tool.ExitCode);
+        Assert.Equal("Error, failed to listen on UNIX:/no/such/dir/sock: the directory /no/such/dir does not exist\n", tool.Stderr.ReplaceLineEndings("\n"));
     }
 
     [Fact]
@@ -210,7 +221,7 @@ public sealed partial class DcServerOptionTests
     {
         var parent = await Tool.RunAsync(Quick, "dc_server", "-listen", "UNIX:/nonexistent-dir/x.sock", "-daemon");
         Assert.NotEqual(0, parent.ExitCode);
-        Assert.Contains("Error, failed to listen", parent.Stderr, StringComparison.Ordinal);
+        Assert.Contains("Error, failed to listen on UNIX:/nonexistent-dir/x.sock: the directory /nonexistent-dir does not exist", parent.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

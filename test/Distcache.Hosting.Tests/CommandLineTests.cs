@@ -1,6 +1,6 @@
 namespace Distcache.Hosting.Tests;
 
-/// <summary>The 1.5.1 command-line conventions: spellings, aliases, repetition, help and the exact error wording.</summary>
+/// <summary>The 1.5.1 command-line conventions: spellings, aliases, repetition, help, version and the exact error wording.</summary>
 public sealed class CommandLineTests
 {
     private static readonly FlagOption DaemonFlag = new("daemon", "detach and run in the background");
@@ -73,14 +73,17 @@ public sealed class CommandLineTests
         Assert.Equal("C", result.GetValue(Connect));
     }
 
-    [Fact]
-    public void A_repeated_single_valued_option_keeps_the_last_value_as_1_5_1_did()
+    [Theory]
+    [InlineData("200", "-sessions", "100", "-sessions", "200")]
+    [InlineData("300", "-sessions", "100", "--sessions=300")]
+    [InlineData("100", "-sessions", "100", "-daemon", "-daemon")]
+    public void A_single_valued_option_given_twice_counts_with_its_last_value_as_in_1_5_1(string expected, params string[] args)
     {
-        var result = Spec.Parse(["-sessions", "100", "-sessions", "200", "-daemon", "-daemon"]);
+        // Scripts that wrap the tools put their defaults first and let the caller's flags override them.
+        var result = Spec.Parse(args);
 
-        Assert.Equal(200u, result.GetValue(Sessions));
-        Assert.Equal([200u], result.GetValues(Sessions));
-        Assert.True(result.IsSet(DaemonFlag));
+        Assert.Equal(ParseStatus.Success, result.Status);
+        Assert.Equal(uint.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), result.GetValue(Sessions));
     }
 
     [Fact]
@@ -93,33 +96,39 @@ public sealed class CommandLineTests
     }
 
     [Theory]
-    [InlineData("Error, -listen requires an argument", "-listen")]
-    [InlineData("Error, --listen requires an argument", "--listen")]
-    [InlineData("Error, -server requires an argument", "-daemon", "-server")]
-    [InlineData("Error, -sessions given an invalid argument", "-sessions", "abc")]
-    [InlineData("Error, -sessions given an invalid argument", "-sessions", "63")]
-    [InlineData("Error, -sessions given an invalid argument", "-sessions", "1048577")]
-    [InlineData("Error, -sessions given an invalid argument", "-sessions", "-5")]
-    [InlineData("Error, -sessions given an invalid argument", "-sessions", "")]
-    [InlineData("Error, --sessions given an invalid argument", "--sessions=99999999999")]
-    [InlineData("Error, -memory given an invalid argument", "-memory", "1.5G")]
-    [InlineData("Error, -memory given an invalid argument", "-memory", "512k")]
-    [InlineData("Error, -sockperms given an invalid argument", "-sockperms", "999")]
-    [InlineData("Error, -server given an invalid argument", "-server", "")]
-    [InlineData("Error, --daemon given an invalid argument", "--daemon=yes")]
-    [InlineData("Error, --help given an invalid argument", "--help=1")]
-    [InlineData("Error, \"-bogus\" not recognised", "-bogus")]
-    [InlineData("Error, \"--bogus=1\" not recognised", "--bogus=1")]
-    [InlineData("Error, \"-listen=x\" not recognised", "-listen=x")]
-    [InlineData("Error, \"foo\" not recognised", "foo")]
-    [InlineData("Error, \"-\" not recognised", "-")]
-    [InlineData("Error, \"--\" not recognised", "--")]
-    [InlineData("Error, \"---daemon\" not recognised", "---daemon")]
-    [InlineData("Error, \"-Daemon\" not recognised", "-Daemon")]
-    [InlineData("Error, \"\" not recognised", "")]
-    [InlineData("Error, \"-bogus\" not recognised", "-bogus", "-h")]
-    [InlineData("Error, \"-bogus\" not recognised", "-listen", "x", "-bogus", "-sessions")]
-    public void Errors_are_worded_as_in_1_5_1(string expected, params string[] args)
+    [InlineData("Error, -listen requires an argument: -listen <addr>", "-listen")]
+    [InlineData("Error, --listen requires an argument: --listen <addr>", "--listen")]
+    [InlineData("Error, -server requires an argument: -server <addr>", "-daemon", "-server")]
+    [InlineData("Error, -sessions given an invalid argument: 'abc' is not a number from 64 to 1048576", "-sessions", "abc")]
+    [InlineData("Error, -sessions given an invalid argument: '63' is not a number from 64 to 1048576", "-sessions", "63")]
+    [InlineData("Error, -sessions given an invalid argument: '1048577' is not a number from 64 to 1048576", "-sessions", "1048577")]
+    [InlineData("Error, -sessions given an invalid argument: '-5' is not a number from 64 to 1048576", "-sessions", "-5")]
+    [InlineData("Error, -sessions given an invalid argument: '' is not a number from 64 to 1048576", "-sessions", "")]
+    [InlineData("Error, --sessions given an invalid argument: '99999999999' is not a number from 64 to 1048576", "--sessions=99999999999")]
+    [InlineData("Error, -sessions given an invalid argument: '-daemon' is not a number from 64 to 1048576 (if -daemon was meant as the next option, -sessions is missing its value)", "-sessions", "-daemon")]
+    [InlineData("Error, -memory given an invalid argument: '1.5G' is not a size (a number of bytes, optionally followed by k, M, G or T for powers of 1024)", "-memory", "1.5G")]
+    [InlineData("Error, -memory given an invalid argument: '512k' is not a size of at least 1M", "-memory", "512k")]
+    [InlineData("Error, -sockperms given an invalid argument: '999' is not octal permissions from 0 to 777, such as 660", "-sockperms", "999")]
+    [InlineData("Error, -server given an invalid argument: the value is empty", "-server", "")]
+    [InlineData("Error, --daemon given an invalid argument: --daemon takes no value, and 'yes' was given", "--daemon=yes")]
+    [InlineData("Error, --help given an invalid argument: --help takes no value, and '1' was given", "--help=1")]
+    [InlineData("Error, --version given an invalid argument: --version takes no value, and 'x' was given", "--version=x")]
+    [InlineData("Error, \"-bogus\" not recognised: dc_test has no such option", "-bogus")]
+    [InlineData("Error, \"--bogus=1\" not recognised: dc_test has no such option", "--bogus=1")]
+    [InlineData("Error, \"-listen=x\" not recognised: write -listen x or --listen=x", "-listen=x")]
+    [InlineData("Error, \"-daemon=1\" not recognised: -daemon takes no value", "-daemon=1")]
+    [InlineData("Error, \"foo\" not recognised: every word must be an option (-name) or the value that follows one", "foo")]
+    [InlineData("Error, \"yes\" not recognised: -daemon takes no value", "-daemon", "yes")]
+    [InlineData("Error, \"-\" not recognised: every word must be an option (-name) or the value that follows one", "-")]
+    [InlineData("Error, \"--\" not recognised: every word must be an option (-name) or the value that follows one", "--")]
+    [InlineData("Error, \"---daemon\" not recognised: did you mean -daemon?", "---daemon")]
+    [InlineData("Error, \"-Daemon\" not recognised: did you mean -daemon?", "-Daemon")]
+    [InlineData("Error, \"-sesions\" not recognised: did you mean -sessions?", "-sesions")]
+    [InlineData("Error, \"--conect\" not recognised: did you mean -connect?", "--conect")]
+    [InlineData("Error, \"\" not recognised: every word must be an option (-name) or the value that follows one", "")]
+    [InlineData("Error, \"-bogus\" not recognised: dc_test has no such option", "-bogus", "-h")]
+    [InlineData("Error, \"-bogus\" not recognised: dc_test has no such option", "-listen", "x", "-bogus", "-sessions")]
+    public void Errors_start_as_in_1_5_1_and_say_why(string expected, params string[] args)
     {
         var result = Spec.Parse(args);
 
@@ -139,6 +148,29 @@ public sealed class CommandLineTests
         Assert.Equal(ParseStatus.HelpRequested, Spec.Parse(args).Status);
     }
 
+    [Theory]
+    [InlineData("-version")]
+    [InlineData("--version")]
+    [InlineData("-daemon", "-version", "-bogus")]
+    public void The_version_word_asks_for_the_version_line(params string[] args)
+    {
+        Assert.Equal(ParseStatus.VersionRequested, Spec.Parse(args).Status);
+    }
+
+    [Fact]
+    public void TryParse_prints_the_version_line_to_stdout_and_exits_0()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        var proceed = Spec.TryParse(["-version"], out _, out var exitCode, output, error);
+
+        Assert.False(proceed);
+        Assert.Equal(0, exitCode);
+        Assert.Matches(@"^dc_test \S+ \(commit \S+, \.NET \d+\.\d+\.\S+, [a-z]+-[a-z0-9]+\)\n$", output.ToString().ReplaceLineEndings("\n"));
+        Assert.Empty(error.ToString());
+    }
+
     [Fact]
     public void TryParse_prints_help_to_stdout_and_exits_0()
     {
@@ -154,7 +186,7 @@ public sealed class CommandLineTests
     }
 
     [Fact]
-    public void TryParse_prints_the_error_then_the_usage_to_stderr_and_exits_1()
+    public void TryParse_prints_the_error_then_one_line_pointing_at_the_usage_and_exits_1()
     {
         var output = new StringWriter();
         var error = new StringWriter();
@@ -164,8 +196,18 @@ public sealed class CommandLineTests
         Assert.False(proceed);
         Assert.Equal(1, exitCode);
         Assert.Equal(ParseStatus.Error, result.Status);
-        Assert.StartsWith("Error, -sessions requires an argument\nUsage: dc_test [options]", error.ToString(), StringComparison.Ordinal);
+        Assert.Equal("Error, -sessions requires an argument: -sessions <num>\nRun dc_test -h for the options.\n", error.ToString().ReplaceLineEndings("\n"));
         Assert.Empty(output.ToString());
+    }
+
+    [Fact]
+    public void ReportError_words_a_later_check_the_same_way()
+    {
+        var error = new StringWriter();
+
+        Assert.Equal(1, Spec.ReportError("-a and -b exclude each other", error));
+        Assert.Equal("Error, -a and -b exclude each other\nRun dc_test -h for the options.\n", error.ToString().ReplaceLineEndings("\n"));
+        Assert.Equal("Run dc_test -h for the options.", Spec.HelpPointer);
     }
 
     [Fact]
@@ -198,6 +240,7 @@ public sealed class CommandLineTests
               -memory <size>      (use at most 'size' bytes; default: unlimited)
               -sockperms <oct>    (permissions of the socket file)
               -<h|help|?>         (display this usage message)
+              -version            (print the version, commit and runtime, and exit)
             Every option may also be written --option, and --option=value.
 
             Eg. dc_test -connect UNIX:/tmp/scache
@@ -214,6 +257,7 @@ public sealed class CommandLineTests
         Assert.Throws<ArgumentException>(() => new FlagOption("two words", "x"));
         Assert.Throws<ArgumentException>(() => new FlagOption("", "x"));
         Assert.Throws<ArgumentException>(() => new FlagOption("help", "x"));
+        Assert.Throws<ArgumentException>(() => new FlagOption("version", "x"));
         Assert.Throws<ArgumentException>(() => new FlagOption("daemon", "x") { Aliases = ["?"] });
         Assert.Throws<ArgumentException>(() => new ValueOption<string>("listen", "", "x", ValueParsers.Text));
         Assert.Throws<ArgumentException>(() => new CommandLineSpec("p", [new FlagOption("a", "x"), new FlagOption("b", "y") { Aliases = ["a"] }]));

@@ -225,7 +225,7 @@ public sealed class DaemonTests : IDisposable
         var run = await _app.RunAsync("-daemon", "-sleep", "soon");
 
         Assert.Equal(1, run.ExitCode);
-        Assert.StartsWith("Error, -sleep given an invalid argument\nUsage: hosting-testapp [options]", run.Error, StringComparison.Ordinal);
+        Assert.Equal("Error, -sleep given an invalid argument: 'soon' is not a number from 0 to 3600\nRun hosting-testapp -h for the options.\n", run.Error);
         Assert.Equal(string.Empty, run.Output);
     }
 

@@ -28,25 +28,25 @@ public sealed class ExecutableTests
     }
 
     [Theory]
-    [InlineData("Error, -listen requires an argument", "-server", "IP:127.0.0.1:1", "-listen")]
-    [InlineData("Error, -server requires an argument", "-server")]
-    [InlineData("Error, -connect requires an argument", "-connect")]
-    [InlineData("Error, -retry requires an argument", "-server", "IP:127.0.0.1:1", "-retry")]
-    [InlineData("Error, -idle requires an argument", "-idle")]
-    [InlineData("Error, -pidfile requires an argument", "-pidfile")]
-    [InlineData("Error, -retry given an invalid argument", "-retry", "0")]
-    [InlineData("Error, -retry given an invalid argument", "-retry", "3600001")]
-    [InlineData("Error, -retry given an invalid argument", "-retry", "5s")]
-    [InlineData("Error, -idle given an invalid argument", "-idle", "3600001")]
-    [InlineData("Error, -idle given an invalid argument", "-idle", "-1")]
-    [InlineData("Error, -timeout given an invalid argument", "-timeout", "soon")]
-    [InlineData("Error, -sockperms given an invalid argument", "-sockperms", "999")]
-    [InlineData("Error, -server given an invalid argument", "-server", "IP:9001")]
-    [InlineData("Error, -connect given an invalid argument", "-connect", "nowhere")]
-    [InlineData("Error, -listen given an invalid argument", "-listen", "TCP:1234")]
-    [InlineData("Error, --daemon given an invalid argument", "--daemon=yes")]
-    [InlineData("Error, \"-bogus\" not recognised", "-server", "IP:127.0.0.1:1", "-bogus")]
-    [InlineData("Error, \"stray\" not recognised", "stray")]
+    [InlineData("Error, -listen requires an argument: -listen <addr>", "-server", "IP:127.0.0.1:1", "-listen")]
+    [InlineData("Error, -server requires an argument: -server <addr>", "-server")]
+    [InlineData("Error, -connect requires an argument: -connect <addr>", "-connect")]
+    [InlineData("Error, -retry requires an argument: -retry <msecs>", "-server", "IP:127.0.0.1:1", "-retry")]
+    [InlineData("Error, -idle requires an argument: -idle <msecs>", "-idle")]
+    [InlineData("Error, -pidfile requires an argument: -pidfile <path>", "-pidfile")]
+    [InlineData("Error, -retry given an invalid argument: '0' is not a number from 1 to 3600000", "-retry", "0")]
+    [InlineData("Error, -retry given an invalid argument: '3600001' is not a number from 1 to 3600000", "-retry", "3600001")]
+    [InlineData("Error, -retry given an invalid argument: '5s' is not a number from 1 to 3600000", "-retry", "5s")]
+    [InlineData("Error, -idle given an invalid argument: '3600001' is not a number from 0 to 3600000", "-idle", "3600001")]
+    [InlineData("Error, -idle given an invalid argument: '-1' is not a number from 0 to 3600000", "-idle", "-1")]
+    [InlineData("Error, -timeout given an invalid argument: 'soon' is not a number from 0 to 3600000", "-timeout", "soon")]
+    [InlineData("Error, -sockperms given an invalid argument: '999' is not octal permissions from 0 to 777, such as 660", "-sockperms", "999")]
+    [InlineData("Error, -server given an invalid argument: 'IP:9001' names no host, so it can only be listened on; connecting needs one, as in IP:host:port", "-server", "IP:9001")]
+    [InlineData("Error, -connect given an invalid argument: 'nowhere' is not an address: missing address type in 'nowhere' (expected a prefix IP, IPv4, IPv6, UNIX or FD followed by ':')", "-connect", "nowhere")]
+    [InlineData("Error, -listen given an invalid argument: 'TCP:1234' is not an address: unknown address type 'TCP' (expected IP, IPv4, IPv6, UNIX or FD)", "-listen", "TCP:1234")]
+    [InlineData("Error, --daemon given an invalid argument: --daemon takes no value, and 'yes' was given", "--daemon=yes")]
+    [InlineData("Error, \"-bogus\" not recognised: dc_client has no such option", "-server", "IP:127.0.0.1:1", "-bogus")]
+    [InlineData("Error, \"stray\" not recognised: every word must be an option (-name) or the value that follows one", "stray")]
     [InlineData("Error, no server specified!", "-listen", "UNIX:/tmp/never-used-by-this-test")]
     [InlineData("Error, no server specified!")]
     [InlineData("Error, -connect given an invalid argument: IP:127.0.0.1:1 is already a server", "-server", "IP:127.0.0.1:1", "-connect", "IP:127.0.0.1:1")]
@@ -54,7 +54,7 @@ public sealed class ExecutableTests
     {
         await using Tool tool = await Tool.RunAsync(Exit, "dc_client", args);
         Assert.NotEqual(0, tool.ExitCode);
-        Assert.Contains(expected, tool.Stderr.Split('\n').Select(line => line.TrimEnd('\r')));
+        Assert.Equal([expected, "Run dc_client -h for the options."], tool.Stderr.ReplaceLineEndings("\n").TrimEnd('\n').Split('\n'));
         Assert.False(File.Exists("/tmp/never-used-by-this-test"));
     }
 

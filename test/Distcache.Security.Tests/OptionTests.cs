@@ -269,14 +269,14 @@ public sealed class OptionTests : IDisposable
     [Fact]
     public void Id_lists_take_names_and_numbers()
     {
-        Assert.True(SecurityParsers.UserIdList("0,root, 12", out uint[] users));
+        Assert.True(SecurityParsers.UserIdList("0,root, 12", out uint[]? users, out _));
         Assert.Equal(new uint[] { 0, 0, 12 }, users);
-        Assert.True(SecurityParsers.GroupIdList("root", out uint[] groups));
+        Assert.True(SecurityParsers.GroupIdList("root", out uint[]? groups, out _));
         Assert.Equal(new uint[] { 0 }, groups);
-        Assert.False(SecurityParsers.UserIdList("", out _));
-        Assert.False(SecurityParsers.UserIdList("1,", out _));
-        Assert.False(SecurityParsers.UserIdList("no-such-user-dcx", out _));
-        Assert.False(SecurityParsers.UserIdList("4294967295", out _));
+        Assert.False(SecurityParsers.UserIdList("", out _, out _));
+        Assert.False(SecurityParsers.UserIdList("1,", out _, out _));
+        Assert.False(SecurityParsers.UserIdList("no-such-user-dcx", out _, out _));
+        Assert.False(SecurityParsers.UserIdList("4294967295", out _, out _));
     }
 
     [Theory]

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Distcache.Protocol;
 
@@ -6,6 +7,8 @@ namespace Distcache.Apps.Test.Load;
 /// <summary>The share of each operation in the load, as relative weights (<c>get=90,add=10</c>).</summary>
 internal sealed class OperationMix
 {
+    private const int MaxWeight = 1_000_000;
+
     private readonly int[] _weights;
     private readonly int[] _thresholds;
 
@@ -34,20 +37,37 @@ internal sealed class OperationMix
 
     /// <summary>Parses <c>name=weight</c> pairs separated by commas; names are get, add, remove, have (any case).
     /// Operations not named get weight 0; at least one weight must be positive.</summary>
-    public static bool TryParse(string text, out OperationMix mix)
+    public static bool TryParse(string text, [MaybeNullWhen(false)] out OperationMix mix, [NotNullWhen(false)] out string? reason)
     {
-        mix = null!;
+        mix = null;
         var weights = new int[4];
         var named = new bool[4];
+        // Which part of a longer list is wrong; a single pair is quoted whole already.
+        string where = text.Contains(',', StringComparison.Ordinal) ? $" in '{text}'" : string.Empty;
         foreach (string part in text.Split(','))
         {
             string[] pair = part.Split('=');
-            if (pair.Length != 2
-                || !TryParseOperation(pair[0].Trim(), out Operation operation)
-                || named[(int)operation]
-                || !int.TryParse(pair[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int weight)
-                || weight > 1_000_000)
+            if (pair.Length != 2)
             {
+                reason = $"'{part}'{where} is not name=weight (as in get=90,add=10)";
+                return false;
+            }
+
+            if (!TryParseOperation(pair[0].Trim(), out Operation operation))
+            {
+                reason = $"'{pair[0].Trim()}'{where} is not an operation (get, add, remove, have)";
+                return false;
+            }
+
+            if (named[(int)operation])
+            {
+                reason = $"'{text}' names {pair[0].Trim()} twice";
+                return false;
+            }
+
+            if (!int.TryParse(pair[1].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int weight) || weight > MaxWeight)
+            {
+                reason = string.Create(CultureInfo.InvariantCulture, $"the weight '{pair[1].Trim()}' of {pair[0].Trim()}{where} is not a number from 0 to {MaxWeight}");
                 return false;
             }
 
@@ -57,10 +77,12 @@ internal sealed class OperationMix
 
         if (weights.Sum() == 0)
         {
+            reason = $"the weights in '{text}' add up to 0; at least one must be positive";
             return false;
         }
 
         mix = new OperationMix(weights);
+        reason = null;
         return true;
     }
 
