@@ -36,6 +36,7 @@ internal static class Program
     private static readonly ValueOption<UnixFileMode> SockPermsOption = new("sockperms", "oct", "permissions of a unix domain listening socket, e.g. 660", ValueParsers.OctalPermissions);
     private static readonly ValueOption<string> PidFileOption = new("pidfile", "path", "a file to store the process ID in", ValueParsers.NonEmptyText);
     private static readonly FlagOption KillableFlag = new("killable", "exit cleanly on a SIGUSR1 or SIGUSR2 signal, otherwise ignored");
+    private static readonly ValueOption<Address> MetricsOption = new("metrics", "addr", "serve Prometheus metrics over HTTP (GET /metrics) at this TCP address, e.g. IP:127.0.0.1:9102", AddressParsers.MetricsListen);
 
     // The -tls-* flags are about the server link, the one connection that crosses the network; the listening side is
     // local and is protected by socket permissions and -allow-uid/-allow-gid instead (docs/security.md).
@@ -49,7 +50,7 @@ internal static class Program
     private static readonly CommandLineSpec Spec = new("dc_client",
     [
         DaemonFlag, ListenOption, ServerOption, RetryOption, IdleOption, TimeoutOption, UserOption, SockOwnerOption, SockGroupOption,
-        SockPermsOption, PidFileOption, KillableFlag, TlsCaOption, TlsCertOption, TlsKeyOption, TlsNameOption, AllowUidOption, AllowGidOption,
+        SockPermsOption, PidFileOption, KillableFlag, MetricsOption, TlsCaOption, TlsCertOption, TlsKeyOption, TlsNameOption, AllowUidOption, AllowGidOption,
     ])
     {
         Epilogue = """
@@ -146,6 +147,19 @@ internal static class Program
                 return 1;
             }
 
+            // Bound with the local socket, before privileges are dropped, so that it too may use a privileged port.
+            MetricsEndpoint? metrics = null;
+            if (options.TryGetValue(MetricsOption, out Address? metricsAddress))
+            {
+                metrics = await MetricsEndpoint.TryListenAsync(metricsAddress, [ProxyMetrics.MeterName], loggerFactory.CreateLogger<MetricsEndpoint>()).ConfigureAwait(false);
+                if (metrics is null)
+                {
+                    await listener.DisposeAsync().ConfigureAwait(false);
+                    return 1;
+                }
+            }
+
+            await using (new MetricsEndpoint.Owner(metrics).ConfigureAwait(false))
             await using (listener.ConfigureAwait(false))
             {
                 if (SecurityParsers.IsReachableFromOtherHosts(listener.LocalAddress))
@@ -184,6 +198,13 @@ internal static class Program
                 using (pidFile)
                 {
                     var proxy = new DistcacheProxy(proxyOptions, loggerFactory.CreateLogger<DistcacheProxy>());
+                    using var proxyMetrics = new ProxyMetrics(proxy);
+                    if (metrics is not null)
+                    {
+                        await metrics.AnnounceAsync(Console.Error).ConfigureAwait(false);
+                        metrics.Start();
+                    }
+
                     Task running = proxy.RunAsync(listener, shutdown.Token);
 
                     // 1.5.1 made its first connection attempt before detaching, so that a failure shows where the

@@ -38,6 +38,7 @@ internal static class Program
     private static readonly ValueOption<uint> IdleOption = new("idle", "msecs", "close a connection idle for this long. 0 = never (as 1.5.1)", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.IdleTimeout.TotalMilliseconds };
     private static readonly ValueOption<uint> WriteTimeoutOption = new("writetimeout", "msecs", "drop a client that leaves its responses unread for this long. 0 = never", ValueParsers.UInt32InRange(0, MaxTimeoutMs)) { DefaultValue = (uint)Defaults.WriteTimeout.TotalMilliseconds };
     private static readonly FlagOption KillableFlag = new("killable", "let SIGUSR1 and SIGUSR2 shut the server down (otherwise ignored)");
+    private static readonly ValueOption<Address> MetricsOption = new("metrics", "addr", "serve Prometheus metrics over HTTP (GET /metrics) at this TCP address, e.g. IP:127.0.0.1:9101", AddressParsers.MetricsListen);
 
     // Security (docs/security.md). SIGHUP reads the TLS files and the partition map again.
     private static readonly ValueOption<string> TlsCertOption = new("tls-cert", "file", "accept only TLS, with this PEM certificate (and chain); the key may be in the same file", ValueParsers.NonEmptyText);
@@ -51,7 +52,7 @@ internal static class Program
     private static readonly CommandLineSpec Spec = new("dc_server",
     [
         ListenOption, DaemonFlag, UserOption, SockOwnerOption, SockGroupOption, SockPermsOption, SessionsOption, MemoryOption,
-        ProgressOption, PidFileOption, KillableFlag, MaxConnsOption, MsgTimeoutOption, IdleOption, WriteTimeoutOption,
+        ProgressOption, PidFileOption, KillableFlag, MetricsOption, MaxConnsOption, MsgTimeoutOption, IdleOption, WriteTimeoutOption,
         TlsCertOption, TlsKeyOption, TlsCaOption, PartitionFlag, PartitionMapOption, AllowUidOption, AllowGidOption,
         .. StoreSelection.Options,
     ])
@@ -148,6 +149,19 @@ internal static class Program
                 return 1;
             }
 
+            // Bound with the cache's socket, before privileges are dropped, so that it too may use a privileged port.
+            MetricsEndpoint? metrics = null;
+            if (options.TryGetValue(MetricsOption, out Address? metricsAddress))
+            {
+                metrics = await MetricsEndpoint.TryListenAsync(metricsAddress, [ServerMetrics.MeterName], loggerFactory.CreateLogger<MetricsEndpoint>()).ConfigureAwait(false);
+                if (metrics is null)
+                {
+                    await listener.DisposeAsync().ConfigureAwait(false);
+                    return 1;
+                }
+            }
+
+            await using (new MetricsEndpoint.Owner(metrics).ConfigureAwait(false))
             await using (listener.ConfigureAwait(false))
             {
                 // Says where it listens, which matters when the port was 0 (any free port) or a name was given.
@@ -190,6 +204,13 @@ internal static class Program
                     Access = access,
                 };
                 var server = new DistcacheServer(store, serverOptions, loggerFactory.CreateLogger<DistcacheServer>());
+                using var serverMetrics = new ServerMetrics(server);
+                if (metrics is not null)
+                {
+                    await metrics.AnnounceAsync(Console.Error).ConfigureAwait(false);
+                    metrics.Start();
+                }
+
                 Daemon.NotifyReady();
 
                 Task reporting = Task.CompletedTask;

@@ -37,13 +37,15 @@ internal static class Program
     private static readonly ValueOption<uint> PrefillOption = new("prefill", "num", "-bench: add this many keys before measuring, so GETs hit", ValueParsers.UInt32InRange(0, 10_000_000)) { DefaultText = "all keys" };
     private static readonly ValueOption<uint> DataSizeOption = new("datasize", "num", "-bench, -check: session data size in bytes (sets -datamin and -datamax)", ValueParsers.UInt32InRange(1, MaxData));
     private static readonly ValueOption<uint> IdSizeOption = new("idsize", "num", "-bench, -check: session id size in bytes (4..64)", ValueParsers.UInt32InRange(4, 64)) { DefaultValue = 32 };
-    private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
+    private static readonly ValueOption<string> JsonOption = new("json", "file", "-bench, -stats: also write the result as JSON to file, or to stdout with '-'", ValueParsers.NonEmptyText);
     private static readonly ValueOption<uint> RateOption = new("rate", "num", "-bench: send this many requests per second in all, paced evenly over the connections (open loop), instead of as fast as answers come", ValueParsers.UInt32InRange(1, 100_000_000));
     private static readonly FlagOption ShortFlag = new("short", "-bench: a new connection for every request (with -pipeline 1), as applications of dc_client make them; latency includes the connect");
     private static readonly ValueOption<uint> ServerPidOption = new("serverpid", "pid", "-bench: also measure the CPU time of this (server) process", ValueParsers.UInt32InRange(1, int.MaxValue));
 
     private static readonly FlagOption CheckFlag = new("check", "run for -duration checking that the cache never lies (wrong bytes, a hit after REMOVE or after expiry)");
     private static readonly ValueOption<uint> SlackOption = new("slack", "msecs", "-check: clock slack allowed around a session's expiry", ValueParsers.UInt32InRange(0, 3_600_000)) { DefaultValue = 1000 };
+
+    private static readonly ValueOption<Address> StatsOption = new("stats", "address", "print the figures of a running dc_server or dc_client from its -metrics endpoint (IP:host:port); with -json, as JSON", AddressParsers.MetricsConnect);
 
     private static readonly CommandLineOption[] CorrectnessOnly = [ProgressOption, SessionsOption, TimevarOption, OpsOption, PersistentFlag, WithCertOption];
     private static readonly CommandLineOption[] BenchOnly = [ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption, PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag];
@@ -56,7 +58,7 @@ internal static class Program
     [
         ConnectOption, ProgressOption, SessionsOption, DataMinOption, DataMaxOption, TimeoutOption, TimevarOption, OpsOption, PersistentFlag,
         WithCertOption, SeedOption, BenchFlag, ClientsOption, PipelineOption, DurationOption, RequestsOption, WarmupOption, MixOption, KeysOption,
-        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag, CheckFlag, SlackOption,
+        PrefillOption, DataSizeOption, IdSizeOption, JsonOption, ServerPidOption, RateOption, ShortFlag, CheckFlag, SlackOption, StatsOption,
     ])
     {
         Epilogue = """
@@ -68,6 +70,8 @@ internal static class Program
             With -check, runs -clients x -pipeline workers for -duration seconds and fails (exit 1) at the first
             answer that is a lie: bytes that are not the session's, a hit after an acknowledged REMOVE, or a hit
             after expiry beyond -slack. Misses and DISCONNECTED answers are allowed.
+            With -stats ADDRESS, prints the figures of a dc_server or dc_client started with -metrics ADDRESS
+            (-json FILE also writes them as JSON, -json - writes only the JSON, to stdout).
             """,
     };
 
@@ -76,6 +80,19 @@ internal static class Program
         if (!Spec.TryParse(args, out ParseResult options, out int exitCode))
         {
             return exitCode;
+        }
+
+        if (options.TryGetValue(StatsOption, out Address? statsEndpoint))
+        {
+            // It reads figures and drives no load: every other option would be ignored, so each is refused.
+            if (Spec.Options.FirstOrDefault(o => o != StatsOption && o != JsonOption && options.IsSet(o)) is { } other)
+            {
+                Console.Error.WriteLine($"Error, -{other.Name} does not apply with -stats");
+                return 1;
+            }
+
+            using var cancel = new CancellationTokenSource();
+            return await Stats.RunAsync(statsEndpoint, options.TryGetValue(JsonOption, out string? statsJson) ? statsJson : null, cancel.Token).ConfigureAwait(false);
         }
 
         if (!options.TryGetValue(ConnectOption, out Address? target))

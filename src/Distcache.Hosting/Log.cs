@@ -22,4 +22,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "A shutdown callback failed")]
     public static partial void CancellationCallbackFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Accepting a metrics connection failed: {Reason}; retrying")]
+    public static partial void MetricsAcceptFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "Answering the metrics scrape of {Peer} failed")]
+    public static partial void MetricsScrapeFailed(ILogger logger, string peer, Exception exception);
 }

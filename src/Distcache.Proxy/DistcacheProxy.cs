@@ -81,6 +81,11 @@ public sealed class DistcacheProxy
     /// </summary>
     public bool IsServerConnected => _links.Any(link => link.IsConnected);
 
+    /// <summary>Each server's link as it is now, in the order of <see cref="DistcacheProxyOptions.Servers"/>.</summary>
+    /// <returns>One entry per server.</returns>
+    public IReadOnlyList<ProxyLinkState> GetLinkStates() =>
+        [.. _links.Select(link => new ProxyLinkState(link.Server, link.IsConnected, link.Connects, link.Losses, link.InFlightCount))];
+
     /// <summary>How many of the servers are linked right now.</summary>
     public int ConnectedServers => _links.Count(link => link.IsConnected);
 

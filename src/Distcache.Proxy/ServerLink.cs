@@ -48,6 +48,8 @@ internal sealed class ServerLink
     private readonly TaskCompletionSource<bool> _firstConnectAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private LinkConnection? _current;
     private uint _nextUid = 1;
+    private long _connects;
+    private long _losses;
 
     public ServerLink(DistcacheProxy proxy, Address server, ILogger logger)
     {
@@ -62,6 +64,12 @@ internal sealed class ServerLink
 
     /// <summary>Whether requests routed here are forwarded now. Read without the lock: a router's hint, re-checked when forwarding.</summary>
     public bool IsConnected => Volatile.Read(ref _current) is not null;
+
+    /// <summary>Connections to this server established.</summary>
+    public long Connects => Interlocked.Read(ref _connects);
+
+    /// <summary>Connections to this server lost without being asked to close.</summary>
+    public long Losses => Interlocked.Read(ref _losses);
 
     /// <summary>Completes after the first connection attempt: true if it connected.</summary>
     public Task<bool> FirstConnectAttempt => _firstConnectAttempt.Task;
@@ -192,6 +200,7 @@ internal sealed class ServerLink
                     _current = connection;
                 }
 
+                Interlocked.Increment(ref _connects);
                 _proxy.Statistics.ServerConnected();
                 Log.ServerConnected(_logger, Server);
                 _firstConnectAttempt.TrySetResult(true);
@@ -318,6 +327,7 @@ internal sealed class ServerLink
         else
         {
             Log.ServerLinkLost(_logger, Server, reason, answered);
+            Interlocked.Increment(ref _losses);
             _proxy.Statistics.ServerLinkLost();
         }
 

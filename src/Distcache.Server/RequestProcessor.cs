@@ -38,36 +38,45 @@ public sealed class RequestProcessor
     /// <param name="request">A decoded request; its payload must stay valid until the returned task completes.</param>
     /// <param name="output">Where the response is written (not flushed).</param>
     /// <param name="cancellationToken">Cancels a store call that is waiting on a remote backend.</param>
-    public ValueTask<ProtocolViolationKind?> ProcessAsync(Message request, IBufferWriter<byte> output, CancellationToken cancellationToken = default)
+    public ValueTask<ProtocolViolationKind?> ProcessAsync(Message request, IBufferWriter<byte> output, CancellationToken cancellationToken = default) =>
+        ProcessAsync(request, output, counts: null, cancellationToken);
+
+    /// <summary>As <see cref="ProcessAsync(Message, IBufferWriter{byte}, CancellationToken)"/>, also counting the
+    /// answer in <paramref name="counts"/> (one plain increment; the caller is the counts' only writer).</summary>
+    internal ValueTask<ProtocolViolationKind?> ProcessAsync(Message request, IBufferWriter<byte> output, OperationCounts? counts, CancellationToken cancellationToken)
     {
         switch (request.Operation)
         {
             case Operation.Add:
-                return AddAsync(request, output, cancellationToken);
+                return AddAsync(request, output, counts, cancellationToken);
             case Operation.Get:
                 if (!Requests.IsValidSessionId(request.Payload.Length))
                 {
                     Responses.WriteStatus(output, request.RequestUid, Operation.Get, StatusCode.NotOk);
+                    counts?.Count(Operation.Get, OperationOutcome.Invalid);
                     return default;
                 }
 
                 ValueTask<bool> get = _store.GetAsync(request.Payload, WriteHit, (output, request.RequestUid), cancellationToken);
                 if (get.IsCompletedSuccessfully)
                 {
-                    if (!get.Result)
+                    bool hit = get.Result;
+                    if (!hit)
                     {
                         Responses.WriteStatus(output, request.RequestUid, Operation.Get, StatusCode.NotOk);
                     }
 
+                    counts?.Count(Operation.Get, hit ? OperationOutcome.Ok : OperationOutcome.NotFound);
                     return default;
                 }
 
-                return AwaitGetAsync(get, request.RequestUid, output);
+                return AwaitGetAsync(get, request.RequestUid, output, counts);
             case Operation.Remove:
             case Operation.Have:
                 if (!Requests.IsValidSessionId(request.Payload.Length))
                 {
                     Responses.WriteStatus(output, request.RequestUid, request.Operation, StatusCode.NotOk);
+                    counts?.Count(request.Operation, OperationOutcome.Invalid);
                     return default;
                 }
 
@@ -76,18 +85,20 @@ public sealed class RequestProcessor
                     : _store.ContainsAsync(request.Payload, cancellationToken);
                 if (found.IsCompletedSuccessfully)
                 {
-                    Responses.WriteStatus(output, request.RequestUid, request.Operation, found.Result ? StatusCode.Ok : StatusCode.NotOk);
+                    bool present = found.Result;
+                    Responses.WriteStatus(output, request.RequestUid, request.Operation, present ? StatusCode.Ok : StatusCode.NotOk);
+                    counts?.Count(request.Operation, present ? OperationOutcome.Ok : OperationOutcome.NotFound);
                     return default;
                 }
 
-                return AwaitBooleanAsync(found, request.RequestUid, request.Operation, output);
+                return AwaitBooleanAsync(found, request.RequestUid, request.Operation, output, counts);
             default:
                 // The decoder rejects unknown operations; this keeps the processor safe on its own.
                 return new ValueTask<ProtocolViolationKind?>(ProtocolViolationKind.UnknownOperation);
         }
     }
 
-    private ValueTask<ProtocolViolationKind?> AddAsync(Message request, IBufferWriter<byte> output, CancellationToken cancellationToken)
+    private ValueTask<ProtocolViolationKind?> AddAsync(Message request, IBufferWriter<byte> output, OperationCounts? counts, CancellationToken cancellationToken)
     {
         AddRequestParseResult parse = AddRequest.TryParse(request.Payload, out AddRequest add);
         if (parse == AddRequestParseResult.PayloadTooShort)
@@ -98,17 +109,20 @@ public sealed class RequestProcessor
         if (parse != AddRequestParseResult.Valid)
         {
             Responses.WriteStatus(output, request.RequestUid, Operation.Add, parse.ToStatusCode());
+            counts?.Count(Operation.Add, OperationOutcome.Invalid);
             return default;
         }
 
         ValueTask<AddResult> stored = _store.AddAsync(add.Id, add.Data, TimeSpan.FromMilliseconds(add.TimeoutMilliseconds), cancellationToken);
         if (stored.IsCompletedSuccessfully)
         {
-            Responses.WriteStatus(output, request.RequestUid, Operation.Add, ToStatus(stored.Result));
+            AddResult result = stored.Result;
+            Responses.WriteStatus(output, request.RequestUid, Operation.Add, ToStatus(result));
+            counts?.Count(Operation.Add, ToOutcome(result));
             return default;
         }
 
-        return AwaitAddAsync(stored, request.RequestUid, output);
+        return AwaitAddAsync(stored, request.RequestUid, output, counts);
     }
 
     private static StatusCode ToStatus(AddResult result) => result switch
@@ -119,27 +133,38 @@ public sealed class RequestProcessor
         _ => StatusCode.NotOk,
     };
 
-    private static async ValueTask<ProtocolViolationKind?> AwaitAddAsync(ValueTask<AddResult> pending, uint uid, IBufferWriter<byte> output)
+    private static OperationOutcome ToOutcome(AddResult result) => result switch
+    {
+        AddResult.Stored => OperationOutcome.Ok,
+        AddResult.AlreadyExists => OperationOutcome.Exists,
+        _ => OperationOutcome.Failed,
+    };
+
+    private static async ValueTask<ProtocolViolationKind?> AwaitAddAsync(ValueTask<AddResult> pending, uint uid, IBufferWriter<byte> output, OperationCounts? counts)
     {
         AddResult result = await pending.ConfigureAwait(false);
         Responses.WriteStatus(output, uid, Operation.Add, ToStatus(result));
+        counts?.Count(Operation.Add, ToOutcome(result));
         return null;
     }
 
-    private static async ValueTask<ProtocolViolationKind?> AwaitGetAsync(ValueTask<bool> pending, uint uid, IBufferWriter<byte> output)
+    private static async ValueTask<ProtocolViolationKind?> AwaitGetAsync(ValueTask<bool> pending, uint uid, IBufferWriter<byte> output, OperationCounts? counts)
     {
-        if (!await pending.ConfigureAwait(false))
+        bool hit = await pending.ConfigureAwait(false);
+        if (!hit)
         {
             Responses.WriteStatus(output, uid, Operation.Get, StatusCode.NotOk);
         }
 
+        counts?.Count(Operation.Get, hit ? OperationOutcome.Ok : OperationOutcome.NotFound);
         return null;
     }
 
-    private static async ValueTask<ProtocolViolationKind?> AwaitBooleanAsync(ValueTask<bool> pending, uint uid, Operation operation, IBufferWriter<byte> output)
+    private static async ValueTask<ProtocolViolationKind?> AwaitBooleanAsync(ValueTask<bool> pending, uint uid, Operation operation, IBufferWriter<byte> output, OperationCounts? counts)
     {
         bool found = await pending.ConfigureAwait(false);
         Responses.WriteStatus(output, uid, operation, found ? StatusCode.Ok : StatusCode.NotOk);
+        counts?.Count(operation, found ? OperationOutcome.Ok : OperationOutcome.NotFound);
         return null;
     }
 }

@@ -14,6 +14,13 @@ public sealed class ServerStatistics
     private long _handshakeFailures;
     private long _identitiesRefused;
 
+    // Operations by kind and outcome: each connection counts its own (OperationCounts); the closed ones' are folded
+    // in here. The gate is taken once when a connection opens and once when it closes, never per request, and makes
+    // a close (fold and forget) atomic to a reader, so that no count is read twice or missed.
+    private readonly Lock _countsGate = new();
+    private readonly HashSet<OperationCounts> _liveCounts = [];
+    private readonly long[] _closedCounts = new long[OperationCounts.Slots];
+
     /// <summary>Requests answered since start (1.5.1's "total operations").</summary>
     public long Operations => Volatile.Read(ref _operations);
 
@@ -45,6 +52,47 @@ public sealed class ServerStatistics
 
     /// <summary>Connections closed after a good handshake because the client's identity has no access (not in the mapping file).</summary>
     public long IdentitiesRefused => Volatile.Read(ref _identitiesRefused);
+
+    /// <summary>Requests answered since start, by operation and outcome (the sum over every connection, open or closed).</summary>
+    /// <returns>A snapshot; requests answered meanwhile are not in it.</returns>
+    public OperationTotals GetOperationTotals()
+    {
+        long[] totals = new long[OperationCounts.Slots];
+        lock (_countsGate)
+        {
+            _closedCounts.CopyTo(totals, 0);
+            foreach (OperationCounts counts in _liveCounts)
+            {
+                counts.AddTo(totals);
+            }
+        }
+
+        return new OperationTotals(totals);
+    }
+
+    /// <summary>Starts counting a new connection's operations.</summary>
+    internal OperationCounts TrackOperations()
+    {
+        var counts = new OperationCounts();
+        lock (_countsGate)
+        {
+            _liveCounts.Add(counts);
+        }
+
+        return counts;
+    }
+
+    /// <summary>Folds a closed connection's operations into the totals.</summary>
+    internal void RetireOperations(OperationCounts counts)
+    {
+        lock (_countsGate)
+        {
+            if (_liveCounts.Remove(counts))
+            {
+                counts.AddTo(_closedCounts);
+            }
+        }
+    }
 
     internal void HandshakeFailed() => Interlocked.Increment(ref _handshakeFailures);
 
