@@ -51,6 +51,7 @@ internal static class Program
     [
         DaemonFlag, ListenOption, ServerOption, RetryOption, IdleOption, TimeoutOption, UserOption, SockOwnerOption, SockGroupOption,
         SockPermsOption, PidFileOption, KillableFlag, MetricsOption, TlsCaOption, TlsCertOption, TlsKeyOption, TlsNameOption, AllowUidOption, AllowGidOption,
+        .. ToolLog.Options,
     ])
     {
         Epilogue = """
@@ -58,7 +59,8 @@ internal static class Program
              will listen on a unix domain socket at /tmp/scache and will manage
              forwarding requests and responses to and from the cache server.
              While the server is unreachable every request is answered at once with DISCONNECTED.
-             SIGTERM or SIGINT shut down cleanly.
+             SIGTERM or SIGINT shut down cleanly; SIGHUP reopens -log and reloads the -tls-* files.
+             Under systemd a socket unit may pass the listening socket instead of -listen.
             """,
     };
 
@@ -103,12 +105,37 @@ internal static class Program
             return Spec.ReportError(e.Message);
         }
 
+        if (ToolListener.ChooseAddress("dc_client", options.IsSet(ListenOption) ? options.GetValue(ListenOption) : null, options.IsSet(DaemonFlag), out Address? chosen) is { } activationProblem)
+        {
+            await Console.Error.WriteLineAsync("Error, " + activationProblem).ConfigureAwait(false);
+            return 1;
+        }
+
         if (options.IsSet(DaemonFlag) && !Daemon.IsDaemonChild)
         {
             return Daemon.RunDetached(args);
         }
 
-        using ILoggerFactory loggerFactory = ToolLogging.CreateFactory();
+        ToolLog log;
+        try
+        {
+            log = ToolLog.Open("dc_client", options, Daemon.IsDaemonChild);
+        }
+        catch (HostingException e)
+        {
+            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
+            return 1;
+        }
+
+        using (log)
+        {
+            return await RunAsync(options, servers, tls, chosen ?? options.GetValue(ListenOption)!, log).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<int> RunAsync(ParseResult options, IReadOnlyList<Address> servers, TlsClientSettings? tls, Address address, ToolLog log)
+    {
+        ILoggerFactory loggerFactory = log.Factory;
         ILogger logger = loggerFactory.CreateLogger("dc_client");
         try
         {
@@ -119,7 +146,7 @@ internal static class Program
 
             using var shutdown = new CancellationTokenSource();
             using SignalHandlers signals = SignalHandlers.Register(shutdown, options.IsSet(KillableFlag), logger);
-            signals.Hangup += (_, _) => Reload(tls);
+            signals.Hangup += (_, _) => Reload(log, tls);
 
             var proxyOptions = new DistcacheProxyOptions
             {
@@ -136,12 +163,11 @@ internal static class Program
                 MaxConnections = DescriptorBudget.Fit(0, string.Empty, out _),
             };
 
-            Address address = options.GetValue(ListenOption)!;
             // Owner, group and mode are applied by Listen before listen(2), so no application can connect
             // while the socket still has the permissions the umask gave it.
             NetworkListener? listener = await ToolListener.TryListenAsync(address, ToolListener.ReadOptions(
                 options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>(),
-                nativeTransport: SocketEngine.NativeTransportWanted())).ConfigureAwait(false);
+                nativeTransport: SocketEngine.NativeTransportWanted()), log).ConfigureAwait(false);
             if (listener is null)
             {
                 return 1;
@@ -164,14 +190,14 @@ internal static class Program
             {
                 if (SecurityParsers.IsReachableFromOtherHosts(listener.LocalAddress))
                 {
-                    await Console.Error.WriteLineAsync(
-                        $"Warning, listening on {listener.LocalAddress}, which other hosts can reach, and the listening side has no TLS: listen on a unix socket or loopback address; see docs/security.md").ConfigureAwait(false);
+                    log.Warning(
+                        $"listening on {listener.LocalAddress}, which other hosts can reach, and the listening side has no TLS: listen on a unix socket or loopback address; see docs/security.md");
                 }
 
                 foreach (Address server in servers.Where(s => tls is null && SecurityParsers.IsReachableFromOtherHosts(s)))
                 {
-                    await Console.Error.WriteLineAsync(
-                        $"Warning, the link to {server} is not encrypted: sessions (their master secrets) cross the network in the clear. Use -tls-ca, -tls-cert and -tls-key; see docs/security.md").ConfigureAwait(false);
+                    log.Warning(
+                        $"the link to {server} is not encrypted: sessions (their master secrets) cross the network in the clear. Use -tls-ca, -tls-cert and -tls-key; see docs/security.md");
                 }
 
                 // As in 1.5.1: the user changes after the listening socket exists and before the server is first
@@ -190,7 +216,7 @@ internal static class Program
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
                     {
-                        await Console.Error.WriteLineAsync($"Error, couldn't open 'pidfile' at '{pidPath}': {e.Message}").ConfigureAwait(false);
+                        log.Error($"couldn't open 'pidfile' at '{pidPath}': {e.Message}");
                         return 1;
                     }
                 }
@@ -213,10 +239,15 @@ internal static class Program
                     await Task.WhenAny(proxy.FirstConnectAttempt, running).ConfigureAwait(false);
                     if (servers.Count > 1)
                     {
-                        await Console.Error.WriteLineAsync($"Info, spreading sessions over {servers.Count} servers ({proxy.ConnectedServers} connected): {string.Join(", ", servers)}").ConfigureAwait(false);
+                        log.Info($"spreading sessions over {servers.Count} servers ({proxy.ConnectedServers} connected): {string.Join(", ", servers)}");
                     }
 
                     Daemon.NotifyReady();
+                    if (Systemd.NotifyReady() is { } notifyProblem)
+                    {
+                        log.Warning(notifyProblem);
+                    }
+
                     await running.ConfigureAwait(false);
                 }
             }
@@ -225,7 +256,7 @@ internal static class Program
         }
         catch (HostingException e)
         {
-            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
+            log.Error(e.Message);
             return 1;
         }
     }
@@ -261,23 +292,29 @@ internal static class Program
         return settings;
     }
 
-    /// <summary>SIGHUP: connections made from now on use the TLS files as they are now.</summary>
-    private static void Reload(TlsClientSettings? tls)
+    /// <summary>SIGHUP: the log file is opened again (logrotate renamed it); connections made from now on use the TLS files as they are now.</summary>
+    private static void Reload(ToolLog log, TlsClientSettings? tls)
     {
+        bool reopened = log.ReopenOnHangup();
+
         if (tls is null)
         {
-            Console.Error.WriteLine("Info, SIGHUP: nothing to reload");
+            if (!reopened)
+            {
+                log.Info("SIGHUP: nothing to reload");
+            }
+
             return;
         }
 
         try
         {
             tls.Reload();
-            Console.Error.WriteLine("Info, SIGHUP: reloaded the TLS files");
+            log.Info("SIGHUP: reloaded the TLS files");
         }
         catch (TlsConfigurationException e)
         {
-            Console.Error.WriteLine($"Error, SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous files");
+            log.Error($"SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous files");
         }
     }
 

@@ -54,10 +54,10 @@ internal static class Program
         ListenOption, DaemonFlag, UserOption, SockOwnerOption, SockGroupOption, SockPermsOption, SessionsOption, MemoryOption,
         ProgressOption, PidFileOption, KillableFlag, MetricsOption, MaxConnsOption, MsgTimeoutOption, IdleOption, WriteTimeoutOption,
         TlsCertOption, TlsKeyOption, TlsCaOption, PartitionFlag, PartitionMapOption, AllowUidOption, AllowGidOption,
-        .. StoreSelection.Options,
+        .. StoreSelection.Options, .. ToolLog.Options,
     ])
     {
-        Epilogue = "'-listen' is required. Activity is reported on stderr in the foreground; SIGTERM or SIGINT shut down cleanly.",
+        Epilogue = "'-listen' is required, unless systemd passes the listening socket (a socket unit). Activity is reported on stderr in the foreground; SIGTERM or SIGINT shut down cleanly; SIGHUP reopens -log and reloads the -tls-* files.",
     };
 
     private static async Task<int> Main(string[] args)
@@ -69,7 +69,13 @@ internal static class Program
             return exitCode;
         }
 
-        if (!options.TryGetValue(ListenOption, out Address? address))
+        if (ToolListener.ChooseAddress("dc_server", options.TryGetValue(ListenOption, out Address? given) ? given : null, options.IsSet(DaemonFlag), out Address? address) is { } activationProblem)
+        {
+            await Console.Error.WriteLineAsync("Error, " + activationProblem).ConfigureAwait(false);
+            return 1;
+        }
+
+        if (address is null)
         {
             return Spec.ReportError("must provide -listen");
         }
@@ -90,7 +96,27 @@ internal static class Program
             return Daemon.RunDetached(args);
         }
 
-        using ILoggerFactory loggerFactory = ToolLogging.CreateFactory(logging => logging.AddFilter("Distcache.Server", LogLevel.Warning));
+        ToolLog log;
+        try
+        {
+            // Connection events of the server below warning are many and routine; an explicit -loglevel shows them.
+            log = ToolLog.Open("dc_server", options, Daemon.IsDaemonChild, logging => logging.AddFilter("Distcache.Server", LogLevel.Warning));
+        }
+        catch (HostingException e)
+        {
+            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
+            return 1;
+        }
+
+        using (log)
+        {
+            return await RunAsync(options, address, log).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<int> RunAsync(ParseResult options, Address address, ToolLog log)
+    {
+        ILoggerFactory loggerFactory = log.Factory;
         ILogger logger = loggerFactory.CreateLogger("dc_server");
         try
         {
@@ -117,16 +143,16 @@ internal static class Program
             }
             catch (TlsConfigurationException e)
             {
-                await Console.Error.WriteLineAsync($"Error, {SecurityParsers.FlagOf(e.Role)} {e.Message}").ConfigureAwait(false);
+                log.Error($"{SecurityParsers.FlagOf(e.Role)} {e.Message}");
                 return 1;
             }
             catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
             {
-                await Console.Error.WriteLineAsync($"Error, -partition-map {e.Message}").ConfigureAwait(false);
+                log.Error($"-partition-map {e.Message}");
                 return 1;
             }
 
-            signals.Hangup += (_, _) => Reload(tls, access);
+            signals.Hangup += (_, _) => Reload(log, tls, access);
 
             uint sessions = options.GetValue(SessionsOption);
             ulong memory = options.TryGetValue(MemoryOption, out ulong m) ? m : Math.Max((ulong)MemorySessionStoreOptions.DefaultMaxBytes, sessions * BytesPerSessionAllowance);
@@ -135,7 +161,7 @@ internal static class Program
                 loggerFactory, out string? storeError);
             if (store is null)
             {
-                await Console.Error.WriteLineAsync("Error, " + storeError).ConfigureAwait(false);
+                log.Error(storeError!);
                 return 1;
             }
 
@@ -143,7 +169,7 @@ internal static class Program
                 options, SockOwnerOption, SockGroupOption, SockPermsOption, AllowUidOption, AllowGidOption, loggerFactory.CreateLogger<NetworkListener>(),
                 // TLS connections run over the runtime's sockets (SslStream) whatever the listener does, and their
                 // handshakes must not start on an event loop's thread, so a TLS listener accepts the runtime's way.
-                nativeTransport: SocketEngine.NativeTransportWanted() && tls is null)).ConfigureAwait(false);
+                nativeTransport: SocketEngine.NativeTransportWanted() && tls is null), log).ConfigureAwait(false);
             if (listener is null)
             {
                 return 1;
@@ -165,16 +191,16 @@ internal static class Program
             await using (listener.ConfigureAwait(false))
             {
                 // Says where it listens, which matters when the port was 0 (any free port) or a name was given.
-                await Console.Error.WriteLineAsync($"Info, listening on {listener.LocalAddress}").ConfigureAwait(false);
+                log.Info($"listening on {listener.LocalAddress}");
                 if (tls is not null)
                 {
-                    await Console.Error.WriteLineAsync($"Info, TLS only, as '{tls.Certificate.Subject}'{(tls.RequiresClientCertificate ? "; client certificates required" : string.Empty)}{(access is null ? string.Empty : "; partitioned by client identity")}").ConfigureAwait(false);
+                    log.Info($"TLS only, as '{tls.Certificate.Subject}'{(tls.RequiresClientCertificate ? "; client certificates required" : string.Empty)}{(access is null ? string.Empty : "; partitioned by client identity")}");
                 }
 
                 if (tls is null && SecurityParsers.IsReachableFromOtherHosts(listener.LocalAddress))
                 {
-                    await Console.Error.WriteLineAsync(
-                        $"Warning, listening on {listener.LocalAddress} without TLS: anyone who can reach it can read, add and remove sessions (their master secrets). Use -tls-cert, -tls-key and -tls-ca, or listen on a loopback address or unix socket; see docs/security.md").ConfigureAwait(false);
+                    log.Warning(
+                        $"listening on {listener.LocalAddress} without TLS: anyone who can reach it can read, add and remove sessions (their master secrets). Use -tls-cert, -tls-key and -tls-ca, or listen on a loopback address or unix socket; see docs/security.md");
                 }
 
                 // Privileges are dropped only once the socket exists, so a root-started server can bind a
@@ -191,7 +217,7 @@ internal static class Program
                 int maxConnections = DescriptorBudget.Fit((int)options.GetValue(MaxConnsOption), "-maxconns", out string? budgetWarning);
                 if (budgetWarning is not null)
                 {
-                    await Console.Error.WriteLineAsync("Warning, " + budgetWarning).ConfigureAwait(false);
+                    log.Warning(budgetWarning);
                 }
 
                 var serverOptions = new DistcacheServerOptions
@@ -212,6 +238,10 @@ internal static class Program
                 }
 
                 Daemon.NotifyReady();
+                if (Systemd.NotifyReady() is { } notifyProblem)
+                {
+                    log.Warning(notifyProblem);
+                }
 
                 Task reporting = Task.CompletedTask;
                 if (!Daemon.IsDaemonChild)
@@ -224,14 +254,14 @@ internal static class Program
                 await reporting.ConfigureAwait(false);
 
                 // A line of its own, after the activity lines, so the 1.5.1 activity format stays as it was.
-                await Console.Error.WriteLineAsync("Info, at exit: " + server.Statistics.Summary()).ConfigureAwait(false);
+                log.Info("at exit: " + server.Statistics.Summary());
             }
 
             return 0;
         }
         catch (HostingException e)
         {
-            await Console.Error.WriteLineAsync("Error, " + e.Message).ConfigureAwait(false);
+            log.Error(e.Message);
             return 1;
         }
     }
@@ -258,24 +288,33 @@ internal static class Program
         return null;
     }
 
-    /// <summary>SIGHUP: new handshakes use the files as they are now; established connections are left alone.</summary>
-    private static void Reload(TlsServerSettings? tls, ClientAccessPolicy? access)
+    /// <summary>
+    /// SIGHUP: the log file is opened again (logrotate renamed it), then new handshakes use the TLS files as they are
+    /// now; established connections are left alone.
+    /// </summary>
+    private static void Reload(ToolLog log, TlsServerSettings? tls, ClientAccessPolicy? access)
     {
+        bool reopened = log.ReopenOnHangup();
         try
         {
             tls?.Reload();
             access?.Reload();
-            Console.Error.WriteLine(tls is null && access?.File is null
-                ? "Info, SIGHUP: nothing to reload"
-                : $"Info, SIGHUP: reloaded{(tls is null ? string.Empty : $" the TLS certificate (now '{tls.Certificate.Subject}', serial {tls.Certificate.SerialNumber})")}{(access?.File is null ? string.Empty : " the partition map")}");
+            if (tls is not null || access?.File is not null)
+            {
+                log.Info($"SIGHUP: reloaded{(tls is null ? string.Empty : $" the TLS certificate (now '{tls.Certificate.Subject}', serial {tls.Certificate.SerialNumber})")}{(access?.File is null ? string.Empty : " the partition map")}");
+            }
+            else if (!reopened)
+            {
+                log.Info("SIGHUP: nothing to reload");
+            }
         }
         catch (TlsConfigurationException e)
         {
-            Console.Error.WriteLine($"Error, SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous certificate");
+            log.Error($"SIGHUP: {SecurityParsers.FlagOf(e.Role)} {e.Message}; still using the previous certificate");
         }
         catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"Error, SIGHUP: -partition-map {e.Message}; still using the previous map");
+            log.Error($"SIGHUP: -partition-map {e.Message}; still using the previous map");
         }
     }
 }

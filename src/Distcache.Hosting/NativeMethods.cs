@@ -82,9 +82,23 @@ internal static class NativeMethods
     [DllImport(Libc, EntryPoint = "open", SetLastError = true)]
     private static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
 
+    /// <summary><c>open(path, flags, mode)</c>: the mode applies only when the file is created (less the umask).</summary>
+    [DllImport(Libc, EntryPoint = "open", SetLastError = true)]
+    public static extern int OpenWithMode([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mode);
+
+    [DllImport(Libc, EntryPoint = "write", SetLastError = true)]
+    public static extern nint Write(int fd, byte[] buffer, nint count);
+
+    /// <summary>
+    /// <c>statx(2)</c>, whose result layout (unlike <c>struct stat</c>'s) is the same on every Linux architecture:
+    /// <c>stx_ino</c> at byte 32, <c>stx_dev_major</c> and <c>stx_dev_minor</c> at 136 and 140.
+    /// </summary>
+    [DllImport(Libc, EntryPoint = "statx", SetLastError = true)]
+    public static extern int StatX(int dirFd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, [Out] byte[] buffer);
+
     [DllImport(Libc, EntryPoint = "dup2", SetLastError = true)]
     private static extern int Dup2(int oldFd, int newFd);
 
     [DllImport(Libc, EntryPoint = "close", SetLastError = true)]
-    private static extern int Close(int fd);
+    public static extern int Close(int fd);
 }

@@ -43,12 +43,58 @@ public static class ToolListener
         };
     }
 
+    /// <summary>
+    /// Where to listen, given the <c>-listen</c> flag and the sockets systemd may have passed (a socket unit, the
+    /// <c>LISTEN_FDS</c> protocol). A passed socket is used when <c>-listen</c> is left out or names it
+    /// (<c>FD:3</c>); any other combination is refused rather than leaving one of the two unused.
+    /// </summary>
+    /// <param name="tool">The tool's name, for messages.</param>
+    /// <param name="given">The <c>-listen</c> address, or null when it was not given.</param>
+    /// <param name="daemon">Whether <c>-daemon</c> was given.</param>
+    /// <param name="address">Where to listen; null when neither names a place (the tool's own default, or error, applies).</param>
+    /// <returns>Null, or what is wrong (the text after <c>Error, </c>).</returns>
+    public static string? ChooseAddress(string tool, Address? given, bool daemon, out Address? address)
+    {
+        address = given;
+        var passed = Systemd.TakeListenSockets(out var problem);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        if (passed == 0)
+        {
+            return null;
+        }
+
+        if (daemon)
+        {
+            return "-daemon does not go with a listening socket passed by systemd (LISTEN_FDS): run in the foreground, as a Type=notify service";
+        }
+
+        if (passed > 1)
+        {
+            return $"systemd passed {passed} listening sockets (LISTEN_FDS={passed}) and {tool} listens on one: give the socket unit a single Listen line";
+        }
+
+        if (given is null)
+        {
+            address = Address.Parse("FD:" + Systemd.FirstListenDescriptor.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            return null;
+        }
+
+        return given is { Kind: AddressKind.FileDescriptor, FileDescriptor: Systemd.FirstListenDescriptor }
+            ? null
+            : $"-listen {given} was given, but systemd passed a listening socket (LISTEN_FDS=1): leave -listen out, or give -listen FD:3";
+    }
+
     /// <summary>Listens on <paramref name="address"/>; on failure writes "Error, failed to listen on ADDRESS: why"
     /// to standard error (see <see cref="Reason"/>) and returns null.</summary>
     /// <param name="address">Where to listen.</param>
     /// <param name="options">Socket options (owner, group and mode are applied before listen(2)).</param>
+    /// <param name="log">The tool's log, which gets the error line too; standard error only when null.</param>
     /// <returns>The listener, or null if it could not be created.</returns>
-    public static async Task<NetworkListener?> TryListenAsync(Address address, ListenerOptions options)
+    public static async Task<NetworkListener?> TryListenAsync(Address address, ListenerOptions options, ToolLog? log = null)
     {
         try
         {
@@ -57,7 +103,16 @@ public static class ToolListener
         catch (Exception e) when (e is NetworkException or ArgumentException or IOException or UnauthorizedAccessException
             or System.Net.Sockets.SocketException or PlatformNotSupportedException)
         {
-            await Console.Error.WriteLineAsync($"Error, failed to listen on {address}: {Reason(address, e)}").ConfigureAwait(false);
+            var problem = $"failed to listen on {address}: {Reason(address, e)}";
+            if (log is null)
+            {
+                await Console.Error.WriteLineAsync("Error, " + problem).ConfigureAwait(false);
+            }
+            else
+            {
+                log.Error(problem);
+            }
+
             return null;
         }
     }

@@ -2,7 +2,10 @@ using Microsoft.Extensions.Logging;
 
 namespace Distcache.Hosting;
 
-/// <summary>The logging every tool uses: one line per event on stderr, where 1.5.1 printed its messages.</summary>
+/// <summary>
+/// The logging of dc_snoop: one line per event on stderr, where 1.5.1 printed its messages. dc_server
+/// and dc_client, which run as services, use <see cref="ToolLog"/> (files, syslog, the journal).
+/// </summary>
 public static class ToolLogging
 {
     /// <summary>

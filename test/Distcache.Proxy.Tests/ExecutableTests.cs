@@ -205,7 +205,8 @@ public sealed class ExecutableTests
         using var dir = new TempDir();
         string socket = dir.File("d.sock");
         string pidFile = dir.File("d.pid");
-        await using Tool parent = await Tool.RunAsync(Exit, "dc_client", "-daemon", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-pidfile", pidFile);
+        // A daemon logs to syslog without -log, and a test host may have none.
+        await using Tool parent = await Tool.RunAsync(Exit, "dc_client", "-daemon", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-pidfile", pidFile, "-log", dir.File("d.log"));
         Assert.True(parent.ExitCode == 0, parent.Stderr);
         Assert.True(PidFile(pidFile, out int pid), "no pid file");
         try
