@@ -14,7 +14,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 #   apache2 apache2-dev dpkg-dev    two real Apache servers; apxs builds the socache modules, dpkg-dev unpacks
 #                                   Debian's apache2 source for its mod_socache_dc
 #   python3                         the TLS client of the Apache tests (its ssl module resumes sessions)
-required_packages=(redis-server openssl strace gcc make libc6-dev pkg-config valgrind apache2 apache2-dev dpkg-dev python3)
+#   groff-base                      renders the manual pages under man/ (checked for warnings and coverage)
+required_packages=(redis-server openssl strace gcc make libc6-dev pkg-config valgrind apache2 apache2-dev dpkg-dev python3 groff-base)
 packages=()
 for pkg in "${required_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || packages+=("$pkg")

@@ -143,7 +143,7 @@ public sealed class SystemdTests
             Assert.True(name.EndsWith(".socket", StringComparison.Ordinal) || text.Contains("ExecStart=/opt/distcache/", StringComparison.Ordinal), name);
             foreach (string tool in new[] { "dc_server", "dc_client" })
             {
-                text = text.Replace("/opt/distcache/" + tool, Tool.PathOf(tool), StringComparison.Ordinal);
+                text = text.Replace("/opt/distcache/bin/" + tool, Tool.PathOf(tool), StringComparison.Ordinal);
             }
 
             await File.WriteAllTextAsync(dir.File(name), text);
