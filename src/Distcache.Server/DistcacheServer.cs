@@ -84,7 +84,7 @@ public sealed class DistcacheServer
     {
         ArgumentNullException.ThrowIfNull(transport);
         RequestProcessor processor = access is null ? _processor : new RequestProcessor(new PartitionedSessionStore(_processor.Store, access));
-        var connection = new ServerConnection(transport, peer, processor, Statistics, Statistics.TrackOperations(), _logger);
+        var connection = new ServerConnection(transport, peer, processor, Statistics, _logger);
         Statistics.ConnectionOpened();
         Log.ConnectionOpened(_logger, peer);
         using CancellationTokenRegistration stop = cancellationToken.Register(static c => ((ServerConnection)c!).Stop(), connection);
@@ -127,7 +127,6 @@ public sealed class DistcacheServer
         finally
         {
             _live.TryRemove(connection, out _);
-            Statistics.RetireOperations(connection.Operations);
             Statistics.ConnectionClosed();
             Log.ConnectionClosed(_logger, peer, connection.Requests);
         }

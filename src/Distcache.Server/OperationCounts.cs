@@ -46,7 +46,7 @@ internal sealed class OperationCounts
     /// <summary>Counts one answered request. Only the connection that owns these counts calls it.</summary>
     internal void Count(Operation operation, OperationOutcome outcome)
     {
-        // Not Interlocked: one writer per instance. A reader may see a value one increment stale, never torn
+        // Not Interlocked: one writer per instance (its thread). A reader may see a value one increment stale, never torn
         // (aligned 64-bit stores are atomic on the 64-bit platforms .NET runs on).
         _counts[Slot(operation, outcome)]++;
     }

@@ -43,7 +43,7 @@ public sealed class RequestProcessor
 
     /// <summary>As <see cref="ProcessAsync(Message, IBufferWriter{byte}, CancellationToken)"/>, also counting the
     /// answer in <paramref name="counts"/> (one plain increment; the caller is the counts' only writer).</summary>
-    internal ValueTask<ProtocolViolationKind?> ProcessAsync(Message request, IBufferWriter<byte> output, OperationCounts? counts, CancellationToken cancellationToken)
+    internal ValueTask<ProtocolViolationKind?> ProcessAsync(Message request, IBufferWriter<byte> output, ServerStatistics? counts, CancellationToken cancellationToken)
     {
         switch (request.Operation)
         {
@@ -53,7 +53,7 @@ public sealed class RequestProcessor
                 if (!Requests.IsValidSessionId(request.Payload.Length))
                 {
                     Responses.WriteStatus(output, request.RequestUid, Operation.Get, StatusCode.NotOk);
-                    counts?.Count(Operation.Get, OperationOutcome.Invalid);
+                    counts?.CountOperation(Operation.Get, OperationOutcome.Invalid);
                     return default;
                 }
 
@@ -66,7 +66,7 @@ public sealed class RequestProcessor
                         Responses.WriteStatus(output, request.RequestUid, Operation.Get, StatusCode.NotOk);
                     }
 
-                    counts?.Count(Operation.Get, hit ? OperationOutcome.Ok : OperationOutcome.NotFound);
+                    counts?.CountOperation(Operation.Get, hit ? OperationOutcome.Ok : OperationOutcome.NotFound);
                     return default;
                 }
 
@@ -76,7 +76,7 @@ public sealed class RequestProcessor
                 if (!Requests.IsValidSessionId(request.Payload.Length))
                 {
                     Responses.WriteStatus(output, request.RequestUid, request.Operation, StatusCode.NotOk);
-                    counts?.Count(request.Operation, OperationOutcome.Invalid);
+                    counts?.CountOperation(request.Operation, OperationOutcome.Invalid);
                     return default;
                 }
 
@@ -87,7 +87,7 @@ public sealed class RequestProcessor
                 {
                     bool present = found.Result;
                     Responses.WriteStatus(output, request.RequestUid, request.Operation, present ? StatusCode.Ok : StatusCode.NotOk);
-                    counts?.Count(request.Operation, present ? OperationOutcome.Ok : OperationOutcome.NotFound);
+                    counts?.CountOperation(request.Operation, present ? OperationOutcome.Ok : OperationOutcome.NotFound);
                     return default;
                 }
 
@@ -98,7 +98,7 @@ public sealed class RequestProcessor
         }
     }
 
-    private ValueTask<ProtocolViolationKind?> AddAsync(Message request, IBufferWriter<byte> output, OperationCounts? counts, CancellationToken cancellationToken)
+    private ValueTask<ProtocolViolationKind?> AddAsync(Message request, IBufferWriter<byte> output, ServerStatistics? counts, CancellationToken cancellationToken)
     {
         AddRequestParseResult parse = AddRequest.TryParse(request.Payload, out AddRequest add);
         if (parse == AddRequestParseResult.PayloadTooShort)
@@ -109,7 +109,7 @@ public sealed class RequestProcessor
         if (parse != AddRequestParseResult.Valid)
         {
             Responses.WriteStatus(output, request.RequestUid, Operation.Add, parse.ToStatusCode());
-            counts?.Count(Operation.Add, OperationOutcome.Invalid);
+            counts?.CountOperation(Operation.Add, OperationOutcome.Invalid);
             return default;
         }
 
@@ -118,7 +118,7 @@ public sealed class RequestProcessor
         {
             AddResult result = stored.Result;
             Responses.WriteStatus(output, request.RequestUid, Operation.Add, ToStatus(result));
-            counts?.Count(Operation.Add, ToOutcome(result));
+            counts?.CountOperation(Operation.Add, ToOutcome(result));
             return default;
         }
 
@@ -140,15 +140,15 @@ public sealed class RequestProcessor
         _ => OperationOutcome.Failed,
     };
 
-    private static async ValueTask<ProtocolViolationKind?> AwaitAddAsync(ValueTask<AddResult> pending, uint uid, IBufferWriter<byte> output, OperationCounts? counts)
+    private static async ValueTask<ProtocolViolationKind?> AwaitAddAsync(ValueTask<AddResult> pending, uint uid, IBufferWriter<byte> output, ServerStatistics? counts)
     {
         AddResult result = await pending.ConfigureAwait(false);
         Responses.WriteStatus(output, uid, Operation.Add, ToStatus(result));
-        counts?.Count(Operation.Add, ToOutcome(result));
+        counts?.CountOperation(Operation.Add, ToOutcome(result));
         return null;
     }
 
-    private static async ValueTask<ProtocolViolationKind?> AwaitGetAsync(ValueTask<bool> pending, uint uid, IBufferWriter<byte> output, OperationCounts? counts)
+    private static async ValueTask<ProtocolViolationKind?> AwaitGetAsync(ValueTask<bool> pending, uint uid, IBufferWriter<byte> output, ServerStatistics? counts)
     {
         bool hit = await pending.ConfigureAwait(false);
         if (!hit)
@@ -156,15 +156,15 @@ public sealed class RequestProcessor
             Responses.WriteStatus(output, uid, Operation.Get, StatusCode.NotOk);
         }
 
-        counts?.Count(Operation.Get, hit ? OperationOutcome.Ok : OperationOutcome.NotFound);
+        counts?.CountOperation(Operation.Get, hit ? OperationOutcome.Ok : OperationOutcome.NotFound);
         return null;
     }
 
-    private static async ValueTask<ProtocolViolationKind?> AwaitBooleanAsync(ValueTask<bool> pending, uint uid, Operation operation, IBufferWriter<byte> output, OperationCounts? counts)
+    private static async ValueTask<ProtocolViolationKind?> AwaitBooleanAsync(ValueTask<bool> pending, uint uid, Operation operation, IBufferWriter<byte> output, ServerStatistics? counts)
     {
         bool found = await pending.ConfigureAwait(false);
         Responses.WriteStatus(output, uid, operation, found ? StatusCode.Ok : StatusCode.NotOk);
-        counts?.Count(operation, found ? OperationOutcome.Ok : OperationOutcome.NotFound);
+        counts?.CountOperation(operation, found ? OperationOutcome.Ok : OperationOutcome.NotFound);
         return null;
     }
 }

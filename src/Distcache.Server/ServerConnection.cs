@@ -27,7 +27,6 @@ internal sealed class ServerConnection
     private readonly string _peer;
     private readonly RequestProcessor _processor;
     private readonly ServerStatistics _statistics;
-    private readonly OperationCounts _operations;
     private readonly ILogger _logger;
     private readonly MessageDecoder _decoder = new(MessageDirection.Requests);
 
@@ -47,9 +46,8 @@ internal sealed class ServerConnection
     private long _pendingBytes;
     private int _expiry;
 
-    public ServerConnection(IDuplexPipe transport, string peer, RequestProcessor processor, ServerStatistics statistics, OperationCounts operations, ILogger logger)
+    public ServerConnection(IDuplexPipe transport, string peer, RequestProcessor processor, ServerStatistics statistics, ILogger logger)
     {
-        _operations = operations;
         _transport = transport;
         _peer = peer;
         _processor = processor;
@@ -62,8 +60,6 @@ internal sealed class ServerConnection
 
     public long Requests { get; private set; }
 
-    /// <summary>This connection's answered requests by operation and outcome.</summary>
-    public OperationCounts Operations => _operations;
 
     /// <summary>Why the sweep closed this connection, or <see cref="ConnectionExpiry.None"/>.</summary>
     public ConnectionExpiry Expiry => (ConnectionExpiry)Volatile.Read(ref _expiry);
@@ -192,7 +188,7 @@ internal sealed class ServerConnection
 
                 // The request's payload points into 'buffer', which stays valid until AdvanceTo below, even across
                 // an asynchronous store call.
-                ValueTask<ProtocolViolationKind?> processing = _processor.ProcessAsync(request, output, _operations, cancellationToken);
+                ValueTask<ProtocolViolationKind?> processing = _processor.ProcessAsync(request, output, _statistics, cancellationToken);
                 ProtocolViolationKind? refused = processing.IsCompletedSuccessfully ? processing.Result : await processing.ConfigureAwait(false);
                 if (refused is { } kind)
                 {
