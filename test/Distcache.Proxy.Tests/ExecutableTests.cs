@@ -155,21 +155,7 @@ public sealed class ExecutableTests
         }
 
         // Once the flood has gone, a new connection is served again.
-        await Poll.UntilAsync(
-            () =>
-            {
-                try
-                {
-                    using var s = Wire.Open("UNIX:" + socket, timeoutMs: 1000);
-                    return !Wire.Have(s, [4, 5, 6]);
-                }
-                catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException)
-                {
-                    return false;
-                }
-            },
-            TimeSpan.FromSeconds(20),
-            "a new connection to be served once the flood has gone");
+        await Wire.ServedAgainAsync("UNIX:" + socket, TimeSpan.FromSeconds(20), "a new connection to be served once the flood has gone");
         Assert.False(tool.HasExited);
         Assert.DoesNotContain("Too many open files", tool.Stderr, StringComparison.Ordinal);
     }

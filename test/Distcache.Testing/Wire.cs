@@ -99,6 +99,32 @@ public static class Wire
     /// <returns>Whether the session is there.</returns>
     public static bool Have(Socket socket, byte[] id) => Ask(socket, w => Requests.WriteIdRequest(w, 1, Operation.Have, id))[0] == 0;
 
+    /// <summary>
+    /// Waits until a new connection to <paramref name="address"/> is served (a HAVE answered), trying again while
+    /// connecting or the answer fails: for a server that is expected to come back to serving, after a flood or a
+    /// restart. Fails the wait after <paramref name="timeout"/>.
+    /// </summary>
+    /// <param name="address">Where the server listens.</param>
+    /// <param name="timeout">How long to keep trying.</param>
+    /// <param name="what">What is awaited, for the failure message.</param>
+    /// <returns>A task that completes once a connection was served.</returns>
+    public static Task ServedAgainAsync(string address, TimeSpan timeout, string what) =>
+        Poll.UntilAsync(
+            () =>
+            {
+                try
+                {
+                    using Socket socket = Open(address, timeoutMs: 1000);
+                    return !Have(socket, [4, 5, 6]);
+                }
+                catch (Exception e) when (e is SocketException or IOException)
+                {
+                    return false;
+                }
+            },
+            timeout,
+            what);
+
     /// <summary>True if the peer closed the connection (EOF or reset) within the socket's receive timeout.</summary>
     /// <param name="socket">The socket.</param>
     /// <returns>Whether the peer closed it.</returns>
