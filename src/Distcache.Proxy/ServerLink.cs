@@ -305,6 +305,14 @@ internal sealed class ServerLink
             }
 
             connection.Failed = true;
+
+            // Counted before the link reads as down, so that whoever sees it down also sees the loss counted.
+            if (!expected)
+            {
+                Interlocked.Increment(ref _losses);
+                _proxy.Statistics.ServerLinkLost();
+            }
+
             if (_current == connection)
             {
                 _current = null;
@@ -327,8 +335,6 @@ internal sealed class ServerLink
         else
         {
             Log.ServerLinkLost(_logger, Server, reason, answered);
-            Interlocked.Increment(ref _losses);
-            _proxy.Statistics.ServerLinkLost();
         }
 
         _proxy.Statistics.AddAnsweredDisconnected(answered);
