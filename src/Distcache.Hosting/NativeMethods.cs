@@ -99,6 +99,9 @@ internal static class NativeMethods
     [DllImport(Libc, EntryPoint = "dup2", SetLastError = true)]
     private static extern int Dup2(int oldFd, int newFd);
 
+    [DllImport(Libc, EntryPoint = "fsync", SetLastError = true)]
+    public static extern int Fsync(int fd);
+
     [DllImport(Libc, EntryPoint = "close", SetLastError = true)]
     public static extern int Close(int fd);
 }
