@@ -2,14 +2,14 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Distcache.Security.Tests.Support;
+namespace Distcache.Testing;
 
 /// <summary>
 /// A throw-away PKI in a temporary folder, made with CertificateRequest: a CA, a second unrelated CA, server
 /// certificates for 127.0.0.1/localhost (and one for another name), and client certificates, each written as
 /// NAME.pem and NAME.key.
 /// </summary>
-internal sealed class TestPki : IDisposable
+public sealed class TestPki : IDisposable
 {
     private static readonly Oid ServerAuth = new("1.3.6.1.5.5.7.3.1");
     private static readonly Oid ClientAuth = new("1.3.6.1.5.5.7.3.2");
