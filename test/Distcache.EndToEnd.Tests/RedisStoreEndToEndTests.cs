@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using Distcache.EndToEnd.Tests.Support;
 using Distcache.Protocol;
-using Distcache.Storage.Redis.Tests;
 
 namespace Distcache.EndToEnd.Tests;
 

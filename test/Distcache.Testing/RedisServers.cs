@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Distcache.Storage.Redis.Tests;
+namespace Distcache.Testing;
 
 /// <summary>
 /// Real redis-server processes on free loopback ports, for tests: one server, or a three-node cluster.
