@@ -89,7 +89,7 @@ internal sealed class KeyService : IDisposable
         _ring.ForgetBefore(period - 1);
         try
         {
-            StateFile.Save(_settings.StatePath, _ring);
+            StateFile.Save(_settings.StatePath, _settings.Schedule, _ring);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -134,6 +134,7 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         await using var _ = server;
         string web = Host("web");
         string reloads = _dir.File("reloads");
+        await StartOfPeriodAsync(10);
         await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-state", Path.Combine(web, "state"),
             "-period", "10", "-reload", $"date +%s.%N >> {reloads}");
         await service.WaitUntilAsync(() => File.Exists(reloads), TimeSpan.FromSeconds(20), "the first reload");
@@ -157,10 +158,15 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         string address = "UNIX:" + socket;
         Tool server = Tool.Start("dc_server", "-listen", address);
         await server.WaitForListenerAsync(address);
+
+        // Each step below must fall in a known period: the first keys and the outage in one, the cache's return and
+        // the second host's pass in the next.
+        await StartOfPeriodAsync(10);
         string web = Host("web");
         await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-state", Path.Combine(web, "state"),
             "-period", "10", "-retry", "1", "-timeout", "500");
-        await service.WaitUntilAsync(() => File.Exists(Path.Combine(web, "current.key")), TimeSpan.FromSeconds(20), "the first keys");
+        // previous.key is the last of the three written.
+        await service.WaitUntilAsync(() => File.Exists(Path.Combine(web, "previous.key")), TimeSpan.FromSeconds(20), "the first keys");
         byte[] current = Read(web, "current.key"), next = Read(web, "next.key");
 
         await server.DisposeAsync();
@@ -242,6 +248,16 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         string stranger = Host("stranger");
         await using Tool other = await OnceAsync(address, stranger, ["-period", StillPeriod, "-readonly", .. As("tenant-b")]);
         Assert.Equal(1, other.ExitCode);
+    }
+
+    /// <summary>Waits until a period of <paramref name="seconds"/> has just begun (less than a second ago).</summary>
+    private static async Task StartOfPeriodAsync(int seconds)
+    {
+        long millisecondsIntoPeriod = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() % (seconds * 1000L);
+        if (millisecondsIntoPeriod > 300)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds((seconds * 1000L) - millisecondsIntoPeriod + 50));
+        }
     }
 
     private static int Count(string text, string what)
