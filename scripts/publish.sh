@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Publishes distcache for deployment: the four tools as self-contained single-file executables (no .NET runtime
+# Publishes distcache for deployment: the five tools as self-contained single-file executables (no .NET runtime
 # needed on the host; precompiled with ReadyToRun, so they start without waiting for the JIT), the C client library
 # for TLS servers, the manual pages and the documentation, in an install-prefix layout per runtime identifier:
 #
@@ -12,7 +12,7 @@
 #   --version X    the version the tools report and carry (default: the Version in Directory.Build.props).
 #
 # The layout under a prefix:
-#   bin/           dc_server dc_client dc_test dc_snoop
+#   bin/           dc_server dc_client dc_test dc_snoop dc_ticketkeys
 #   lib/           libdistcache.so (+ soname links), libnal.so, pkgconfig/distcache.pc
 #   include/       distcache/dc_client.h
 #   share/man/     man1/dc_server.1 ... and man3/libdistcache.3
@@ -105,7 +105,7 @@ for rid in "${rids[@]}"; do
   cc="${compilers[$rid]}"
   mkdir -p "$prefix/bin"
 
-  for tool in dc_server dc_client dc_test dc_snoop; do
+  for tool in dc_server dc_client dc_test dc_snoop dc_ticketkeys; do
     echo "publishing $tool ($rid) -> $prefix/bin/"
     # Symbols go inside the executable (embedded PDB), so stack traces keep their line numbers.
     dotnet publish "apps/$tool/$tool.csproj" -c Release -r "$rid" --self-contained true \
@@ -139,5 +139,5 @@ for rid in "${rids[@]}"; do
   install -m 0644 README.md LICENSE "$prefix/share/doc/distcache/"
   install -m 0644 docs/*.md docs/*.svg "$prefix/share/doc/distcache/docs/"
 
-  echo "done: $prefix/bin/{dc_server,dc_client,dc_test,dc_snoop}, $prefix/lib/libdistcache.so, $prefix/share/man"
+  echo "done: $prefix/bin/{dc_server,dc_client,dc_test,dc_snoop,dc_ticketkeys}, $prefix/lib/libdistcache.so, $prefix/share/man"
 done

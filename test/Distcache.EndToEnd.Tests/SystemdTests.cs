@@ -5,7 +5,7 @@ namespace Distcache.EndToEnd.Tests;
 
 /// <summary>
 /// dc_server and dc_client as systemd services: a listening socket handed over by a socket unit (LISTEN_FDS),
-/// readiness (READY=1 to NOTIFY_SOCKET), and the unit files under packaging/systemd.
+/// readiness (READY=1 to NOTIFY_SOCKET), and the unit files under packaging/systemd, dc_ticketkeys's included.
 /// </summary>
 public sealed class SystemdTests
 {
@@ -135,13 +135,17 @@ public sealed class SystemdTests
         Assert.SkipWhen(analyze.Length == 0, "systemd-analyze is not installed (apt-get install systemd) to check the unit files");
         using var dir = new TempDir();
         string units = Path.Combine(Tool.RepositoryRoot, "packaging", "systemd");
-        string[] names = ["dc_server.service", "dc_server.socket", "dc_client.service", "dc_client.socket"];
+        string[] names =
+        [
+            "dc_server.service", "dc_server.socket", "dc_client.service", "dc_client.socket",
+            "dc_ticketkeys.service", "dc_ticketkeys-once.service", "dc_ticketkeys.timer",
+        ];
         foreach (string name in names)
         {
             // verify checks that ExecStart's program exists: point the install folder at the built tools.
             string text = await File.ReadAllTextAsync(Path.Combine(units, name));
-            Assert.True(name.EndsWith(".socket", StringComparison.Ordinal) || text.Contains("ExecStart=/opt/distcache/", StringComparison.Ordinal), name);
-            foreach (string tool in new[] { "dc_server", "dc_client" })
+            Assert.True(!name.EndsWith(".service", StringComparison.Ordinal) || text.Contains("ExecStart=/opt/distcache/", StringComparison.Ordinal), name);
+            foreach (string tool in new[] { "dc_server", "dc_client", "dc_ticketkeys" })
             {
                 text = text.Replace("/opt/distcache/bin/" + tool, Tool.PathOf(tool), StringComparison.Ordinal);
             }
@@ -169,6 +173,42 @@ public sealed class SystemdTests
 
             Assert.DoesNotContain("\nMemoryDenyWriteExecute=", unit, StringComparison.Ordinal);
             Assert.DoesNotContain(" -listen", unit.Split('\n').Single(l => l.StartsWith("ExecStart=", StringComparison.Ordinal)), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void The_ticket_key_units_run_as_root_without_capabilities_through_dc_clients_socket()
+    {
+        string units = Path.Combine(Tool.RepositoryRoot, "packaging", "systemd");
+        string socket = File.ReadAllText(Path.Combine(units, "dc_client.socket"));
+        string clientSocket = socket.Split('\n').Single(l => l.StartsWith("ListenStream=", StringComparison.Ordinal))["ListenStream=".Length..];
+        foreach ((string name, string type) in new[] { ("dc_ticketkeys.service", "notify"), ("dc_ticketkeys-once.service", "oneshot") })
+        {
+            string unit = File.ReadAllText(Path.Combine(units, name));
+            foreach (string line in new[]
+            {
+                "Type=" + type, "User=root", "SupplementaryGroups=distcache", "StateDirectory=dc_ticketkeys", "StateDirectoryMode=0700", "UMask=0077",
+                "ProtectSystem=strict", "ReadWritePaths=-/etc/nginx/ticketkeys", "NoNewPrivileges=yes", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+                "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet=\n",
+            })
+            {
+                Assert.Contains("\n" + line, unit, StringComparison.Ordinal);
+            }
+
+            Assert.DoesNotContain("\nMemoryDenyWriteExecute=", unit, StringComparison.Ordinal);
+            string exec = unit.Split('\n').Single(l => l.StartsWith("ExecStart=", StringComparison.Ordinal));
+            // The socket dc_client.socket makes, the key directory the sandbox leaves writable, and a reload.
+            Assert.Contains($" -connect UNIX:{clientSocket} ", exec, StringComparison.Ordinal);
+            Assert.Contains(" -nginx /etc/nginx/ticketkeys ", exec, StringComparison.Ordinal);
+            Assert.Contains(" -reload \"systemctl reload nginx\"", exec, StringComparison.Ordinal);
+            Assert.Equal(type == "oneshot", exec.Contains(" -once ", StringComparison.Ordinal));
+            Assert.DoesNotContain(" -daemon", exec, StringComparison.Ordinal);
+        }
+
+        string timer = File.ReadAllText(Path.Combine(units, "dc_ticketkeys.timer"));
+        foreach (string line in new[] { "OnCalendar=*:0/5", "Persistent=true", "RandomizedDelaySec=", "Unit=dc_ticketkeys-once.service", "WantedBy=timers.target" })
+        {
+            Assert.Contains("\n" + line, timer, StringComparison.Ordinal);
         }
     }
 

@@ -12,7 +12,7 @@ public sealed class LibraryPackageTests(PackedPackages packages)
     private static readonly string[] Libraries =
         ["Distcache.Client", "Distcache.Networking", "Distcache.Protocol", "Distcache.Proxy", "Distcache.Server", "Distcache.Storage", "Distcache.Storage.Redis"];
 
-    private static readonly string[] Tools = ["dc_client", "dc_server", "dc_snoop", "dc_test"];
+    private static readonly string[] Tools = ["dc_client", "dc_server", "dc_snoop", "dc_test", "dc_ticketkeys"];
 
     [Fact]
     public void The_solution_packs_the_libraries_and_the_tools_and_nothing_internal()

@@ -13,6 +13,7 @@ public sealed partial class ManPageTests
     [InlineData("dc_client.1")]
     [InlineData("dc_test.1")]
     [InlineData("dc_snoop.1")]
+    [InlineData("dc_ticketkeys.1")]
     [InlineData("libdistcache.3")]
     public async Task The_page_renders_without_a_warning(string page)
     {
@@ -34,6 +35,7 @@ public sealed partial class ManPageTests
     [InlineData("dc_client")]
     [InlineData("dc_test")]
     [InlineData("dc_snoop")]
+    [InlineData("dc_ticketkeys")]
     public async Task The_page_describes_every_option_of_the_usage(string tool)
     {
         var help = await Tool.RunAsync(TimeSpan.FromSeconds(60), tool, "-h");

@@ -1,6 +1,6 @@
 namespace Distcache.Packaging.Tests;
 
-/// <summary>scripts/publish.sh: its command line. A whole publish (four self-contained ReadyToRun executables per
+/// <summary>scripts/publish.sh: its command line. A whole publish (five self-contained ReadyToRun executables per
 /// runtime identifier, several minutes each on a 2-core machine) is too slow for the suite.</summary>
 public sealed class PublishScriptTests
 {

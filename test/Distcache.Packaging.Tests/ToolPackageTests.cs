@@ -11,6 +11,7 @@ public sealed class ToolPackageTests(PackedPackages packages)
     [InlineData("dc_client")]
     [InlineData("dc_test")]
     [InlineData("dc_snoop")]
+    [InlineData("dc_ticketkeys")]
     public void Each_tool_is_a_dotnet_tool_package_named_after_its_command(string tool)
     {
         var metadata = packages.Metadata(tool);

@@ -53,6 +53,7 @@ public sealed class ArgumentTests
     [InlineData("dc_snoop", "-help")]
     [InlineData("dc_test", "-?")]
     [InlineData("dc_test", "--help")]
+    [InlineData("dc_ticketkeys", "-h")]
     public async Task Usage_on_request_goes_to_stdout_with_success(string tool, string flag)
     {
         await using Tool run = await Tool.RunAsync(RunLimit, tool, flag);

@@ -3,7 +3,7 @@ using System.Text.RegularExpressions;
 namespace Distcache.Tools.Tests;
 
 /// <summary>
-/// The command-line errors of all four tools, on the real executables: every flag that takes a value, given a bad
+/// The command-line errors of all five tools, on the real executables: every flag that takes a value, given a bad
 /// one, is refused with 1.5.1's first words, the value and the rule, then one line pointing at -h (never the usage);
 /// the other ways a command line goes wrong say what is wrong the same way; -version prints one line.
 /// </summary>
@@ -11,7 +11,7 @@ public sealed partial class FlagErrorTests
 {
     private static readonly TimeSpan RunLimit = TimeSpan.FromSeconds(60);
 
-    private static readonly string[] Tools = ["dc_server", "dc_client", "dc_test", "dc_snoop"];
+    private static readonly string[] Tools = ["dc_server", "dc_client", "dc_test", "dc_snoop", "dc_ticketkeys"];
 
     // Flags whose parser takes any text, so no value of theirs can be bad.
     private static readonly string[] AnyText = ["dc_server -redisprefix"];
@@ -96,7 +96,27 @@ public sealed partial class FlagErrorTests
         { "dc_test", "-slack", "3600001", "Error, -slack given an invalid argument: '3600001' is not a number from 0 to 3600000" },
         { "dc_snoop", "-listen", "nonsense", "Error, -listen given an invalid argument: 'nonsense' is not an address: missing address type in 'nonsense' (expected a prefix IP, IPv4, IPv6, UNIX or FD followed by ':')" },
         { "dc_snoop", "-server", "IP:9000", "Error, -server given an invalid argument: 'IP:9000' names no host, so it can only be listened on; connecting needs one, as in IP:host:port" },
-        { "dc_snoop", "-connect", "IP:localhost:0", "Error, -connect given an invalid argument: 'IP:localhost:0' has port 0, which only means \"any free port\" when listening" }
+        { "dc_snoop", "-connect", "IP:localhost:0", "Error, -connect given an invalid argument: 'IP:localhost:0' has port 0, which only means \"any free port\" when listening" },
+        { "dc_ticketkeys", "-connect", "IP:9000", "Error, -connect given an invalid argument: 'IP:9000' names no host, so it can only be listened on; connecting needs one, as in IP:host:port" },
+        { "dc_ticketkeys", "-name", "web farm", "Error, -name given an invalid argument: 'web farm' is not a farm name: 1 to 32 letters, digits, '.', '_' or '-'" },
+        { "dc_ticketkeys", "-period", "9", "Error, -period given an invalid argument: '9' is not a number from 10 to 172800" },
+        { "dc_ticketkeys", "-nginx", "", "Error, -nginx given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-haproxy", "", "Error, -haproxy given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-apache", "", "Error, -apache given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-reload", "", "Error, -reload given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-reload-timeout", "0", "Error, -reload-timeout given an invalid argument: '0' is not a number from 1 to 3600" },
+        { "dc_ticketkeys", "-state", "", "Error, -state given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-refresh", "86401", "Error, -refresh given an invalid argument: '86401' is not a number from 1 to 86400" },
+        { "dc_ticketkeys", "-retry", "0", "Error, -retry given an invalid argument: '0' is not a number from 1 to 3600" },
+        { "dc_ticketkeys", "-timeout", "99", "Error, -timeout given an invalid argument: '99' is not a number from 100 to 60000" },
+        { "dc_ticketkeys", "-tls-ca", "", "Error, -tls-ca given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-tls-cert", "", "Error, -tls-cert given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-tls-key", "", "Error, -tls-key given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-tls-name", "", "Error, -tls-name given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-pidfile", "", "Error, -pidfile given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-log", "", "Error, -log given an invalid argument: the value is empty" },
+        { "dc_ticketkeys", "-loglevel", "loud", "Error, -loglevel given an invalid argument: 'loud' is not a level: use error, warning, info or debug" },
+        { "dc_ticketkeys", "-logformat", "xml", "Error, -logformat given an invalid argument: 'xml' is not a format: use text or json" }
     };
 
     [GeneratedRegex(@"^  -(?<name>\S+) <[^>]+>", RegexOptions.Multiline)]
@@ -150,6 +170,10 @@ public sealed partial class FlagErrorTests
         { "dc_snoop", ["-server"], "Error, -server requires an argument: -server <address>" },
         { "dc_snoop", ["-listen", "IP:127.0.0.1:0", "-jsno"], "Error, \"-jsno\" not recognised: did you mean -json?" },
         { "dc_snoop", ["-listen", "IP:127.0.0.1:0"], "Error, must provide -server" },
+        { "dc_ticketkeys", ["-period"], "Error, -period requires an argument: -period <secs>" },
+        { "dc_ticketkeys", ["-connect", "UNIX:/run/distcache/dc_client.sock", "-ngnix", "/etc/nginx/ticketkeys"], "Error, \"-ngnix\" not recognised: did you mean -nginx?" },
+        { "dc_ticketkeys", ["-once", "yes"], "Error, \"yes\" not recognised: -once takes no value" },
+        { "dc_ticketkeys", [], "Error, must provide -connect, the cache" },
     };
 
     [Theory]
