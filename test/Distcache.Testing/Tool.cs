@@ -24,6 +24,7 @@ public sealed class Tool : IAsyncDisposable
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Stopwatch _clock = new();
+    private int _disposed;
 
     private Tool(Process process)
     {
@@ -220,6 +221,13 @@ public sealed class Tool : IAsyncDisposable
     /// <returns>A task that completes once it is gone or the wait has ended.</returns>
     public async ValueTask DisposeAsync()
     {
+        // A test may stop a process itself and still hold it in an await using, so that a failure before that point
+        // stops it too: the second dispose does nothing.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         Kill();
         try
         {

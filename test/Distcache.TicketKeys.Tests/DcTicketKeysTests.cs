@@ -156,7 +156,9 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
     {
         string socket = _dir.File("server.sock");
         string address = "UNIX:" + socket;
-        Tool server = Tool.Start("dc_server", "-listen", address);
+        // Disposed again at the end in case the test fails before it stops the server itself (a second dispose does
+        // nothing).
+        await using Tool server = Tool.Start("dc_server", "-listen", address);
         await server.WaitForListenerAsync(address);
 
         // Each step below must fall in a known period: the first keys and the outage in one, the cache's return and
