@@ -13,9 +13,10 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 #   valgrind                        the library's tests under a leak checker
 #   apache2 apache2-dev dpkg-dev    two real Apache servers; apxs builds the socache modules, dpkg-dev unpacks
 #                                   Debian's apache2 source for its mod_socache_dc
-#   python3                         the TLS client of the Apache tests (its ssl module resumes sessions)
+#   python3                         the TLS client of the Apache, nginx and HAProxy tests (its ssl module resumes sessions)
+#   nginx haproxy                   real servers reading session-ticket key files in dc_ticketkeys's formats
 #   groff-base                      renders the manual pages under man/ (checked for warnings and coverage)
-required_packages=(redis-server openssl strace gcc make libc6-dev pkg-config valgrind apache2 apache2-dev dpkg-dev python3 groff-base)
+required_packages=(redis-server openssl strace gcc make libc6-dev pkg-config valgrind apache2 apache2-dev dpkg-dev python3 nginx haproxy groff-base)
 packages=()
 for pkg in "${required_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || packages+=("$pkg")

@@ -5,8 +5,14 @@ namespace Distcache.Testing;
 /// <summary>The few libc calls the tests make: signals to child processes, and this process's ids.</summary>
 public static partial class Native
 {
+    /// <summary>SIGHUP.</summary>
+    public const int SIGHUP = 1;
+
     /// <summary>SIGINT.</summary>
     public const int SIGINT = 2;
+
+    /// <summary>SIGQUIT.</summary>
+    public const int SIGQUIT = 3;
 
     /// <summary>SIGKILL.</summary>
     public const int SIGKILL = 9;

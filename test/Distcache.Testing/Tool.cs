@@ -297,6 +297,28 @@ public sealed class Tool : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>A TCP port that was free on both 127.0.0.1 and 127.0.0.2 a moment ago: two servers of a test farm
+    /// listen on the same port at two addresses, as two hosts would.</summary>
+    /// <returns>The port.</returns>
+    public static int FreePortOnBoth()
+    {
+        for (int i = 0; i < 20; i++)
+        {
+            int port = FreePort();
+            try
+            {
+                using var probe = new TcpListener(IPAddress.Parse("127.0.0.2"), port);
+                probe.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+            }
+        }
+
+        throw new InvalidOperationException("no port free on both 127.0.0.1 and 127.0.0.2");
+    }
+
     private static Tool Launch(string path, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? environment, string? workingDirectory, bool closeInput)
     {
         var info = new ProcessStartInfo(path)

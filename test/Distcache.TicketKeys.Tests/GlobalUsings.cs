@@ -1,8 +1,11 @@
 global using Distcache.Apps.TicketKeys;
 
-// Real processes, real ports and (for the web servers) timing across rotations: two classes at a time at most on a
-// 2-core machine.
-[assembly: CollectionBehavior(MaxParallelThreads = 2)]
+// Web servers on ports picked as free a moment before, and tests timed against rotation boundaries, on a 2-core
+// machine: one test at a time.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
 
-// Unix sockets, file modes and signals: these tests describe Linux behaviour.
+// One self-signed certificate for every web server of the run (nginx's session id context is derived from it).
+[assembly: AssemblyFixture(typeof(Distcache.TicketKeys.Tests.Support.Certificate))]
+
+// nginx, HAProxy, unix sockets, file modes, signals and /proc: these tests describe Linux (Debian) behaviour.
 [assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]

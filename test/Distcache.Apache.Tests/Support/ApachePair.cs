@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace Distcache.Apache.Tests.Support;
 
@@ -122,7 +120,7 @@ public abstract class ApachePair : IAsyncLifetime
         Exception? last = null;
         for (int attempt = 0; attempt < 5 && _apaches.Count == 0; attempt++)
         {
-            int port = FreePortOnBoth();
+            int port = Tool.FreePortOnBoth();
             var started = new List<ApacheServer>();
             try
             {
@@ -219,26 +217,6 @@ public abstract class ApachePair : IAsyncLifetime
 
         throw new TimeoutException($"no TLS {tls} session made on {First.Endpoint} resumed on {Second.Endpoint} within {timeout} ({attempts} attempts); last: {last}\n"
             + $"dc_client stderr:\n{_dcClient?.Stderr}\n{First.Diagnostics()}\n{Second.Diagnostics()}");
-    }
-
-    /// <summary>A port free on both 127.0.0.1 and 127.0.0.2 a moment ago.</summary>
-    private static int FreePortOnBoth()
-    {
-        for (int i = 0; i < 20; i++)
-        {
-            int port = Tool.FreePort();
-            try
-            {
-                using var probe = new TcpListener(IPAddress.Parse("127.0.0.2"), port);
-                probe.Start();
-                return port;
-            }
-            catch (SocketException)
-            {
-            }
-        }
-
-        throw new InvalidOperationException("no port free on both 127.0.0.1 and 127.0.0.2");
     }
 
     public async ValueTask DisposeAsync()

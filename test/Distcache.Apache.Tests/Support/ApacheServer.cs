@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Net.Sockets;
 
 namespace Distcache.Apache.Tests.Support;
@@ -255,36 +254,7 @@ internal sealed class ApacheServer : IAsyncDisposable
     }
 
     /// <summary>The processes whose parent is this Apache (its children), read from /proc.</summary>
-    public IReadOnlyList<int> ChildPids()
-    {
-        var children = new List<int>();
-        foreach (string entry in System.IO.Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
-            {
-                continue;
-            }
-
-            try
-            {
-                // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
-                string stat = File.ReadAllText(Path.Combine(entry, "stat"));
-                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                if (int.Parse(fields[1], CultureInfo.InvariantCulture) == _process.Pid)
-                {
-                    children.Add(pid);
-                }
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
-
-        return children;
-    }
+    public IReadOnlyList<int> ChildPids() => [.. ProcessTree.Children(_process.Pid).Select(child => child.Pid)];
 
     /// <summary>Whether a process still runs this server's configuration (not a recycled pid).</summary>
     private bool IsOurs(int pid)

@@ -1,11 +1,21 @@
 #!/usr/bin/python3
-"""TLS client driver for the Apache integration tests: makes sessions on one Apache and resumes them on another.
+"""TLS client driver for the tests that run real web servers (Apache, nginx, HAProxy): makes sessions on one server
+and resumes them on another.
 
 Standard library only (Debian's python3). Every subcommand prints one JSON object on stdout and exits 0 when it
-could run at all (the figures are judged by the caller); it exits 2 on bad arguments.
+could run at all (the figures are judged by the caller); it exits 2 on bad arguments and 3 when a --wait-file did
+not appear in time.
 
   pair       --first HOST:PORT --second HOST:PORT [--count N] [--delay S]
              a full handshake on the first server, then (after the delay) one on the second offering that session
+  pair       ... --count N --wait-file PATH [--wait-file PATH2 ...] [--wait-timeout S]
+             in stages: N sessions per wait file are taken on the first server at once; then, for each wait file in
+             turn, the script creates PATH.waiting, waits until PATH exists and offers that stage's N sessions to the
+             second server. The caller changes the servers (rotates ticket keys, reloads) between the stages. The
+             sessions stay in this process (an ssl.SSLSession cannot be saved), and each is offered exactly once.
+  tickets    --target HOST:PORT --count N
+             N full handshakes; for each, the ticket the client would offer to resume the session (hex), as it
+             stands in the next ClientHello (TLS 1.2 SessionTicket extension, TLS 1.3 pre_shared_key identity)
   load       --first HOST:PORT --second HOST:PORT --clients 16 --pairs N
              N such pairs (no delay) over concurrent threads, alternating the direction
   handshakes --target HOST:PORT --count N [--max-ms MS]
@@ -17,13 +27,18 @@ Common options: --tls 1.2|1.3, --server-name NAME (SNI and Host header), --timeo
 
 Each connection does an HTTP GET / and reads the whole response: with TLS 1.3 the server's NewSessionTicket
 arrives after the handshake, so the session is only complete (and resumable) once some data has been read.
-Certificates are not verified (the tests use a self-signed one); what is tested is the session cache.
+Certificates are not verified (the tests use a self-signed one); what is tested is session resumption (through a
+session cache or a session ticket). Every resumption attempt reports "reused" (ssl.SSLSocket.session_reused), and
+the reports count them: resumed (the second server resumed the session), full (it answered with a full handshake),
+failed (a connection or the HTTP exchange failed).
 """
 
 import argparse
 import json
+import os
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -132,25 +147,139 @@ def run_pair(context, first, second, server_name, delay, timeout):
     return pair, made, resumed
 
 
+def count_pairs(pairs):
+    """resumed / full / failed over pairs made by run_pair or resume_on."""
+    failed = sum(1 for p in pairs if not p["first"]["ok"] or p["second"] is None or not p["second"]["ok"])
+    resumed = sum(1 for p in pairs if p["reused"])
+    return {
+        "pairs": len(pairs),
+        "reused": resumed,
+        "resumed": resumed,
+        "full": len(pairs) - resumed - failed,
+        "failed": failed,
+        "first_reused": sum(1 for p in pairs if p["first"]["reused"]),
+    }
+
+
+def resume_on(context, made, second, server_name, timeout):
+    """Offers the session of an earlier connection `made` to `second`."""
+    pair = {"first": made.as_dict(), "second": None, "reused": False}
+    if made.ok and made.session is not None:
+        resumed = connect(context, second, server_name, made.session, timeout)
+        pair["second"] = resumed.as_dict()
+        pair["reused"] = resumed.ok and resumed.reused
+    return pair
+
+
+def wait_for_file(path, timeout):
+    """Announces the wait (PATH.waiting), then waits until PATH exists; False after `timeout` seconds."""
+    with open(path + ".waiting", "w", encoding="ascii"):
+        pass
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def command_pair(args):
     context = make_context(args.tls)
-    pairs = []
+    report = {"command": "pair", "tls": args.tls, "delay_s": args.delay}
+    if not args.wait_file:
+        pairs = []
+        for _ in range(args.count):
+            pair, _, _ = run_pair(context, args.first, args.second, args.server_name, args.delay, args.timeout)
+            pairs.append(pair)
+        report.update(count_pairs(pairs))
+        report["details"] = pairs
+        report["openssl"] = ssl.OPENSSL_VERSION
+        return report
+
+    # All the sessions first, so that every one of them is made under the keys the servers hold now.
+    batches = [[connect(context, args.first, args.server_name, None, args.timeout) for _ in range(args.count)]
+               for _ in args.wait_file]
+    stages = []
+    for path, batch in zip(args.wait_file, batches):
+        if not wait_for_file(path, args.wait_timeout):
+            sys.stderr.write(f"tls_client.py: {path} did not appear within {args.wait_timeout} s\n")
+            sys.exit(3)
+        pairs = [resume_on(context, made, args.second, args.server_name, args.timeout) for made in batch]
+        stages.append({"wait_file": path, **count_pairs(pairs), "details": pairs})
+    report["stages"] = stages
+    report["openssl"] = ssl.OPENSSL_VERSION
+    return report
+
+
+def offered_ticket(context, server_name, session):
+    """The ticket a ClientHello offering `session` carries, or None.
+
+    The handshake runs into memory only (nothing is sent): the ClientHello is read from the outgoing buffer and its
+    extensions are walked. TLS 1.2 carries the ticket in the SessionTicket extension (35); TLS 1.3 in the first
+    identity of the pre_shared_key extension (41).
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name, session=session)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    records = outgoing.read()
+    # The handshake message may span several records: join the payloads of the handshake records (type 22).
+    message = bytearray()
+    at = 0
+    while at + 5 <= len(records):
+        kind, length = records[at], struct.unpack(">H", records[at + 3:at + 5])[0]
+        if kind == 22:
+            message.extend(records[at + 5:at + 5 + length])
+        at += 5 + length
+    if len(message) < 4 or message[0] != 1:
+        raise ValueError("no ClientHello in the client's first flight")
+    body = bytes(message[4:4 + int.from_bytes(message[1:4], "big")])
+    at = 2 + 32                                            # legacy_version, random
+    at += 1 + body[at]                                     # legacy_session_id
+    at += 2 + struct.unpack(">H", body[at:at + 2])[0]      # cipher_suites
+    at += 1 + body[at]                                     # legacy_compression_methods
+    end = at + 2 + struct.unpack(">H", body[at:at + 2])[0]
+    at += 2
+    while at + 4 <= end:
+        kind, length = struct.unpack(">HH", body[at:at + 4])
+        data = body[at + 4:at + 4 + length]
+        at += 4 + length
+        if kind == 35 and length > 0:
+            return data
+        if kind == 41:
+            identity_length = struct.unpack(">H", data[2:4])[0]
+            return data[4:4 + identity_length]
+    return None
+
+
+def command_tickets(args):
+    context = make_context(args.tls)
+    results = []
     for _ in range(args.count):
-        pair, _, _ = run_pair(context, args.first, args.second, args.server_name, args.delay, args.timeout)
-        pairs.append(pair)
-    report = {
-        "command": "pair",
+        made = connect(context, args.target, args.server_name, None, args.timeout)
+        entry = {"ok": made.ok, "error": made.error, "ticket": None}
+        if made.ok and made.session is not None:
+            try:
+                ticket = offered_ticket(context, args.server_name, made.session)
+                if ticket is None:
+                    entry["ok"] = False
+                    entry["error"] = "the session has no ticket to offer"
+                else:
+                    entry["ticket"] = ticket.hex()
+            except (ssl.SSLError, ValueError, IndexError, struct.error) as e:
+                entry["ok"] = False
+                entry["error"] = f"{type(e).__name__}: {e}"
+        results.append(entry)
+    return {
+        "command": "tickets",
         "tls": args.tls,
-        "delay_s": args.delay,
-        "pairs": len(pairs),
-        "reused": sum(1 for p in pairs if p["reused"]),
-        "first_reused": sum(1 for p in pairs if p["first"]["reused"]),
-        "failed": sum(1 for p in pairs if not p["first"]["ok"] or (p["second"] is not None and not p["second"]["ok"])
-                      or p["second"] is None),
-        "details": pairs,
+        "count": len(results),
+        "failed": sum(1 for r in results if not r["ok"]),
+        "tickets": results,
         "openssl": ssl.OPENSSL_VERSION,
     }
-    return report
 
 
 def command_load(args):
@@ -271,6 +400,9 @@ def main(argv):
     pair.add_argument("--second", type=parse_target, required=True)
     pair.add_argument("--delay", type=float, default=0.0, help="seconds between the two handshakes")
     pair.add_argument("--count", type=int, default=1)
+    pair.add_argument("--wait-file", action="append", default=[],
+                      help="run in stages, one per wait file (see above); may be repeated")
+    pair.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for each wait file")
 
     load = commands.add_parser("load", parents=[common])
     load.add_argument("--first", type=parse_target, required=True)
@@ -287,8 +419,13 @@ def main(argv):
     fetch.add_argument("--target", type=parse_target, required=True)
     fetch.add_argument("--path", default="/")
 
+    tickets = commands.add_parser("tickets", parents=[common])
+    tickets.add_argument("--target", type=parse_target, required=True)
+    tickets.add_argument("--count", type=int, default=1)
+
     args = parser.parse_args(argv)
-    commands_by_name = {"pair": command_pair, "load": command_load, "handshakes": command_handshakes, "fetch": command_fetch}
+    commands_by_name = {"pair": command_pair, "load": command_load, "handshakes": command_handshakes, "fetch": command_fetch,
+                        "tickets": command_tickets}
     report = commands_by_name[args.command](args)
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
