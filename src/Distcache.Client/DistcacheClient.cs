@@ -461,8 +461,17 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         cancellationToken.ThrowIfCancellationRequested();
-        Link link = Volatile.Read(ref _link) is { IsClosed: false } current ? current : WaitForLink(start, cancellationToken);
-        PendingRequest request = Send(link, operation, id, data, sessionTimeout, isSync: true, RemainingMilliseconds(start));
+        PendingRequest request;
+        try
+        {
+            Link link = Volatile.Read(ref _link) is { IsClosed: false } current ? current : WaitForLink(start, cancellationToken);
+            request = Send(link, operation, id, data, sessionTimeout, isSync: true, RemainingMilliseconds(start));
+        }
+        catch (Exception e) when (ClientMetrics.NotSent(operation, e, Address))
+        {
+            throw;
+        }
+
         request.Watch(cancellationToken);
         try
         {
@@ -484,9 +493,19 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         cancellationToken.ThrowIfCancellationRequested();
-        Link link = Volatile.Read(ref _link) is { IsClosed: false } current ? current : await WaitForLinkAsync(start, cancellationToken).ConfigureAwait(false);
-        int remaining = RemainingMilliseconds(start);
-        PendingRequest request = Send(link, operation, id.Span, data.Span, sessionTimeout, isSync: false, remaining);
+        int remaining;
+        PendingRequest request;
+        try
+        {
+            Link link = Volatile.Read(ref _link) is { IsClosed: false } current ? current : await WaitForLinkAsync(start, cancellationToken).ConfigureAwait(false);
+            remaining = RemainingMilliseconds(start);
+            request = Send(link, operation, id.Span, data.Span, sessionTimeout, isSync: false, remaining);
+        }
+        catch (Exception e) when (ClientMetrics.NotSent(operation, e, Address))
+        {
+            throw;
+        }
+
         request.ArmAsync(remaining, cancellationToken);
         try
         {
@@ -722,6 +741,7 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
             }
             else if (link is not null)
             {
+                ClientMetrics.Connected(Address);
                 Log.Connected(_logger, Address);
             }
             else if (error is not null)
@@ -780,6 +800,7 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
             }
         }
 
+        ClientMetrics.Lost(Address);
         Log.LinkLost(_logger, Address, reason.Message);
     }
 

@@ -166,6 +166,7 @@ internal sealed class PendingRequest : IValueTaskSource
                 break;
         }
 
+        ClientMetrics.Answered(Operation, payload, SentTimestamp, Address);
         Publish();
         return true;
     }
@@ -179,6 +180,7 @@ internal sealed class PendingRequest : IValueTaskSource
         }
 
         Error = error;
+        ClientMetrics.Failed(Operation, error, Address);
         Publish();
         return true;
     }
