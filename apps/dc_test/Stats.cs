@@ -196,6 +196,28 @@ internal static class Stats
 
     private static bool Has(List<Sample> samples, string name) => samples.Any(s => s.Name == name);
 
+    /// <summary>
+    /// dc_client's answer times from its histogram, all operations together: the mean, and the bound of the first
+    /// bucket that holds 99% of the answers (the histogram knows no more precise a percentile).
+    /// </summary>
+    private static (double Mean, double P99Bound, double Count)? AnswerTimes(List<Sample> samples)
+    {
+        const string Name = "distcache_proxy_request_duration_seconds";
+        double count = Sum(samples, Name + "_count");
+        if (count <= 0)
+        {
+            return null;
+        }
+
+        (double Bound, double Count)[] buckets = [.. samples
+            .Where(s => s.Name == Name + "_bucket" && s.Labels.ContainsKey("le"))
+            .GroupBy(s => s.Labels["le"] == "+Inf" ? double.PositiveInfinity : double.Parse(s.Labels["le"], CultureInfo.InvariantCulture))
+            .Select(g => (Bound: g.Key, Count: g.Sum(s => s.Value)))
+            .OrderBy(b => b.Bound)];
+        double p99 = buckets.FirstOrDefault(b => b.Count >= 0.99 * count, (Bound: double.PositiveInfinity, Count: count)).Bound;
+        return (Sum(samples, Name + "_sum") / count, p99, count);
+    }
+
     private static string N(double value) => value.ToString("0.##", CultureInfo.InvariantCulture);
 
     private static double? Ratio(double part, double whole) => whole > 0 ? part / whole : null;
@@ -245,6 +267,12 @@ internal static class Stats
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"dc_client metrics at {endpoint}, up {N(uptime)} s\n");
         text.Append(CultureInfo.InvariantCulture, $"requests     {N(requests)} ({N(uptime > 0 ? requests / uptime : 0)}/s since start), {N(Sum(s, "distcache_proxy_requests_forwarded_total"))} forwarded, {N(Sum(s, "distcache_proxy_requests_disconnected_total"))} answered DISCONNECTED\n");
+        text.Append(CultureInfo.InvariantCulture, $"  by kind    {string.Join(", ", Operations.Select(op => $"{op} {N(Sum(s, "distcache_proxy_requests_total", ("distcache_operation", op)))}"))}\n");
+        if (AnswerTimes(s) is { } times)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"answer time  mean {N(times.Mean * 1000)} ms, 99% within {(double.IsPositiveInfinity(times.P99Bound) ? "more than the largest bucket" : N(times.P99Bound * 1000) + " ms")} ({N(times.Count)} answered by servers)\n");
+        }
+
         text.Append(CultureInfo.InvariantCulture, $"responses    {N(Sum(s, "distcache_proxy_responses_total", ("distcache_outcome", "delivered")))} delivered, {N(Sum(s, "distcache_proxy_responses_total", ("distcache_outcome", "discarded")))} discarded, {N(Sum(s, "distcache_proxy_responses_total", ("distcache_outcome", "unknown")))} unknown\n");
         text.Append(CultureInfo.InvariantCulture, $"connections  {N(Sum(s, "distcache_proxy_connections_open"))} open, {N(Sum(s, "distcache_proxy_connections_accepted_total"))} accepted; dropped: {N(Sum(s, "distcache_proxy_connections_dropped_total", ("distcache_reason", "protocol_violation")))} protocol violations, {N(Sum(s, "distcache_proxy_connections_dropped_total", ("distcache_reason", "overflow")))} overflowed, {N(Sum(s, "distcache_proxy_connections_dropped_total", ("distcache_reason", "idle")))} idle\n");
         foreach (Sample link in s.Where(x => x.Name == "distcache_proxy_link_up"))
@@ -314,6 +342,22 @@ internal static class Stats
                 json.WriteNumber("uptime_seconds", uptime);
                 json.WriteNumber("requests", requests);
                 json.WriteNumber("requests_per_second", uptime > 0 ? requests / uptime : 0);
+                json.WriteStartObject("requests_by_type");
+                foreach (string op in Operations)
+                {
+                    json.WriteNumber(op, Sum(s, "distcache_proxy_requests_total", ("distcache_operation", op)));
+                }
+
+                json.WriteEndObject();
+                if (AnswerTimes(s) is { } times)
+                {
+                    json.WriteNumber("answer_seconds_mean", times.Mean);
+                    if (!double.IsPositiveInfinity(times.P99Bound))
+                    {
+                        json.WriteNumber("answer_seconds_p99_at_most", times.P99Bound);
+                    }
+                }
+
                 json.WriteNumber("forwarded", Sum(s, "distcache_proxy_requests_forwarded_total"));
                 json.WriteNumber("answered_disconnected", Sum(s, "distcache_proxy_requests_disconnected_total"));
                 json.WriteNumber("connections_open", Sum(s, "distcache_proxy_connections_open"));

@@ -135,6 +135,10 @@ public sealed class DistcacheProxy
         }
     }
 
+    /// <summary>The histogram of the time from forwarding a request to handing its answer over, when a
+    /// <see cref="ProxyMetrics"/> exists for this proxy.</summary>
+    internal System.Diagnostics.Metrics.Histogram<double>? RequestDuration { get; set; }
+
     /// <summary>How many servers requests are spread over; the local connections route by it.</summary>
     internal int ServerCount => _links.Length;
 
@@ -149,7 +153,13 @@ public sealed class DistcacheProxy
     internal void Forward(LocalConnection client, in ReadOnlySequence<byte> buffer, List<RequestLocation> requests, int[] targets)
     {
         client.AddInFlight(requests.Count);
-        Statistics.AddRequests(requests.Count);
+        Span<int> byOperation = stackalloc int[ProxyStatistics.OperationKinds];
+        foreach (RequestLocation request in requests)
+        {
+            byOperation[ProxyStatistics.KindOf(request.Operation)]++;
+        }
+
+        Statistics.AddRequests(byOperation);
         int forwarded = 0;
         int disconnected = 0;
         if (_ring is null)

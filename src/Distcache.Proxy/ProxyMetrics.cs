@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Distcache.Protocol;
 
 namespace Distcache.Proxy;
 
@@ -14,7 +15,13 @@ public sealed class ProxyMetrics : IDisposable
     /// <summary>The meter's name.</summary>
     public const string MeterName = "Distcache.Proxy";
 
+    /// <summary>The attribute that names a request's operation: add, get, remove, have or other.</summary>
+    internal const string OperationAttribute = "distcache.operation";
+
     private const string ServerAttribute = "distcache.server";
+
+    // From a fast answer on one host (tens of microseconds) to the -timeout range, in seconds.
+    private static readonly double[] DurationBuckets = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
     private readonly long _startedAt = Stopwatch.GetTimestamp();
 
@@ -27,7 +34,19 @@ public sealed class ProxyMetrics : IDisposable
         ProxyStatistics statistics = proxy.Statistics;
 
         Meter.CreateObservableGauge("distcache.proxy.uptime", () => Stopwatch.GetElapsedTime(_startedAt).TotalSeconds, "s", "Time since the proxy started");
-        Meter.CreateObservableCounter("distcache.proxy.requests", () => statistics.Requests, "{request}", "Complete requests read from local connections");
+        Meter.CreateObservableCounter("distcache.proxy.requests", () => (Measurement<long>[])
+        [
+            new(statistics.RequestsOf(Operation.Add), new KeyValuePair<string, object?>(OperationAttribute, "add")),
+            new(statistics.RequestsOf(Operation.Get), new KeyValuePair<string, object?>(OperationAttribute, "get")),
+            new(statistics.RequestsOf(Operation.Remove), new KeyValuePair<string, object?>(OperationAttribute, "remove")),
+            new(statistics.RequestsOf(Operation.Have), new KeyValuePair<string, object?>(OperationAttribute, "have")),
+            new(statistics.OtherRequests, new KeyValuePair<string, object?>(OperationAttribute, "other")),
+        ], "{request}", "Complete requests read from local connections, by operation");
+        proxy.RequestDuration = Meter.CreateHistogram(
+            "distcache.proxy.request.duration", "s",
+            "Time from forwarding a request to a server to handing its answer to the local connection that asked",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         Meter.CreateObservableCounter("distcache.proxy.requests.forwarded", () => statistics.Forwarded, "{request}", "Requests forwarded to a server");
         Meter.CreateObservableCounter("distcache.proxy.requests.disconnected", () => statistics.AnsweredDisconnected, "{request}", "Requests the proxy answered DISCONNECTED itself: no server linked, or the link was lost before the answer came");
         Meter.CreateObservableCounter("distcache.proxy.responses", () => (Measurement<long>[])
@@ -58,6 +77,16 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <inheritdoc/>
     public void Dispose() => Meter.Dispose();
+
+    /// <summary>The value of <see cref="OperationAttribute"/> for an operation.</summary>
+    internal static string OperationName(Operation operation) => operation switch
+    {
+        Operation.Add => "add",
+        Operation.Get => "get",
+        Operation.Remove => "remove",
+        Operation.Have => "have",
+        _ => "other",
+    };
 
     private static Measurement<long>[] Links(DistcacheProxy proxy, Func<ProxyLinkState, long> value) =>
         [.. proxy.GetLinkStates().Select(link => new Measurement<long>(value(link), new KeyValuePair<string, object?>(ServerAttribute, link.Server.ToString())))];

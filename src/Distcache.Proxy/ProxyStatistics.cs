@@ -1,3 +1,5 @@
+using Distcache.Protocol;
+
 namespace Distcache.Proxy;
 
 /// <summary>Counters of a <see cref="DistcacheProxy"/> since it was created, for operators and tests. Safe to read from any thread.</summary>
@@ -6,7 +8,8 @@ public sealed class ProxyStatistics
     private long _connectionsAccepted;
     private long _connectionsRefused;
     private long _openConnections;
-    private long _requests;
+    // Requests by kind: ADD, GET, REMOVE, HAVE, and any other operation a client sent.
+    private readonly long[] _requests = new long[OperationKinds];
     private long _forwarded;
     private long _answeredDisconnected;
     private long _responsesDelivered;
@@ -29,7 +32,19 @@ public sealed class ProxyStatistics
     public long OpenConnections => Interlocked.Read(ref _openConnections);
 
     /// <summary>Complete requests read from local connections.</summary>
-    public long Requests => Interlocked.Read(ref _requests);
+    public long Requests
+    {
+        get
+        {
+            long total = 0;
+            for (int i = 0; i < _requests.Length; i++)
+            {
+                total += Interlocked.Read(ref _requests[i]);
+            }
+
+            return total;
+        }
+    }
 
     /// <summary>Requests forwarded to the server.</summary>
     public long Forwarded => Interlocked.Read(ref _forwarded);
@@ -74,7 +89,36 @@ public sealed class ProxyStatistics
 
     internal void ConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 
-    internal void AddRequests(long count) => Interlocked.Add(ref _requests, count);
+    /// <summary>How many kinds <see cref="RequestsOf"/> tells apart: ADD, GET, REMOVE, HAVE and other.</summary>
+    internal const int OperationKinds = 5;
+
+    /// <summary>Complete requests of one operation read from local connections.</summary>
+    /// <param name="operation">ADD, GET, REMOVE or HAVE; any other operation gives <see cref="OtherRequests"/>.</param>
+    /// <returns>The count.</returns>
+    public long RequestsOf(Operation operation) => Interlocked.Read(ref _requests[KindOf(operation)]);
+
+    /// <summary>Complete requests of operations other than ADD, GET, REMOVE and HAVE (the protocol's extensions).</summary>
+    public long OtherRequests => Interlocked.Read(ref _requests[OperationKinds - 1]);
+
+    internal static int KindOf(Operation operation) => operation switch
+    {
+        Operation.Add => 0,
+        Operation.Get => 1,
+        Operation.Remove => 2,
+        Operation.Have => 3,
+        _ => 4,
+    };
+
+    internal void AddRequests(ReadOnlySpan<int> byKind)
+    {
+        for (int i = 0; i < byKind.Length; i++)
+        {
+            if (byKind[i] != 0)
+            {
+                Interlocked.Add(ref _requests[i], byKind[i]);
+            }
+        }
+    }
 
     internal void AddForwarded(long count) => Interlocked.Add(ref _forwarded, count);
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
@@ -448,6 +449,10 @@ internal sealed class ServerLink
         int unknown = 0;
         ResponseLocation firstUnknown = default;
         string? broken = null;
+
+        // One clock read for the batch, and none while nothing listens to the histogram.
+        Histogram<double>? duration = _proxy.RequestDuration;
+        long now = duration is { Enabled: true } ? Stopwatch.GetTimestamp() : 0;
         lock (_gate)
         {
             if (connection.Failed)
@@ -492,6 +497,10 @@ internal sealed class ServerLink
                 {
                     delivered++;
                     AddOnce(answered, oldest.Client);
+                    if (now != 0)
+                    {
+                        duration!.Record(Stopwatch.GetElapsedTime(oldest.SentAt, now).TotalSeconds, new KeyValuePair<string, object?>(ProxyMetrics.OperationAttribute, ProxyMetrics.OperationName(oldest.Operation)));
+                    }
                 }
                 else
                 {

@@ -152,7 +152,31 @@ public sealed partial class MetricsEndpointTests
         Assert.Equal(1, Value(text, "distcache_proxy_link_connects_total", ("distcache_server", serverAddress)));
         Assert.Equal(0, Value(text, "distcache_proxy_link_losses_total", ("distcache_server", serverAddress)));
         Assert.Equal(Requests, Value(text, "distcache_proxy_requests_total"));
+        Assert.Equal(Requests / 2, Value(text, "distcache_proxy_requests_total", ("distcache_operation", "add")));
+        Assert.Equal(Requests / 2, Value(text, "distcache_proxy_requests_total", ("distcache_operation", "get")));
+        Assert.Equal(0, Value(text, "distcache_proxy_requests_total", ("distcache_operation", "remove")));
         Assert.Equal(Requests, Value(text, "distcache_proxy_requests_forwarded_total"));
+
+        // Every answer the server gave is in the time histogram, by operation; the last bucket holds them all, and
+        // one answer over loopback takes more than nothing and less than the -timeout.
+        Assert.Equal(Requests / 2, Value(text, "distcache_proxy_request_duration_seconds_count", ("distcache_operation", "get")));
+        Assert.Equal(Requests / 2, Value(text, "distcache_proxy_request_duration_seconds_bucket", ("distcache_operation", "add"), ("le", "+Inf")));
+        Assert.InRange(Value(text, "distcache_proxy_request_duration_seconds_sum") / Requests, 1e-7, 5);
+        Assert.Contains("# TYPE distcache_proxy_request_duration_seconds histogram", text, StringComparison.Ordinal);
+
+        // The same figures for a person, and for a script.
+        var stats = await Tool.RunAsync(Quick, "dc_test", "-stats", endpoint);
+        Assert.True(stats.ExitCode == 0, stats.Output);
+        Assert.StartsWith($"dc_client metrics at {endpoint}, up ", stats.Stdout, StringComparison.Ordinal);
+        Assert.Contains("\n  by kind    add 6, get 6, remove 0, have 0\n", stats.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^answer time  mean [0-9.]+ ms, 99% within [0-9.]+ ms \(12 answered by servers\)$", stats.Stdout);
+        var json = await Tool.RunAsync(Quick, "dc_test", "-stats", endpoint, "-json", "-");
+        using (JsonDocument document = JsonDocument.Parse(json.Stdout))
+        {
+            JsonElement summary = document.RootElement.GetProperty("summary");
+            Assert.Equal(6, summary.GetProperty("requests_by_type").GetProperty("get").GetDouble());
+            Assert.InRange(summary.GetProperty("answer_seconds_mean").GetDouble(), 1e-7, 5);
+        }
         Assert.Equal(0, Value(text, "distcache_proxy_requests_disconnected_total"));
         Assert.Equal(Requests, Value(text, "distcache_proxy_responses_total", ("distcache_outcome", "delivered")));
         Assert.Equal(accepted + 1, Value(text, "distcache_proxy_connections_accepted_total"));

@@ -30,7 +30,7 @@ public sealed class MetricsExpositionTests
         ], "{operation}", "Operations\nby kind");
         meter.CreateObservableGauge("test.uptime", () => 1.5, "s");
         meter.CreateObservableUpDownCounter("test.bytes", () => 1024L, "By", "Bytes");
-        // Not observable: a collector that reads on demand has nothing to aggregate it with, so it is not listed.
+        // Not observable, and not a histogram: a collector that reads on demand does not aggregate it, so it is not listed.
         meter.CreateCounter<long>("test.pushed").Add(1);
 
         using var collector = new MetricsCollector(meterName);
@@ -49,6 +49,65 @@ public sealed class MetricsExpositionTests
 
             """.ReplaceLineEndings("\n"),
             text);
+    }
+
+    [Fact]
+    public void Histograms_are_aggregated_from_the_collectors_start_into_their_advised_buckets_and_render_cumulative()
+    {
+        string meterName = "Test.Histogram." + Guid.NewGuid().ToString("N");
+        using var meter = new Meter(meterName);
+        Histogram<double> duration = meter.CreateHistogram("test.request.duration", "s", "Time to answer", tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.01, 0.1] });
+
+        // Before the collector exists: nobody keeps it.
+        duration.Record(0.5, new KeyValuePair<string, object?>("op", "get"));
+        using var collector = new MetricsCollector(meterName);
+        foreach (double value in new[] { 0.0005, 0.001, 0.002, 0.05, 7 })
+        {
+            duration.Record(value, new KeyValuePair<string, object?>("op", "get"));
+        }
+
+        duration.Record(0.02, new KeyValuePair<string, object?>("op", "add"));
+        string text = PrometheusExposition.Render(collector.Collect());
+        Assert.Equal(
+            """
+            # HELP test_request_duration_seconds Time to answer
+            # TYPE test_request_duration_seconds histogram
+            test_request_duration_seconds_bucket{op="get",le="0.001"} 2
+            test_request_duration_seconds_bucket{op="get",le="0.01"} 3
+            test_request_duration_seconds_bucket{op="get",le="0.1"} 4
+            test_request_duration_seconds_bucket{op="get",le="+Inf"} 5
+            test_request_duration_seconds_sum{op="get"} 7.0535
+            test_request_duration_seconds_count{op="get"} 5
+            test_request_duration_seconds_bucket{op="add",le="0.001"} 0
+            test_request_duration_seconds_bucket{op="add",le="0.01"} 0
+            test_request_duration_seconds_bucket{op="add",le="0.1"} 1
+            test_request_duration_seconds_bucket{op="add",le="+Inf"} 1
+            test_request_duration_seconds_sum{op="add"} 0.02
+            test_request_duration_seconds_count{op="add"} 1
+
+            """.ReplaceLineEndings("\n"),
+            text);
+    }
+
+    [Fact]
+    public void Histogram_values_from_many_threads_are_all_counted()
+    {
+        string meterName = "Test.Histogram." + Guid.NewGuid().ToString("N");
+        using var meter = new Meter(meterName);
+        Histogram<double> duration = meter.CreateHistogram<double>("test.duration", "s");
+        using var collector = new MetricsCollector(meterName);
+        Parallel.For(0, 8, _ =>
+        {
+            for (int i = 0; i < 9_999; i++)
+            {
+                duration.Record(i % 3);
+            }
+        });
+
+        MetricSample sample = Assert.Single(collector.Collect());
+        Assert.Equal(8 * 9_999, sample.Histogram!.Count);
+        Assert.Equal(8 * 3333 * 3, sample.Histogram.Sum);
     }
 
     [Fact]
