@@ -162,7 +162,8 @@ internal sealed class KeyService : IDisposable
             _log.Info($"wrote {string.Join(", ", written)}");
         }
 
-        if (!keys.Current.Equals(_announced) && _settings.Files.Any)
+        // Said when the files change to a new current key: a -once pass that changed nothing prints nothing.
+        if (written.Count > 0 && !keys.Current.Equals(_announced))
         {
             TicketKey[] others = [.. new[] { keys.Previous, keys.Next }.Where(k => !k.Equals(keys.Current)).Distinct()];
             _log.Info(others.Length == 0

@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using Distcache.Client;
 using Distcache.Hosting;
 using Distcache.Networking;
+using Microsoft.Extensions.Logging;
 
 namespace Distcache.Apps.TicketKeys;
 
@@ -124,7 +125,9 @@ internal static class Program
         ToolLog log;
         try
         {
-            log = ToolLog.Open("dc_ticketkeys", options, Daemon.IsDaemonChild);
+            // The client library's connect lines would make every -once pass print something, and cron mails what
+            // a job prints: by default only its warnings show, and a pass that changed nothing is silent.
+            log = ToolLog.Open("dc_ticketkeys", options, Daemon.IsDaemonChild, logging => logging.AddFilter("Distcache.Client", LogLevel.Warning));
         }
         catch (HostingException e)
         {
