@@ -54,21 +54,30 @@ internal sealed class KeyFiles
         }
     }
 
-    /// <summary>Writes the files for <paramref name="keys"/> that differ from what is on disk.</summary>
-    /// <returns>The paths written.</returns>
-    /// <exception cref="IOException">A file cannot be written; the files before it are written, the rest unchanged.</exception>
-    /// <exception cref="UnauthorizedAccessException">A directory or file is not writable.</exception>
-    public List<string> Write(ServedKeys keys)
+    /// <summary>
+    /// Writes the files for <paramref name="keys"/> that differ from what is on disk, each on its own: a file that
+    /// cannot be written does not keep the others from being written (and their server from being reloaded).
+    /// </summary>
+    /// <returns>The paths written, and for each file that could not be written, its path and why.</returns>
+    public (List<string> Written, List<string> Failed) Write(ServedKeys keys)
     {
         var written = new List<string>();
+        var failed = new List<string>();
         foreach ((string path, byte[] content) in Contents(keys))
         {
-            if (AtomicFile.WriteIfChanged(path, content, Mode))
+            try
             {
-                written.Add(path);
+                if (AtomicFile.WriteIfChanged(path, content, Mode))
+                {
+                    written.Add(path);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                failed.Add($"{path}: {e.Message}");
             }
         }
 
-        return written;
+        return (written, failed);
     }
 }

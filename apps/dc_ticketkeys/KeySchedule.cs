@@ -9,7 +9,7 @@ namespace Distcache.Apps.TicketKeys;
 /// Unix epoch, period <c>p</c> covering <c>[p·P, (p+1)·P)</c>. During period <c>p</c> a host encrypts with key
 /// <c>p</c> and decrypts with <c>p-1</c>, <c>p</c> and <c>p+1</c>: the next key is everywhere one period before any
 /// host encrypts with it, and a key is kept one period after its last use, so no ticket breaks at a rotation as long
-/// as clocks agree within (period − ticket lifetime) / 2. No host coordinates with another beyond the cache.
+/// as clocks agree within the period less the ticket lifetime (docs/ticket-keys.md). No host coordinates with another beyond the cache.
 /// </summary>
 internal sealed class KeySchedule
 {

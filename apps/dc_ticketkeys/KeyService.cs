@@ -35,7 +35,14 @@ internal sealed class KeyService : IDisposable
         {
             log.Warning(problem);
         }
+
+        // A reload that an earlier run owed the servers (it failed, or the run ended first) is still owed: with
+        // -once every run is a new process, and the files it finds are already the new ones.
+        _reloadPending = settings.Reload is not null && File.Exists(ReloadMarker);
     }
+
+    /// <summary>Exists while the servers have not been reloaded since their files last changed.</summary>
+    private string ReloadMarker => _settings.StatePath + ".reload-pending";
 
     public void Dispose() => _wake.Dispose();
 
@@ -55,7 +62,10 @@ internal sealed class KeyService : IDisposable
     /// <summary>One pass: cache, state file, servers' files, reload.</summary>
     /// <returns>True when the cache answered, nothing was wrong, the servers have this period's key and the reload (if
     /// any was needed) succeeded.</returns>
-    public async Task<bool> PassAsync(CancellationToken cancellationToken)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public async Task<bool> PassAsync(CancellationToken cancellationToken) => (await PassForPeriodAsync(cancellationToken).ConfigureAwait(false)).Complete;
+
+    private async Task<(bool Complete, long Period)> PassForPeriodAsync(CancellationToken cancellationToken)
     {
         DateTimeOffset now = DateTimeOffset.UtcNow;
         long period = _settings.Schedule.PeriodAt(now);
@@ -100,7 +110,7 @@ internal sealed class KeyService : IDisposable
         if (keys is null)
         {
             _log.Error($"no ticket key is known yet (the cache {(report.Unreachable is null ? "has none for this period" : "is out of reach")}, and none was saved); the servers' key files are left as they are");
-            return false;
+            return (false, period);
         }
 
         if (keys.IsStale)
@@ -108,12 +118,8 @@ internal sealed class KeyService : IDisposable
             _log.Warning(string.Create(CultureInfo.InvariantCulture, $"no key for period {period} is known: the servers keep encrypting with the key of {keys.Current}"));
         }
 
-        if (!await WriteAndReloadAsync(keys, cancellationToken).ConfigureAwait(false))
-        {
-            return false;
-        }
-
-        return report.Complete && !keys.IsStale;
+        bool served = await WriteAndReloadAsync(keys, cancellationToken).ConfigureAwait(false);
+        return (served && report.Complete && !keys.IsStale, period);
     }
 
     /// <summary>Passes until <paramref name="cancellationToken"/> is cancelled.</summary>
@@ -123,7 +129,17 @@ internal sealed class KeyService : IDisposable
         bool first = true;
         while (!cancellationToken.IsCancellationRequested)
         {
-            bool complete = await PassAsync(cancellationToken).ConfigureAwait(false);
+            bool complete;
+            long period;
+            try
+            {
+                (complete, period) = await PassForPeriodAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+
             if (first)
             {
                 ready();
@@ -131,6 +147,12 @@ internal sealed class KeyService : IDisposable
             }
 
             DateTimeOffset now = DateTimeOffset.UtcNow;
+            if (_settings.Schedule.PeriodAt(now) != period)
+            {
+                // The pass began before a boundary and ended after it: the servers hold the old period's keys.
+                continue;
+            }
+
             TimeSpan untilRotation = _settings.Schedule.StartOf(_settings.Schedule.PeriodAt(now) + 1) - now + AfterBoundary;
             TimeSpan wait = complete ? _settings.Refresh : _settings.Retry;
             try
@@ -146,20 +168,16 @@ internal sealed class KeyService : IDisposable
 
     private async Task<bool> WriteAndReloadAsync(ServedKeys keys, CancellationToken cancellationToken)
     {
-        List<string> written;
-        try
-        {
-            written = _settings.Files.Write(keys);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _log.Error($"cannot write the servers' key files: {e.Message}; retrying every {Seconds(_settings.Retry)}");
-            return false;
-        }
-
+        (List<string> written, List<string> failed) = _settings.Files.Write(keys);
         if (written.Count > 0)
         {
             _log.Info($"wrote {string.Join(", ", written)}");
+            OweReload();
+        }
+
+        foreach (string unwritten in failed)
+        {
+            _log.Error($"cannot write {unwritten}; the servers keep that file's keys, retrying every {Seconds(_settings.Retry)}");
         }
 
         // Said when the files change to a new current key: a -once pass that changed nothing prints nothing.
@@ -172,11 +190,9 @@ internal sealed class KeyService : IDisposable
             _announced = keys.Current;
         }
 
-        _reloadPending |= written.Count > 0;
         if (!_reloadPending || _settings.Reload is null)
         {
-            _reloadPending = false;
-            return true;
+            return failed.Count == 0;
         }
 
         string? failure = await _settings.Reload.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -188,7 +204,35 @@ internal sealed class KeyService : IDisposable
 
         _log.Info($"ran the reload command ({_settings.Reload.Command})");
         _reloadPending = false;
-        return true;
+        try
+        {
+            File.Delete(ReloadMarker);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warning($"cannot remove {ReloadMarker}: {e.Message}; the next run reloads the servers once more");
+        }
+
+        return failed.Count == 0;
+    }
+
+    // Remembered on disk first, so that a reload that fails, or a run that ends before it, is owed by the next run.
+    private void OweReload()
+    {
+        if (_settings.Reload is null || _reloadPending)
+        {
+            return;
+        }
+
+        _reloadPending = true;
+        try
+        {
+            AtomicFile.WriteIfChanged(ReloadMarker, [], KeyFiles.Mode);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warning($"cannot write {ReloadMarker}: {e.Message}; if this reload fails, a later -once run will not know to retry it");
+        }
     }
 
     private static string Seconds(TimeSpan span) => string.Create(CultureInfo.InvariantCulture, $"{span.TotalSeconds:0.###} s");

@@ -166,7 +166,15 @@ internal static class Program
                 {
                     using var cancel = new CancellationTokenSource();
                     using SignalHandlers onceSignals = SignalHandlers.Register(cancel, killable: false);
-                    return await service.PassAsync(cancel.Token).ConfigureAwait(false) ? 0 : 1;
+                    try
+                    {
+                        return await service.PassAsync(cancel.Token).ConfigureAwait(false) ? 0 : 1;
+                    }
+                    catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+                    {
+                        log.Warning("stopped by a signal before the pass was complete");
+                        return 1;
+                    }
                 }
 
                 return await RunServiceAsync(options, service, log).ConfigureAwait(false);

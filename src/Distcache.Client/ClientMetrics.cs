@@ -90,19 +90,6 @@ public static class ClientMetrics
         }
     }
 
-    /// <summary>Counts a request that failed before it was sent (no connection, or none in time); for an exception
-    /// filter, so it never catches.</summary>
-    /// <returns>False.</returns>
-    internal static bool NotSent(Operation operation, Exception error, Address server)
-    {
-        if (error is not ObjectDisposedException)
-        {
-            Failed(operation, error, server);
-        }
-
-        return false;
-    }
-
     internal static void Connected(Address server) => Connects.Add(1, new KeyValuePair<string, object?>(ServerAttribute, server.ToString()));
 
     internal static void Lost(Address server) => Losses.Add(1, new KeyValuePair<string, object?>(ServerAttribute, server.ToString()));

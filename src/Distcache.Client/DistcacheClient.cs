@@ -467,8 +467,11 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
             Link link = Volatile.Read(ref _link) is { IsClosed: false } current ? current : WaitForLink(start, cancellationToken);
             request = Send(link, operation, id, data, sessionTimeout, isSync: true, RemainingMilliseconds(start));
         }
-        catch (Exception e) when (ClientMetrics.NotSent(operation, e, Address))
+        catch (Exception e) when (e is not ObjectDisposedException)
         {
+            // Counted here, after the client's lock is released (a filter would run inside it, and so would every
+            // meter listener's callback).
+            ClientMetrics.Failed(operation, e, Address);
             throw;
         }
 
@@ -501,8 +504,11 @@ public sealed class DistcacheClient : IAsyncDisposable, IDisposable
             remaining = RemainingMilliseconds(start);
             request = Send(link, operation, id.Span, data.Span, sessionTimeout, isSync: false, remaining);
         }
-        catch (Exception e) when (ClientMetrics.NotSent(operation, e, Address))
+        catch (Exception e) when (e is not ObjectDisposedException)
         {
+            // Counted here, after the client's lock is released (a filter would run inside it, and so would every
+            // meter listener's callback).
+            ClientMetrics.Failed(operation, e, Address);
             throw;
         }
 

@@ -342,6 +342,7 @@ internal sealed class PendingRequest : IValueTaskSource
         long sent = SentTimestamp;
         Error = new TimeoutException(
             $"The distcache {Operation.ToWireName()} request to {Address} got no response within {_timeoutMilliseconds} ms.");
+        ClientMetrics.Failed(Operation, Error, Address);
         Publish();
         link?.OnRequestTimedOut(sent, _timeoutMilliseconds);
     }

@@ -28,7 +28,15 @@ public static class AtomicFile
             throw new PlatformNotSupportedException("file modes are a Unix notion");
         }
 
+        // A symbolic link is followed, and the file it leads to replaced: operators keep key files on a tmpfs behind
+        // a link, and expect the link to stay and the file behind it to change.
         string fullPath = Path.GetFullPath(path);
+        var link = new FileInfo(fullPath);
+        if (link.LinkTarget is not null && link.ResolveLinkTarget(returnFinalTarget: true) is { } target)
+        {
+            fullPath = target.FullName;
+        }
+
         if (HasContent(fullPath, content, mode))
         {
             return false;
@@ -66,7 +74,7 @@ public static class AtomicFile
         try
         {
             var info = new FileInfo(path);
-            if (!info.Exists || info.LinkTarget is not null || info.Length != content.Length || info.UnixFileMode != mode)
+            if (!info.Exists || info.Length != content.Length || info.UnixFileMode != mode)
             {
                 return false;
             }

@@ -105,6 +105,38 @@ public sealed class ClientMetricsTests
         Assert.Equal(0, timed);
     }
 
+    [Fact]
+    public async Task A_request_the_server_never_answers_counts_once_as_a_timeout()
+    {
+        // A server that accepts and then says nothing.
+        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        silent.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        silent.Listen();
+        Address address = Address.Parse($"IP:127.0.0.1:{((System.Net.IPEndPoint)silent.LocalEndPoint!).Port}");
+        string text = address.ToString();
+        var outcomes = new ConcurrentBag<string>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == ClientMetrics.MeterName)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, _, tags, _) =>
+        {
+            if (instrument.Name == "distcache.client.operations" && Tag(tags, "server.address") == text)
+            {
+                outcomes.Add(Tag(tags, "distcache.outcome")!);
+            }
+        });
+        listener.Start();
+
+        await using DistcacheClient client = DistcacheClient.Connect(new DistcacheClientOptions { Address = address, OperationTimeout = TimeSpan.FromMilliseconds(300) });
+        await Assert.ThrowsAsync<TimeoutException>(async () => await client.GetAsync(new byte[] { 1 }));
+        Assert.Equal(["timeout"], outcomes);
+    }
+
     private static string? Tag(ReadOnlySpan<KeyValuePair<string, object?>> tags, string key)
     {
         foreach (KeyValuePair<string, object?> tag in tags)

@@ -49,6 +49,30 @@ public sealed class AtomicFileTests : IDisposable
     }
 
     [Fact]
+    public void A_symbolic_link_is_followed_and_the_file_behind_it_replaced()
+    {
+        string behind = Directory.CreateDirectory(Path.Combine(_directory, "tmpfs")).FullName;
+        string target = Path.Combine(behind, "current.key");
+        File.WriteAllText(target, "old");
+        string link = Path.Combine(_directory, "current.key");
+        File.CreateSymbolicLink(link, target);
+
+        Assert.True(AtomicFile.WriteIfChanged(link, "new"u8, OwnerOnly));
+        Assert.Equal(target, new FileInfo(link).LinkTarget);
+        Assert.Equal("new", File.ReadAllText(target));
+        Assert.Equal(OwnerOnly, File.GetUnixFileMode(target));
+        Assert.False(AtomicFile.WriteIfChanged(link, "new"u8, OwnerOnly));
+        Assert.Single(Directory.GetFiles(behind));
+
+        // A link to a file not made yet: the file is made behind it.
+        string dangling = Path.Combine(_directory, "next.key");
+        File.CreateSymbolicLink(dangling, Path.Combine(behind, "next.key"));
+        Assert.True(AtomicFile.WriteIfChanged(dangling, "next"u8, OwnerOnly));
+        Assert.Equal("next", File.ReadAllText(Path.Combine(behind, "next.key")));
+        Assert.NotNull(new FileInfo(dangling).LinkTarget);
+    }
+
+    [Fact]
     public void A_missing_directory_fails_and_leaves_nothing()
     {
         string path = Path.Combine(_directory, "no", "k");

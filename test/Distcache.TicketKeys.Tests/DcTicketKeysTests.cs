@@ -130,6 +130,87 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reload_that_failed_is_owed_by_the_next_once_run_even_though_the_files_are_current()
+    {
+        var (server, address) = await ServerProcess.StartUnixAsync(_dir);
+        await using var _ = server;
+        string web = Host("web");
+        string reloads = _dir.File("reloads");
+        await using (Tool failing = await OnceAsync(address, web, "-period", StillPeriod, "-reload", "echo nginx: [emerg] not now; exit 1"))
+        {
+            Assert.Equal(1, failing.ExitCode);
+            Assert.Contains("Error, the reload command (echo nginx: [emerg] not now; exit 1) exited with status 1: nginx: [emerg] not now;", failing.Stderr, StringComparison.Ordinal);
+        }
+
+        await using (Tool owed = await OnceAsync(address, web, "-period", StillPeriod, "-reload", $"echo reloaded >> {reloads}"))
+        {
+            Assert.True(owed.ExitCode == 0, owed.Output);
+            Assert.DoesNotContain("wrote", owed.Stderr, StringComparison.Ordinal);
+            Assert.Contains("Info, ran the reload command", owed.Stderr, StringComparison.Ordinal);
+        }
+
+        await using (Tool paid = await OnceAsync(address, web, "-period", StillPeriod, "-reload", $"echo reloaded >> {reloads}"))
+        {
+            Assert.True(paid.ExitCode == 0, paid.Output);
+            Assert.Equal(string.Empty, paid.Output);
+        }
+
+        Assert.Equal(["reloaded"], File.ReadAllLines(reloads));
+    }
+
+    [Fact]
+    public async Task A_file_that_cannot_be_written_does_not_keep_the_others_from_being_written_and_reloaded()
+    {
+        var (server, address) = await ServerProcess.StartUnixAsync(_dir);
+        await using var _ = server;
+        string web = Host("web");
+        string apache = Path.Combine(Host("apache"), "ticket.key");
+        string reloads = _dir.File("reloads");
+        await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-apache", apache, "-state", Path.Combine(web, "state"),
+            "-period", StillPeriod, "-retry", "1", "-reload", $"echo reloaded >> {reloads}");
+        await service.WaitUntilAsync(() => File.Exists(reloads), TimeSpan.FromSeconds(20), "the first reload");
+
+        // Apache's file cannot be replaced any more (a directory stands at its path), and nginx's needs writing again.
+        File.Delete(apache);
+        Directory.CreateDirectory(apache);
+        File.Delete(Path.Combine(web, "current.key"));
+        service.Signal(Native.SIGHUP);
+        await service.WaitUntilAsync(() => File.ReadAllLines(reloads).Length >= 2, TimeSpan.FromSeconds(20), "the reload for nginx's rewritten file");
+        Assert.True(File.Exists(Path.Combine(web, "current.key")));
+        Assert.Contains($"Error, cannot write {apache}: ", service.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_reload_command_that_leaves_a_process_behind_does_not_hold_the_pass()
+    {
+        var (server, address) = await ServerProcess.StartUnixAsync(_dir);
+        await using var _ = server;
+        string web = Host("web");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await using Tool once = await OnceAsync(address, web, "-period", StillPeriod, "-reload", "sleep 20 & echo started a daemon");
+        Assert.True(once.ExitCode == 0, once.Output);
+        Assert.InRange(clock.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(15));
+    }
+
+    [Fact]
+    public async Task A_shutdown_in_the_middle_of_a_pass_ends_the_service_cleanly()
+    {
+        // A cache that accepts and never answers: the pass waits on its first request.
+        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        silent.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        silent.Listen();
+        string address = $"IP:127.0.0.1:{((System.Net.IPEndPoint)silent.LocalEndPoint!).Port}";
+        string web = Host("web");
+        await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-state", Path.Combine(web, "state"), "-period", StillPeriod, "-timeout", "20000");
+        await Task.Delay(1500);
+        Assert.False(service.HasExited, service.Output);
+        service.Signal(Native.SIGTERM);
+        await service.WaitForExitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(service.ExitCode == 0, service.Output);
+        Assert.DoesNotContain("Unhandled exception", service.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task The_service_rotates_at_the_boundary_keeping_the_old_key_for_decryption_and_reloads()
     {
         var (server, address) = await ServerProcess.StartUnixAsync(_dir);

@@ -138,6 +138,24 @@ public class KeySyncTests
     }
 
     [Fact]
+    public async Task A_reading_host_does_not_miss_the_next_key_before_half_the_period_has_passed()
+    {
+        await using var server = InProcessServer.Start();
+        await using DistcacheClient client = Client(server);
+        long period = Current + 100;
+        await client.AddAsync(Schedule.CacheId(period), TicketKey.Create(period, Period).ToRecord(), TimeSpan.FromMinutes(5));
+
+        // The writer makes keys every few minutes: early in the period the next one may not be there yet.
+        var ring = new KeyRing();
+        SyncReport early = await new KeySync(client, Schedule, readOnly: true).RunAsync(ring, Schedule.StartOf(period).AddSeconds(5), CancellationToken.None);
+        Assert.True(early.Complete, string.Join("; ", early.Problems));
+        Assert.NotNull(ring.Find(period));
+
+        SyncReport late = await new KeySync(client, Schedule, readOnly: true).RunAsync(ring, Schedule.StartOf(period).AddSeconds(31), CancellationToken.None);
+        Assert.Equal([$"the cache has no key for period {period + 1} ('dctk1:farm:60:{period + 1}') yet, and this host only reads keys: is the host that makes them running?"], late.Problems);
+    }
+
+    [Fact]
     public async Task An_unreachable_cache_ends_the_pass_and_keeps_the_ring()
     {
         await using var server = InProcessServer.Start();
