@@ -208,17 +208,9 @@ internal static class Program
                 }
 
                 PidFile? pidFile = null;
-                if (options.TryGetValue(PidFileOption, out string? pidPath))
+                if (options.TryGetValue(PidFileOption, out string? pidPath) && (pidFile = PidFile.TryCreate(pidPath, log)) is null)
                 {
-                    try
-                    {
-                        pidFile = PidFile.Create(pidPath);
-                    }
-                    catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-                    {
-                        log.Error($"couldn't open 'pidfile' at '{pidPath}': {e.Message}");
-                        return 1;
-                    }
+                    return 1;
                 }
 
                 using (pidFile)
@@ -242,11 +234,7 @@ internal static class Program
                         log.Info($"spreading sessions over {servers.Count} servers ({proxy.ConnectedServers} connected): {string.Join(", ", servers)}");
                     }
 
-                    Daemon.NotifyReady();
-                    if (Systemd.NotifyReady() is { } notifyProblem)
-                    {
-                        log.Warning(notifyProblem);
-                    }
+                    Daemon.NotifyReady(log);
 
                     await running.ConfigureAwait(false);
                 }
@@ -270,26 +258,7 @@ internal static class Program
         options.TryGetValue(TlsCertOption, out string? cert);
         options.TryGetValue(TlsKeyOption, out string? key);
         options.TryGetValue(TlsNameOption, out string? name);
-        if (ca is null)
-        {
-            return cert is null && key is null && name is null
-                ? null
-                : throw new ArgumentException($"{(cert is not null ? "-tls-cert" : key is not null ? "-tls-key" : "-tls-name")} needs -tls-ca, the CA that issued the server's certificate");
-        }
-
-        if (key is not null && cert is null)
-        {
-            throw new ArgumentException("-tls-key needs -tls-cert, the certificate it belongs to");
-        }
-
-        var settings = new TlsClientSettings(ca, cert, key, name);
-        // Each server's certificate is checked against its own host name, unless -tls-name names one for all.
-        if (name is null && servers.FirstOrDefault(s => s.Host is null) is { } hostless)
-        {
-            throw new ArgumentException($"-tls-name is needed with TLS to {hostless}: it has no host name to check the server certificate against");
-        }
-
-        return settings;
+        return SecurityParsers.ClientTls(ca, cert, key, name, servers, "server");
     }
 
     /// <summary>SIGHUP: the log file is opened again (logrotate renamed it); connections made from now on use the TLS files as they are now.</summary>

@@ -237,11 +237,7 @@ internal static class Program
                     metrics.Start();
                 }
 
-                Daemon.NotifyReady();
-                if (Systemd.NotifyReady() is { } notifyProblem)
-                {
-                    log.Warning(notifyProblem);
-                }
+                Daemon.NotifyReady(log);
 
                 Task reporting = Task.CompletedTask;
                 if (!Daemon.IsDaemonChild)

@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Globalization;
+using System.Text;
 using Distcache.Client;
 
 namespace Distcache.Apps.TicketKeys;
@@ -11,6 +11,8 @@ namespace Distcache.Apps.TicketKeys;
 /// </summary>
 internal sealed class KeySync
 {
+    private const string ProxyWithoutServer = "the proxy has no link to its cache server (DISCONNECTED)";
+
     private readonly DistcacheClient _client;
     private readonly KeySchedule _schedule;
     private readonly bool _readOnly;
@@ -50,11 +52,11 @@ internal sealed class KeySync
     private async Task<bool> SyncOneAsync(KeyRing ring, long q, long period, DateTimeOffset now, SyncReport report, CancellationToken cancellationToken)
     {
         byte[] id = _schedule.CacheId(q);
-        string idText = Name(q);
+        string idText = $"'{Encoding.ASCII.GetString(id)}'";
         (GetOutcome outcome, byte[]? record) = await GetAsync(id, cancellationToken).ConfigureAwait(false);
         if (outcome == GetOutcome.Disconnected)
         {
-            report.Unreachable = "the proxy has no link to its cache server (DISCONNECTED)";
+            report.Unreachable = ProxyWithoutServer;
             return false;
         }
 
@@ -104,7 +106,7 @@ internal sealed class KeySync
                 }
                 else if (outcome == GetOutcome.Disconnected)
                 {
-                    report.Unreachable = "the proxy has no link to its cache server (DISCONNECTED)";
+                    report.Unreachable = ProxyWithoutServer;
                     return false;
                 }
                 else
@@ -115,7 +117,7 @@ internal sealed class KeySync
                 return true;
 
             case AddOutcome.Disconnected:
-                report.Unreachable = "the proxy has no link to its cache server (DISCONNECTED)";
+                report.Unreachable = ProxyWithoutServer;
                 return false;
 
             default:
@@ -152,7 +154,6 @@ internal sealed class KeySync
         return (outcome, outcome == GetOutcome.Found ? buffer.WrittenSpan.ToArray() : null);
     }
 
-    private string Name(long period) => string.Create(CultureInfo.InvariantCulture, $"'{System.Text.Encoding.ASCII.GetString(_schedule.CacheId(period))}'");
 
     private static string Describe(AddOutcome outcome) => outcome switch
     {

@@ -198,28 +198,16 @@ internal static class Program
         };
 
         PidFile? pidFile = null;
-        if (options.TryGetValue(PidFileOption, out string? pidPath))
+        if (options.TryGetValue(PidFileOption, out string? pidPath) && (pidFile = PidFile.TryCreate(pidPath, log)) is null)
         {
-            try
-            {
-                pidFile = PidFile.Create(pidPath);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-            {
-                log.Error($"couldn't open 'pidfile' at '{pidPath}': {e.Message}");
-                return 1;
-            }
+            return 1;
         }
 
         using (pidFile)
         {
             await service.RunAsync(() =>
             {
-                Daemon.NotifyReady();
-                if (Systemd.NotifyReady() is { } notifyProblem)
-                {
-                    log.Warning(notifyProblem);
-                }
+                Daemon.NotifyReady(log);
             }, shutdown.Token).ConfigureAwait(false);
         }
 
@@ -265,24 +253,7 @@ internal static class Program
         options.TryGetValue(TlsCertOption, out string? cert);
         options.TryGetValue(TlsKeyOption, out string? key);
         options.TryGetValue(TlsNameOption, out string? name);
-        if (ca is null)
-        {
-            return cert is null && key is null && name is null
-                ? null
-                : throw new ArgumentException($"{(cert is not null ? "-tls-cert" : key is not null ? "-tls-key" : "-tls-name")} needs -tls-ca, the CA that issued the cache's certificate");
-        }
-
-        if (key is not null && cert is null)
-        {
-            throw new ArgumentException("-tls-key needs -tls-cert, the certificate it belongs to");
-        }
-
-        if (name is null && cache.Host is null)
-        {
-            throw new ArgumentException($"-tls-name is needed with TLS to {cache}: it has no host name to check the cache's certificate against");
-        }
-
-        return new TlsClientSettings(ca, cert, key, name);
+        return SecurityParsers.ClientTls(ca, cert, key, name, [cache], "cache");
     }
 
     private static bool FarmName(string text, [MaybeNullWhen(false)] out string value, [NotNullWhen(false)] out string? reason)

@@ -67,7 +67,7 @@ public static class ClientMetrics
             _ => "ok",
         };
 
-        string kind = Name(operation);
+        string kind = operation.ToMetricName();
         var address = new KeyValuePair<string, object?>(ServerAttribute, server?.ToString());
         Operations.Add(1, new KeyValuePair<string, object?>(OperationAttribute, kind), new KeyValuePair<string, object?>(OutcomeAttribute, outcome), address);
         if (sentTimestamp != 0)
@@ -86,20 +86,11 @@ public static class ClientMetrics
                 OperationCanceledException => "canceled",
                 _ => "failed",
             };
-            Operations.Add(1, new KeyValuePair<string, object?>(OperationAttribute, Name(operation)), new KeyValuePair<string, object?>(OutcomeAttribute, outcome), new KeyValuePair<string, object?>(ServerAttribute, server?.ToString()));
+            Operations.Add(1, new KeyValuePair<string, object?>(OperationAttribute, operation.ToMetricName()), new KeyValuePair<string, object?>(OutcomeAttribute, outcome), new KeyValuePair<string, object?>(ServerAttribute, server?.ToString()));
         }
     }
 
     internal static void Connected(Address server) => Connects.Add(1, new KeyValuePair<string, object?>(ServerAttribute, server.ToString()));
 
     internal static void Lost(Address server) => Losses.Add(1, new KeyValuePair<string, object?>(ServerAttribute, server.ToString()));
-
-    private static string Name(Operation operation) => operation switch
-    {
-        Operation.Add => "add",
-        Operation.Get => "get",
-        Operation.Remove => "remove",
-        Operation.Have => "have",
-        _ => "other",
-    };
 }

@@ -16,7 +16,7 @@ namespace Distcache.Hosting;
 /// instead. The <em>parent</em> (the command the user typed) calls <see cref="RunDetached(IReadOnlyList{string})"/>,
 /// which starts the same executable with the same arguments and waits. The <em>child</em>
 /// (<see cref="IsDaemonChild"/>) calls <see cref="StartSession"/> first, then starts up as in the foreground
-/// (binding sockets, writing the pid file, ...), then calls <see cref="NotifyReady"/>; from then on it runs with
+/// (binding sockets, writing the pid file, ...), then calls <see cref="NotifyReady()"/>; from then on it runs with
 /// its standard streams on <c>/dev/null</c>. Whatever the child writes before that is relayed by the parent.
 /// </para>
 /// <para>
@@ -46,7 +46,7 @@ public static class Daemon
 
     /// <summary>
     /// True in the process <see cref="RunDetached(IReadOnlyList{string})"/> started: it must call
-    /// <see cref="StartSession"/> and, once started, <see cref="NotifyReady"/> instead of detaching again.
+    /// <see cref="StartSession"/> and, once started, <see cref="NotifyReady()"/> instead of detaching again.
     /// </summary>
     public static bool IsDaemonChild => ReadyToken is not null;
 
@@ -58,7 +58,7 @@ public static class Daemon
 
     /// <summary>
     /// Starts the running executable again with <paramref name="args"/>, marked as the daemon child, with stdin
-    /// at end-of-file and stdout/stderr piped here, and waits until it calls <see cref="NotifyReady"/>. The
+    /// at end-of-file and stdout/stderr piped here, and waits until it calls <see cref="NotifyReady()"/>. The
     /// child's output meanwhile is copied to this process's stdout and stderr.
     /// </summary>
     /// <param name="args">The program's arguments, passed to the child unchanged (so it sees <c>-daemon</c> too).</param>
@@ -113,6 +113,27 @@ public static class Daemon
     /// </summary>
     /// <exception cref="HostingException">The parent could not be told (it is gone) or the streams could not be redirected.</exception>
     public static void NotifyReady()
+    {
+        NotifyDaemonParent();
+    }
+
+    /// <summary>
+    /// Tells everyone waiting for the tool that it is ready: the <c>-daemon</c> parent (<see cref="NotifyReady()"/>)
+    /// and systemd (<see cref="Systemd.NotifyReady"/>, READY=1), logging a warning if systemd could not be told.
+    /// </summary>
+    /// <param name="log">Where the warning goes.</param>
+    /// <exception cref="HostingException">The daemon parent could not be told, or the streams could not be redirected.</exception>
+    public static void NotifyReady(ToolLog log)
+    {
+        ArgumentNullException.ThrowIfNull(log);
+        NotifyDaemonParent();
+        if (Systemd.NotifyReady() is { } problem)
+        {
+            log.Warning(problem);
+        }
+    }
+
+    private static void NotifyDaemonParent()
     {
         if (ReadyToken is null || Interlocked.Exchange(ref s_notified, 1) != 0)
         {

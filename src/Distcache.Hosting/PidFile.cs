@@ -30,6 +30,27 @@ public sealed class PidFile : IDisposable
     public int ProcessId { get; }
 
     /// <summary>
+    /// As <see cref="Create"/>, for a tool's -pidfile: a file that cannot be written is logged in 1.5.1's words
+    /// (<c>couldn't open 'pidfile' at 'PATH': why</c>) and null returned, and the tool should then exit 1.
+    /// </summary>
+    /// <param name="path">Where to write it.</param>
+    /// <param name="log">Where the error goes.</param>
+    /// <returns>The pid file, or null when it could not be written.</returns>
+    public static PidFile? TryCreate(string path, ToolLog log)
+    {
+        ArgumentNullException.ThrowIfNull(log);
+        try
+        {
+            return Create(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            log.Error($"couldn't open 'pidfile' at '{path}': {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>
     /// Writes the current process id to <paramref name="path"/>: into a temporary file in the same directory,
     /// flushed to disk, then renamed over the destination (a rename within one file system is atomic).
     /// </summary>

@@ -36,6 +36,43 @@ public static class SecurityParsers
     };
 
     /// <summary>
+    /// The client-side TLS settings of a tool's <c>-tls-ca</c>, <c>-tls-cert</c>, <c>-tls-key</c> and <c>-tls-name</c>
+    /// flags (dc_client's link to its servers, dc_ticketkeys' link to the cache), or null when none is given.
+    /// </summary>
+    /// <param name="ca">-tls-ca: the CA the peer's certificate must chain to.</param>
+    /// <param name="certificate">-tls-cert: this client's certificate, if it presents one.</param>
+    /// <param name="key">-tls-key: its private key.</param>
+    /// <param name="name">-tls-name: the name every peer's certificate must carry, instead of its address's host.</param>
+    /// <param name="peers">The addresses the tool connects to.</param>
+    /// <param name="peer">What the peer is called in messages ("server", "cache").</param>
+    /// <returns>The settings, with the files loaded; null when TLS is not asked for.</returns>
+    /// <exception cref="ArgumentException">The flags do not fit together; the message names them.</exception>
+    /// <exception cref="TlsConfigurationException">A file is unusable.</exception>
+    public static TlsClientSettings? ClientTls(string? ca, string? certificate, string? key, string? name, IEnumerable<Address> peers, string peer)
+    {
+        ArgumentNullException.ThrowIfNull(peers);
+        if (ca is null)
+        {
+            return certificate is null && key is null && name is null
+                ? null
+                : throw new ArgumentException($"{(certificate is not null ? "-tls-cert" : key is not null ? "-tls-key" : "-tls-name")} needs -tls-ca, the CA that issued the {peer}'s certificate");
+        }
+
+        if (key is not null && certificate is null)
+        {
+            throw new ArgumentException("-tls-key needs -tls-cert, the certificate it belongs to");
+        }
+
+        // Each peer's certificate is checked against its own host name, unless -tls-name names one for all.
+        if (name is null && peers.FirstOrDefault(p => p.Host is null) is { } hostless)
+        {
+            throw new ArgumentException($"-tls-name is needed with TLS to {hostless}: it has no host name to check the {peer}'s certificate against");
+        }
+
+        return new TlsClientSettings(ca, certificate, key, name);
+    }
+
+    /// <summary>
     /// True when <paramref name="address"/> can be reached from other hosts: a TCP address on all interfaces, on a
     /// non-loopback IP, or on a host name other than <c>localhost</c>. Unix sockets and descriptors are local.
     /// </summary>

@@ -29,6 +29,17 @@ public static class OperationExtensions
         _ => $"OP{(byte)operation}",
     };
 
+    /// <summary>The lower-case name metrics carry as their operation attribute (add, get, remove, have; other for an
+    /// operation 1.5.1 does not define).</summary>
+    public static string ToMetricName(this Operation operation) => operation switch
+    {
+        Operation.Add => "add",
+        Operation.Get => "get",
+        Operation.Remove => "remove",
+        Operation.Have => "have",
+        _ => "other",
+    };
+
     /// <summary>True for the four operations 1.5.1 defines.</summary>
     public static bool IsDefined(this Operation operation) => (byte)operation <= (byte)Operation.Have;
 }

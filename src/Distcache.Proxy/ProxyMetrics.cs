@@ -36,11 +36,11 @@ public sealed class ProxyMetrics : IDisposable
         Meter.CreateObservableGauge("distcache.proxy.uptime", () => Stopwatch.GetElapsedTime(_startedAt).TotalSeconds, "s", "Time since the proxy started");
         Meter.CreateObservableCounter("distcache.proxy.requests", () => (Measurement<long>[])
         [
-            new(statistics.RequestsOf(Operation.Add), new KeyValuePair<string, object?>(OperationAttribute, "add")),
-            new(statistics.RequestsOf(Operation.Get), new KeyValuePair<string, object?>(OperationAttribute, "get")),
-            new(statistics.RequestsOf(Operation.Remove), new KeyValuePair<string, object?>(OperationAttribute, "remove")),
-            new(statistics.RequestsOf(Operation.Have), new KeyValuePair<string, object?>(OperationAttribute, "have")),
-            new(statistics.OtherRequests, new KeyValuePair<string, object?>(OperationAttribute, "other")),
+            new(statistics.RequestsOf(Operation.Add), new KeyValuePair<string, object?>(OperationAttribute, Operation.Add.ToMetricName())),
+            new(statistics.RequestsOf(Operation.Get), new KeyValuePair<string, object?>(OperationAttribute, Operation.Get.ToMetricName())),
+            new(statistics.RequestsOf(Operation.Remove), new KeyValuePair<string, object?>(OperationAttribute, Operation.Remove.ToMetricName())),
+            new(statistics.RequestsOf(Operation.Have), new KeyValuePair<string, object?>(OperationAttribute, Operation.Have.ToMetricName())),
+            new(statistics.OtherRequests, new KeyValuePair<string, object?>(OperationAttribute, ((Operation)byte.MaxValue).ToMetricName())),
         ], "{request}", "Complete requests read from local connections, by operation");
         proxy.RequestDuration = Meter.CreateHistogram(
             "distcache.proxy.request.duration", "s",
@@ -77,16 +77,6 @@ public sealed class ProxyMetrics : IDisposable
 
     /// <inheritdoc/>
     public void Dispose() => Meter.Dispose();
-
-    /// <summary>The value of <see cref="OperationAttribute"/> for an operation.</summary>
-    internal static string OperationName(Operation operation) => operation switch
-    {
-        Operation.Add => "add",
-        Operation.Get => "get",
-        Operation.Remove => "remove",
-        Operation.Have => "have",
-        _ => "other",
-    };
 
     private static Measurement<long>[] Links(DistcacheProxy proxy, Func<ProxyLinkState, long> value) =>
         [.. proxy.GetLinkStates().Select(link => new Measurement<long>(value(link), new KeyValuePair<string, object?>(ServerAttribute, link.Server.ToString())))];

@@ -499,7 +499,7 @@ internal sealed class ServerLink
                     AddOnce(answered, oldest.Client);
                     if (now != 0)
                     {
-                        duration!.Record(Stopwatch.GetElapsedTime(oldest.SentAt, now).TotalSeconds, new KeyValuePair<string, object?>(ProxyMetrics.OperationAttribute, ProxyMetrics.OperationName(oldest.Operation)));
+                        duration!.Record(Stopwatch.GetElapsedTime(oldest.SentAt, now).TotalSeconds, new KeyValuePair<string, object?>(ProxyMetrics.OperationAttribute, oldest.Operation.ToMetricName()));
                     }
                 }
                 else

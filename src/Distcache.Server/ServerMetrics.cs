@@ -104,14 +104,9 @@ public sealed class ServerMetrics : IDisposable
     }
 
     /// <summary>The attribute value of an operation: <c>add</c>, <c>get</c>, <c>remove</c>, <c>have</c>.</summary>
-    public static string OperationName(Operation operation) => operation switch
-    {
-        Operation.Add => "add",
-        Operation.Get => "get",
-        Operation.Remove => "remove",
-        Operation.Have => "have",
-        _ => throw new ArgumentOutOfRangeException(nameof(operation), operation, "not a distcache operation"),
-    };
+    public static string OperationName(Operation operation) => operation.IsDefined()
+        ? operation.ToMetricName()
+        : throw new ArgumentOutOfRangeException(nameof(operation), operation, "not a distcache operation");
 
     /// <summary>The attribute value of an outcome: <c>ok</c>, <c>not_found</c>, <c>exists</c>, <c>invalid</c>, <c>failed</c>.</summary>
     public static string OutcomeName(OperationOutcome outcome) => outcome switch
