@@ -108,11 +108,9 @@ public sealed class ClientMetricsTests
     [Fact]
     public async Task A_request_the_server_never_answers_counts_once_as_a_timeout()
     {
-        // A server that accepts and then says nothing.
-        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-        silent.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
-        silent.Listen();
-        Address address = Address.Parse($"IP:127.0.0.1:{((System.Net.IPEndPoint)silent.LocalEndPoint!).Port}");
+        // A server that accepts and then says nothing (no script: its connections only queue).
+        await using var silent = new FakeServer();
+        Address address = silent.Address;
         string text = address.ToString();
         var outcomes = new ConcurrentBag<string>();
         using var listener = new MeterListener();

@@ -2,6 +2,8 @@ using System.Text;
 using Distcache.Client;
 using Distcache.Networking;
 
+using Distcache.TicketKeys.Tests.Support;
+
 namespace Distcache.TicketKeys.Tests;
 
 /// <summary>
@@ -195,11 +197,10 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
     [Fact]
     public async Task A_shutdown_in_the_middle_of_a_pass_ends_the_service_cleanly()
     {
-        // A cache that accepts and never answers: the pass waits on its first request.
-        using var silent = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-        silent.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
-        silent.Listen();
-        string address = $"IP:127.0.0.1:{((System.Net.IPEndPoint)silent.LocalEndPoint!).Port}";
+        // A cache that accepts and never answers (no script: its connections only queue): the pass waits on its
+        // first request.
+        await using var silent = new FakeServer();
+        string address = silent.Address.ToString();
         string web = Host("web");
         await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-state", Path.Combine(web, "state"), "-period", StillPeriod, "-timeout", "20000");
         await Task.Delay(1500);
@@ -217,7 +218,7 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         await using var _ = server;
         string web = Host("web");
         string reloads = _dir.File("reloads");
-        await StartOfPeriodAsync(10);
+        await Periods.StartAsync(10, latest: TimeSpan.FromMilliseconds(300), after: TimeSpan.FromMilliseconds(50));
         await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-state", Path.Combine(web, "state"),
             "-period", "10", "-reload", $"date +%s.%N >> {reloads}");
         await service.WaitUntilAsync(() => File.Exists(reloads), TimeSpan.FromSeconds(20), "the first reload");
@@ -246,7 +247,7 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
 
         // Each step below must fall in a known period: the first keys and the outage in one, the cache's return and
         // the second host's pass in the next.
-        await StartOfPeriodAsync(10);
+        await Periods.StartAsync(10, latest: TimeSpan.FromMilliseconds(300), after: TimeSpan.FromMilliseconds(50));
         string web = Host("web");
         await using Tool service = Tool.Start("dc_ticketkeys", "-connect", address, "-nginx", web, "-state", Path.Combine(web, "state"),
             "-period", "10", "-retry", "1", "-timeout", "500");
@@ -260,7 +261,7 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         // The next period's key was already here: the rotation happens without the cache.
         await service.WaitUntilAsync(() => Read(web, "current.key").AsSpan().SequenceEqual(next), TimeSpan.FromSeconds(15), "the rotation without the cache");
         Assert.Equal(current, Read(web, "previous.key"));
-        Assert.Equal(1, Count(service.Stderr, "Warning, cannot reach the cache"));
+        Assert.Equal(1, Periods.Count(service.Stderr, "Warning, cannot reach the cache"));
 
         // A new, empty dc_server: the host puts back the keys it holds, so the farm keeps the same ones.
         await using Tool fresh = Tool.Start("dc_server", "-listen", address);
@@ -333,26 +334,5 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         string stranger = Host("stranger");
         await using Tool other = await OnceAsync(address, stranger, ["-period", StillPeriod, "-readonly", .. As("tenant-b")]);
         Assert.Equal(1, other.ExitCode);
-    }
-
-    /// <summary>Waits until a period of <paramref name="seconds"/> has just begun (less than a second ago).</summary>
-    private static async Task StartOfPeriodAsync(int seconds)
-    {
-        long millisecondsIntoPeriod = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() % (seconds * 1000L);
-        if (millisecondsIntoPeriod > 300)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds((seconds * 1000L) - millisecondsIntoPeriod + 50));
-        }
-    }
-
-    private static int Count(string text, string what)
-    {
-        int count = 0;
-        for (int at = text.IndexOf(what, StringComparison.Ordinal); at >= 0; at = text.IndexOf(what, at + what.Length, StringComparison.Ordinal))
-        {
-            count++;
-        }
-
-        return count;
     }
 }

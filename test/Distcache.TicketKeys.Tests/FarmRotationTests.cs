@@ -33,7 +33,7 @@ public sealed class FarmRotationTests(Certificate certificate, ITestOutputHelper
         await using var _ = cache;
 
         // Every phase below must fall inside one period: start just after a boundary.
-        await StartOfPeriodAsync();
+        await Periods.StartAsync(Period, latest: TimeSpan.FromSeconds(1), after: TimeSpan.FromMilliseconds(100));
         var tools = new List<Tool>();
         try
         {
@@ -130,12 +130,12 @@ public sealed class FarmRotationTests(Certificate certificate, ITestOutputHelper
     private async Task RotationAsync(Farm farm, TicketServer[] servers, List<Tool> tools)
     {
         var marks = servers.Select(s => s.Mark()).ToArray();
-        int[] reloadsBefore = [.. tools.Select(t => Count(t.Stderr, "Info, ran the reload command"))];
+        int[] reloadsBefore = [.. tools.Select(t => Periods.Count(t.Stderr, "Info, ran the reload command"))];
         for (int i = 0; i < tools.Count; i++)
         {
             Tool tool = tools[i];
             int before = reloadsBefore[i];
-            await tool.WaitUntilAsync(() => Count(tool.Stderr, "Info, ran the reload command") > before, RotationLimit, "the reload after a rotation");
+            await tool.WaitUntilAsync(() => Periods.Count(tool.Stderr, "Info, ran the reload command") > before, RotationLimit, "the reload after a rotation");
             await servers[i].WaitReloadedSinceAsync(marks[i]);
         }
 
@@ -152,25 +152,5 @@ public sealed class FarmRotationTests(Certificate certificate, ITestOutputHelper
     {
         output.WriteLine($"{what}: {report.Int("resumed")} of {report.Int("pairs")} resumed, {report.Int("full")} full handshakes, {report.Int("failed")} failed");
         Assert.True(report.Int("pairs") == Tickets && report.Int("resumed") == Tickets && report.Int("failed") == 0, $"{what}: {report}\n{farm.Diagnostics()}");
-    }
-
-    private static async Task StartOfPeriodAsync()
-    {
-        long into = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() % (Period * 1000L);
-        if (into > 1000)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds((Period * 1000L) - into + 100));
-        }
-    }
-
-    private static int Count(string text, string what)
-    {
-        int count = 0;
-        for (int at = text.IndexOf(what, StringComparison.Ordinal); at >= 0; at = text.IndexOf(what, at + what.Length, StringComparison.Ordinal))
-        {
-            count++;
-        }
-
-        return count;
     }
 }

@@ -100,11 +100,7 @@ public abstract class ApachePair : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(htdocs, "index.html"), "distcache apache test\n");
         string cert = Path.Combine(_dir, "cert.pem");
         string key = Path.Combine(_dir, "key.pem");
-        // An EC key: handshakes cost little CPU, which the 2-core machine needs for the load test.
-        ProcessResult certificate = await Tool.RunProgramAsync("openssl",
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-             "-days", "2", "-subj", $"/CN={ServerName}", "-addext", $"subjectAltName=DNS:{ServerName}", "-addext", "basicConstraints=critical,CA:FALSE"],
-            TimeSpan.FromSeconds(60));
+        ProcessResult certificate = await WebServerFiles.SelfSignedCertificateAsync(cert, key, ServerName);
         if (!certificate.Succeeded)
         {
             throw new InvalidOperationException($"openssl req -x509 failed (exit {certificate.ExitCode}): {certificate.CommandLine}\n{certificate.Tail()}");

@@ -205,23 +205,8 @@ internal sealed class ApacheServer : IAsyncDisposable
         }
     }
 
-    public string ReadErrorLog()
-    {
-        try
-        {
-            using var stream = new FileStream(ErrorLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            using var reader = new StreamReader(stream);
-            return reader.ReadToEnd();
-        }
-        catch (FileNotFoundException)
-        {
-            return "";
-        }
-        catch (DirectoryNotFoundException)
-        {
-            return "";
-        }
-    }
+    public string ReadErrorLog() => WebServerFiles.ReadLog(ErrorLog);
+
 
     /// <summary>The error log's lines that tell of a crashed child or an abort in the library.</summary>
     public IReadOnlyList<string> CrashLines() =>

@@ -26,14 +26,11 @@ public sealed class Certificate : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        // An EC key: handshakes cost little CPU. Failing here is kept for the tests that use the certificate, so
-        // that the tests that skip (no nginx, no HAProxy) still skip.
+        // Failing here is kept for the tests that use the certificate, so that the tests that skip (no nginx, no
+        // HAProxy) still skip.
         string cert = Path.Combine(_dir, "cert.pem");
         string key = Path.Combine(_dir, "key.pem");
-        ProcessResult made = await Tool.RunProgramAsync("openssl",
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-             "-days", "2", "-subj", $"/CN={ServerName}", "-addext", $"subjectAltName=DNS:{ServerName}", "-addext", "basicConstraints=critical,CA:FALSE"],
-            TimeSpan.FromSeconds(60));
+        ProcessResult made = await WebServerFiles.SelfSignedCertificateAsync(cert, key, ServerName);
         if (!made.Succeeded)
         {
             _error = $"openssl req -x509 failed: {made.CommandLine}\n{made.Tail()}";

@@ -97,21 +97,6 @@ internal sealed class NginxServer(string address, int port, Certificate certific
 
     protected override string LogTail() => Tail(ReadLog());
 
-    private string ReadLog()
-    {
-        try
-        {
-            using var stream = new FileStream(ErrorLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            using var reader = new StreamReader(stream);
-            return reader.ReadToEnd();
-        }
-        catch (FileNotFoundException)
-        {
-            return "";
-        }
-        catch (DirectoryNotFoundException)
-        {
-            return "";
-        }
-    }
+    private string ReadLog() => WebServerFiles.ReadLog(ErrorLog);
+
 }
