@@ -226,24 +226,27 @@ public sealed class ExecutableTests
         await using var server = new FakeServer();
         using var dir = new TempDir();
         string socket = dir.File("idle.sock");
-        await using Tool tool = Tool.Start("dc_client", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-idle", "300", "-timeout", "2000");
+        // The operation timeout is well beyond the bound on the idle connection's close, so that close cannot have
+        // waited for the other connection's request to end.
+        await using Tool tool = Tool.Start("dc_client", "-listen", "UNIX:" + socket, "-server", server.Address.ToString(), "-idle", "300", "-timeout", "5000");
         await LoadTests.WaitForLinkAsync(tool);
         FakeConnection link = await server.NextConnectionAsync();
 
+        // Started before the connections are made: the idle time and the stalled request's wait both start later.
+        var clock = Stopwatch.StartNew();
         using TestClient idle = await TestClient.ConnectAsync(socket);
         using TestClient waiting = await TestClient.ConnectAsync(socket);
-        var clock = Stopwatch.StartNew();
         await waiting.SendAsync(Frames.Get(5, "stalled"));
         await link.NextRequestAsync();
 
-        Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "the idle connection stayed open");
-        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(1500));
+        Assert.True(await idle.ClosesWithinAsync(TimeSpan.FromSeconds(10)), "the idle connection stayed open");
+        Assert.InRange(clock.Elapsed, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(4));
 
         // Still open well past the idle timeout, until the operation timeout answers for the stalled server.
-        Received answer = await waiting.ReceiveAsync(TimeSpan.FromSeconds(10));
+        Received answer = await waiting.ReceiveAsync(TimeSpan.FromSeconds(15));
         Assert.Equal(Frames.Disconnected(5, Operation.Get), answer.Raw);
-        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(1900), $"answered after {clock.Elapsed}");
-        Assert.True(await waiting.ClosesWithinAsync(TimeSpan.FromSeconds(3)), "idle after its answer, it should be dropped too");
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(4900), $"answered after {clock.Elapsed}");
+        Assert.True(await waiting.ClosesWithinAsync(TimeSpan.FromSeconds(10)), "idle after its answer, it should be dropped too");
     }
 
     private static bool PidFileHolds(string path, int pid) => PidFile(path, out int found) && found == pid;

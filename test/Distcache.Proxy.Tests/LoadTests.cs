@@ -103,10 +103,13 @@ public sealed class LoadTests(ITestOutputHelper output)
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"service resumed {resumeMs:0} ms after the restarted server was listening ({resumeFromLaunchMs:0} ms after it was launched); retry period {RetryMilliseconds} ms"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"last DISCONNECTED request sent {(lastDisconnected.SentAt - restartedAt).TotalMilliseconds:0} ms after the server was listening again"));
 
-            Assert.True(p50 < 20, $"DISCONNECTED answers took {p50:0.00} ms at the median");
-            Assert.True(max < 1000, $"a DISCONNECTED answer took {max:0.00} ms");
-            // Within a retry period plus scheduling slack on a busy machine; the default period (5 s) would fail this.
-            Assert.True(resumeMs <= RetryMilliseconds + 1000, $"service resumed {resumeMs:0} ms after the server came back");
+            // Answered by the proxy itself, far sooner than the operation timeout (5 s) a forwarded or held request waits.
+            Assert.True(p50 < 200, $"DISCONNECTED answers took {p50:0.00} ms at the median");
+            Assert.True(max < 3000, $"a DISCONNECTED answer took {max:0.00} ms");
+
+            // Within a retry period plus scheduling slack on a busy machine. With the default period (5 s), the
+            // attempt after the failed one at the kill would come about 3.5 s after the server is back.
+            Assert.True(resumeMs <= RetryMilliseconds + 2500, $"service resumed {resumeMs:0} ms after the server came back");
             Assert.False(client.HasExited, client.Stderr);
         }
         finally
@@ -218,7 +221,8 @@ public sealed class LoadTests(ITestOutputHelper output)
                     try
                     {
                         sentAt = clock.Elapsed;
-                        Received answer = await connection.CallAsync(request, TimeSpan.FromSeconds(5));
+                        // Well beyond dc_client's operation timeout (5 s), which answers any request left waiting.
+                        Received answer = await connection.CallAsync(request, TimeSpan.FromSeconds(15));
                         TimeSpan latency = clock.Elapsed - sentAt;
                         bool disconnected = answer.Status == StatusCode.Disconnected;
                         samples.Add(new Sample(sentAt, latency, disconnected ? Outcome.Disconnected : Outcome.Answered, null));
