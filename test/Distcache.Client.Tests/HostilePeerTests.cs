@@ -12,21 +12,29 @@ public sealed class HostilePeerTests
 {
     private static readonly byte[] Id = Bytes("hostile-peer-id");
 
+    // For the cases that must fail promptly: a timeout far above the bound on the failure, so that only the
+    // detection under test can end the request in time, however a busy machine slows it.
+    private const int LongTimeoutMs = 20_000;
+    private static readonly TimeSpan Promptly = TimeSpan.FromSeconds(5);
+
     /// <summary>The first connection misbehaves with <paramref name="onFirst"/>; later ones answer correctly.</summary>
     private static FakeServer MisbehaveOnce(Func<FakeConnection, Task> onFirst) =>
         new(connection => connection.Index == 0 ? onFirst(connection) : connection.ServeWellAsync());
 
-    private static async Task AssertRecoversAsync(DistcacheClient client, FakeServer server)
+    private static async Task AssertRecoversAsync(DistcacheClient client, FakeServer server, bool shortTimeout = false)
     {
-        Assert.True(await EventuallyAsync(() => client.ContainsAsync(Id).AsTask()));
-        Assert.Equal(FakeServer.GoodData, await client.GetAsync(Id));
+        // With a short operation timeout, the first requests over the new connection may outlast it on a busy
+        // machine: those that time out are retried too, as an application would.
+        Assert.True(await EventuallyAsync(() => client.ContainsAsync(Id).AsTask(), retryTimeouts: shortTimeout));
+        byte[]? data = shortTimeout ? await EventuallyAsync(() => client.GetAsync(Id).AsTask(), retryTimeouts: true) : await client.GetAsync(Id);
+        Assert.Equal(FakeServer.GoodData, data);
         Assert.True(server.Accepted >= 2, "the answers came over a new connection");
     }
 
     private static async Task<DistcacheConnectionException> AssertViolationAsync(Func<Task> request, ProtocolViolationKind kind)
     {
         var (exception, elapsed) = await TimedThrowsAsync<DistcacheConnectionException>(request);
-        Assert.True(elapsed < TimeSpan.FromSeconds(2), $"failed after {elapsed}");
+        Assert.True(elapsed < Promptly, $"failed after {elapsed}");
         var violation = Assert.IsType<ProtocolViolationException>(exception.InnerException);
         Assert.Equal(kind, violation.Kind);
         return exception;
@@ -42,7 +50,7 @@ public sealed class HostilePeerTests
             await c.DrainAsync();
         });
         var logs = new LogCapture();
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, logging: logs));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs, logs));
 
         var exception = await AssertViolationAsync(() => client.ContainsAsync(Id).AsTask(), ProtocolViolationKind.ResponseUidMismatch);
         Assert.Contains(server.Address.ToString(), exception.Message, StringComparison.Ordinal);
@@ -81,7 +89,7 @@ public sealed class HostilePeerTests
             await c.SendAsync(Frames.Status(request!.Uid, Operation.Have, StatusCode.Ok));
             await c.DrainAsync();
         });
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs));
 
         await AssertViolationAsync(() => client.GetAsync(Id).AsTask(), ProtocolViolationKind.ResponseOperationMismatch);
         await AssertRecoversAsync(client, server);
@@ -98,7 +106,7 @@ public sealed class HostilePeerTests
             await c.SendAsync(response);
             await c.DrainAsync();
         });
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs));
 
         await AssertViolationAsync(() => client.ContainsAsync(Id).AsTask(), ProtocolViolationKind.WrongVersion);
         await AssertRecoversAsync(client, server);
@@ -114,7 +122,7 @@ public sealed class HostilePeerTests
             await c.SendAsync(response[..2100]);
             c.Close();
         });
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs));
 
         var exception = await AssertViolationAsync(() => client.GetAsync(Id).AsTask(), ProtocolViolationKind.TruncatedMessage);
         Assert.Contains("middle of a response", exception.Message, StringComparison.Ordinal);
@@ -129,10 +137,10 @@ public sealed class HostilePeerTests
             await c.ReceiveAsync();
             c.Close();
         });
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs));
 
         var (exception, elapsed) = await TimedThrowsAsync<DistcacheConnectionException>(() => client.ContainsAsync(Id).AsTask());
-        Assert.True(elapsed < TimeSpan.FromSeconds(2));
+        Assert.True(elapsed < Promptly, $"failed after {elapsed}");
         Assert.Contains("closed the connection", exception.Message, StringComparison.Ordinal);
         await AssertRecoversAsync(client, server);
     }
@@ -144,11 +152,11 @@ public sealed class HostilePeerTests
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, timeoutMs: 300));
 
         var (asyncTimeout, elapsed) = await TimedThrowsAsync<TimeoutException>(() => client.ContainsAsync(Id).AsTask());
-        Assert.InRange(elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(3));
+        Assert.InRange(elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(10));
         Assert.Contains("300 ms", asyncTimeout.Message, StringComparison.Ordinal);
 
         // Nothing at all came back for a whole timeout: the link is presumed dead and a new one is made.
-        await AssertRecoversAsync(client, server);
+        await AssertRecoversAsync(client, server, shortTimeout: true);
     }
 
     [Fact(Timeout = 30_000)]
@@ -158,8 +166,8 @@ public sealed class HostilePeerTests
         await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, timeoutMs: 300));
 
         var (_, elapsed) = await TimedThrowsOnThreadAsync<TimeoutException>(() => client.Contains(Id));
-        Assert.InRange(elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(3));
-        await AssertRecoversAsync(client, server);
+        Assert.InRange(elapsed, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(10));
+        await AssertRecoversAsync(client, server, shortTimeout: true);
     }
 
     [Fact(Timeout = 30_000)]
@@ -191,7 +199,7 @@ public sealed class HostilePeerTests
             await c.SendAsync(Frames.Data(request!.Uid, request.Operation, [0, 0, 0]));
             await c.DrainAsync();
         });
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs));
 
         var exception = await AssertViolationAsync(() => client.RemoveAsync(Id).AsTask(), ProtocolViolationKind.ResponseOperationMismatch);
         Assert.Contains("3-byte payload", exception.Message, StringComparison.Ordinal);
@@ -231,7 +239,7 @@ public sealed class HostilePeerTests
 
             c.Reset();
         });
-        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address));
+        await using var client = await DistcacheClient.ConnectAsync(Options(server.Address, LongTimeoutMs));
 
         var asyncCalls = Enumerable.Range(0, 16).Select(i => client.ContainsAsync(Bytes($"id-{i}")).AsTask()).ToArray();
         var syncCalls = Enumerable.Range(0, 4).Select(i => Task.Factory.StartNew(() => client.Contains(Bytes($"sync-{i}")), TaskCreationOptions.LongRunning)).ToArray();
@@ -241,7 +249,7 @@ public sealed class HostilePeerTests
             await Assert.ThrowsAnyAsync<DistcacheConnectionException>(() => call.WaitAsync(TimeSpan.FromSeconds(5)));
         }
 
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"took {clock.Elapsed}");
+        Assert.True(clock.Elapsed < Promptly, $"took {clock.Elapsed}");
         await AssertRecoversAsync(client, server);
     }
 }

@@ -160,12 +160,9 @@ public sealed class DaemonTests : IDisposable
         var pid = TestAppHarness.ReadPid(pidPath);
 
         TestAppHarness.Signal(pid, SIGHUP);
-        var deadline = DateTime.UtcNow + ExitLimit;
-        while (!File.Exists(hupPath) && DateTime.UtcNow < deadline)
-        {
-            Thread.Sleep(20);
-        }
 
+        // The hook creates the file before it writes the line: only a whole line says it has run.
+        await Poll.UntilAsync(() => File.Exists(hupPath) && File.ReadAllText(hupPath).EndsWith('\n'), ExitLimit, "the hangup hook's line");
         Assert.Equal("hup\n", File.ReadAllText(hupPath));
         Assert.True(TestAppHarness.IsRunning(pid));
     }

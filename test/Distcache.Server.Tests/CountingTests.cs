@@ -34,8 +34,9 @@ public sealed class CountingTests
                 Assert.Equal(ProtocolViolationKind.TruncatedMessage, violation?.Kind);
             }));
 
+            // Whether a connection's own loop or the sweep ends it is the scheduler's choice: with pool threads held
+            // in the logger, the loop may read the end of the stream only after the 20 ms. Either way, once.
             Assert.Equal(Connections, server.Statistics.ProtocolViolations);
-            Assert.Equal(0, server.Statistics.MessageTimeouts);
             Assert.Equal(Connections, logger.Violations);
         }
         finally
