@@ -18,8 +18,10 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
     private const int LoadPairs = 640;
     private const int LoadClients = 16;
 
-    /// <summary>Added to the library's time limit for the rest of a handshake and a loaded 2-core machine.</summary>
-    private const int SlackMs = 750;
+    /// <summary>Added to the library's time limit for the rest of a handshake and a loaded 2-core machine, which may
+    /// stall a process for a second or two; a handshake that waited on the frozen cache without a limit would never
+    /// end.</summary>
+    private const int SlackMs = 3000;
 
     /// <summary>The set-up under test, for the tests of one module only.</summary>
     protected TPair Pair => pair;
@@ -200,21 +202,25 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
         Describe();
         // A graceful restart unloads and reloads the module and the library (whose fork handlers and thread-exit
         // destructor must not outlive its code) and forks new children from a parent that made a new context.
-        // A session made before the restarts and offered to the other server after them: the client waits 8 s
-        // between its two handshakes, and both servers restart in that time.
+        // A session made before the restarts and offered to the other server after them: the client makes it and
+        // waits, both servers restart, and only then is the client let go on, however long each step takes.
+        using var dir = new TempDir();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        Task<JsonElement> across = TlsClient.PairAsync("1.2", ApachePair.ServerName, pair.First.Endpoint, pair.Second.Endpoint, count: 1, delaySeconds: 8);
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        foreach (ApacheServer apache in pair.Apaches)
+        JsonElement before;
+        await using (PairsInStages across = TlsClient.StartPairsInStages("1.2", ApachePair.ServerName, pair.First.Endpoint, pair.Second.Endpoint, countPerStage: 1, stages: 1, dir.Path))
         {
-            await apache.GracefulRestartAsync(TimeSpan.FromSeconds(30));
+            await across.WaitUntilWaitingAsync(1, TimeSpan.FromSeconds(30));
+            foreach (ApacheServer apache in pair.Apaches)
+            {
+                await apache.GracefulRestartAsync(TimeSpan.FromSeconds(30));
+            }
+
+            output.WriteLine($"both servers restarted gracefully {clock.Elapsed.TotalSeconds:F1} s after the first handshake began");
+            across.Release(1);
+            before = (await across.ReportAsync(TimeSpan.FromSeconds(30))).GetProperty("stages")[0];
         }
 
-        TimeSpan restarted = clock.Elapsed;
-        JsonElement before = await across;
-        output.WriteLine($"both servers restarted gracefully {restarted.TotalSeconds:F1} s after the first handshake began; "
-            + $"the session made before the restarts {(before.Int("reused") == 1 ? "resumed" : "did NOT resume")} on the other server after them");
-        Assert.True(restarted < TimeSpan.FromSeconds(8), "the restarts took longer than the client's wait: the test proves nothing");
+        output.WriteLine($"the session made before the restarts {(before.Int("reused") == 1 ? "resumed" : "did NOT resume")} on the other server after them");
         Assert.True(before.Int("failed") == 0 && before.Int("reused") == 1, before.ToString());
 
         foreach (string tls in new[] { "1.2", "1.3" })

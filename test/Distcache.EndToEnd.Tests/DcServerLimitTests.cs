@@ -42,31 +42,35 @@ public sealed partial class DcServerLimitTests
                 Assert.True(Served(clients[i]), $"client {i} is served");
             }
 
-            // The sixth is accepted and closed straight away: end of stream, not a wait in the backlog.
+            // The sixth is accepted and closed straight away: end of stream, not a wait in the backlog. Nothing
+            // else would ever close it (no idle limit, no message started), so seeing the end at all is the proof;
+            // the wait is long for a busy machine.
             var clock = Stopwatch.StartNew();
-            using (var refused = Wire.Open(address, timeoutMs: 2000))
+            using (var refused = Wire.Open(address, timeoutMs: 5000))
             {
-                Assert.True(Wire.IsClosedByPeer(refused), "the sixth connection was not closed within 2 s");
+                Assert.True(Wire.IsClosedByPeer(refused), "the sixth connection was not closed within 5 s");
             }
 
-            long closedMs = clock.ElapsedMilliseconds;
-            Report($"refused connection closed after {closedMs} ms");
-            Assert.InRange(closedMs, 0, 1000);
+            Report($"refused connection closed after {clock.ElapsedMilliseconds} ms");
 
             // A burst of refusals is logged as at most a line a second, with the count.
             for (int i = 0; i < 9; i++)
             {
-                using var refused = Wire.Open(address, timeoutMs: 2000);
+                using var refused = Wire.Open(address, timeoutMs: 5000);
                 Assert.True(Wire.IsClosedByPeer(refused));
             }
+
+            // The clock ran from before the first refusal to after the last: a line at the first, at most one per
+            // second of the burst, and the rest after it. One line per refusal would be ten.
+            double burstSeconds = clock.Elapsed.TotalSeconds;
 
             await server.WaitUntilAsync(
                 () => RefusedLine().Matches(server.Stderr).Sum(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)) == 10,
                 TimeSpan.FromSeconds(5),
                 "ten refusals in the log");
             int lines = RefusedLine().Count(server.Stderr);
-            Report($"10 refusals logged in {lines} lines");
-            Assert.InRange(lines, 1, 3);
+            Report($"10 refusals logged in {lines} lines, the burst took {burstSeconds:F1} s");
+            Assert.InRange(lines, 1, 2 + (int)Math.Ceiling(burstSeconds));
             Assert.Contains("the limit is 5", server.Stderr, StringComparison.Ordinal);
 
             foreach (var client in clients)
@@ -146,7 +150,9 @@ public sealed partial class DcServerLimitTests
     [Fact]
     public async Task A_client_that_never_reads_is_dropped_and_others_keep_their_latency()
     {
-        var (server, address) = await ServerProcess.StartTcpAsync("-writetimeout", "1000");
+        // The non-reader is held for seconds, so that a busy machine's slow GET is still told apart from one that
+        // waited for the drop.
+        var (server, address) = await ServerProcess.StartTcpAsync("-writetimeout", "5000");
         await using var _ = server;
         using var good = Wire.Open(address);
         byte[] id = [7, 7, 7];
@@ -168,7 +174,7 @@ public sealed partial class DcServerLimitTests
 
         double worstMs = 0;
         int rounds = 0;
-        while (!server.Stderr.Contains("Dropping", StringComparison.Ordinal) && clock.Elapsed < TimeSpan.FromSeconds(10))
+        while (!server.Stderr.Contains("Dropping", StringComparison.Ordinal) && clock.Elapsed < TimeSpan.FromSeconds(20))
         {
             var round = Stopwatch.StartNew();
             Assert.Equal(session, Wire.Get(good, id));
@@ -178,11 +184,11 @@ public sealed partial class DcServerLimitTests
         }
 
         long droppedMs = clock.ElapsedMilliseconds;
-        Report($"non-reader dropped after ~{droppedMs} ms (writetimeout 1000 ms); other client: {rounds} GETs, worst {worstMs:F1} ms");
-        Assert.Contains("has not read its responses for 1000 ms", server.Stderr, StringComparison.Ordinal);
-        Assert.InRange(droppedMs, 900, 5000);
-        // Measured 4-100 ms on a loaded 2-core machine; the bound stays well under the 1000 ms the non-reader is held.
-        Assert.InRange(worstMs, 0, 500);
+        Report($"non-reader dropped after ~{droppedMs} ms (writetimeout 5000 ms); other client: {rounds} GETs, worst {worstMs:F1} ms");
+        Assert.Contains("has not read its responses for 5000 ms", server.Stderr, StringComparison.Ordinal);
+        Assert.InRange(droppedMs, 4900, 12_000);
+        // Measured 4-100 ms on a loaded 2-core machine; the bound stays well under the 5000 ms the non-reader is held.
+        Assert.InRange(worstMs, 0, 2500);
 
         // The dropped connection was reset: reading drains what the kernel had and then fails or ends.
         greedy.ReceiveTimeout = 2000;

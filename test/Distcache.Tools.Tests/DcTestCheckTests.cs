@@ -19,7 +19,8 @@ public sealed partial class DcTestCheckTests(ITestOutputHelper output)
     [GeneratedRegex(@"unknown outcomes \(DISCONNECTED, failures, timeouts\) (\d+)")]
     private static partial Regex Unknown();
 
-    private static long Count(Regex regex, string text) => long.Parse(regex.Match(text).Groups[1].Value, CultureInfo.InvariantCulture);
+    // The last match: the closing summary, which follows any progress lines.
+    private static long Count(Regex regex, string text) => long.Parse(regex.Matches(text)[^1].Groups[1].Value, CultureInfo.InvariantCulture);
 
     // One-second sessions and a short slack: expiry happens, and is checked, within a few seconds.
     private static string[] Args(string address, params string[] extra) =>
@@ -72,10 +73,12 @@ public sealed partial class DcTestCheckTests(ITestOutputHelper output)
             await using Tool proxy = Tool.Start("dc_client", "-listen", proxyAddress, "-server", serverAddress, "-retry", "100");
             await proxy.WaitForListenerAsync(proxyAddress);
 
-            Tool test = Tool.Start("dc_test", Args(proxyAddress, "-duration", "5"));
+            Tool test = Tool.Start("dc_test", Args(proxyAddress, "-duration", "5", "-progress", "500"));
             await using (test)
             {
-                await Task.Delay(1500);
+                // The kill must land inside the run, however long dc_test takes to start: its first progress line
+                // says the run is under way.
+                await test.WaitUntilAsync(() => test.Stdout.Contains("Info, progress: ", StringComparison.Ordinal), TimeSpan.FromSeconds(20), "dc_test's first progress line");
                 server.Signal(Native.SIGKILL);
                 await server.WaitForExitAsync(TimeSpan.FromSeconds(10));
                 await Task.Delay(500);
