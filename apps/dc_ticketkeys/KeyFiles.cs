@@ -28,6 +28,10 @@ internal sealed class KeyFiles
 
     public bool Any => NginxDirectory is not null || HAProxyFile is not null || ApacheFile is not null;
 
+    /// <summary>True when every file holds the current key alone (only Apache's is written), so that the servers
+    /// decrypt with no other.</summary>
+    public bool CurrentKeyOnly => NginxDirectory is null && HAProxyFile is null;
+
     /// <summary>The paths and contents for <paramref name="keys"/>, in the order they are written.</summary>
     public IEnumerable<(string Path, byte[] Content)> Contents(ServedKeys keys)
     {

@@ -183,8 +183,10 @@ internal sealed class KeyService : IDisposable
         // Said when the files change to a new current key: a -once pass that changed nothing prints nothing.
         if (written.Count > 0 && !keys.Current.Equals(_announced))
         {
-            TicketKey[] others = [.. new[] { keys.Previous, keys.Next }.Where(k => !k.Equals(keys.Current)).Distinct()];
-            _log.Info(others.Length == 0
+            TicketKey[] others = _settings.Files.CurrentKeyOnly ? [] : [.. new[] { keys.Previous, keys.Next }.Where(k => !k.Equals(keys.Current)).Distinct()];
+            _log.Info(_settings.Files.CurrentKeyOnly
+                ? $"servers encrypt and decrypt with the key of {keys.Current} alone (Apache's file holds one key)"
+                : others.Length == 0
                 ? $"servers encrypt with the key of {keys.Current}, the only one known"
                 : $"servers encrypt with the key of {keys.Current} and also decrypt with the key{(others.Length > 1 ? "s" : string.Empty)} of {string.Join(" and ", others.Select(k => k.ToString()))}");
             _announced = keys.Current;
