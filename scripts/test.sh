@@ -11,8 +11,9 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 #   redis-server                    the Redis store's tests
 #   gcc make libc6-dev pkg-config   libdistcache (C), built and found as programs that use it do
 #   valgrind                        the library's tests under a leak checker
-#   apache2 apache2-dev dpkg-dev    two real Apache servers; apxs builds the socache modules, dpkg-dev unpacks
-#                                   Debian's apache2 source for its mod_socache_dc
+#   apache2 apache2-dev dpkg-dev    two real Apache servers (a shared session cache, and dc_ticketkeys's ticket key
+#                                   file); apxs builds the socache modules, dpkg-dev unpacks Debian's apache2
+#                                   source for its mod_socache_dc
 #   python3                         the TLS client of the Apache, nginx and HAProxy tests (its ssl module resumes sessions)
 #   nginx haproxy                   real servers reading session-ticket key files in dc_ticketkeys's formats
 #   groff-base                      renders the manual pages under man/ (checked for warnings and coverage)

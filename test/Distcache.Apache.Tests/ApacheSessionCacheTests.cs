@@ -58,7 +58,7 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
 
     private void AssertNoCrash()
     {
-        var crashes = pair.Apaches.SelectMany(a => a.CrashLines().Select(line => $"{a.Settings.Name}: {line}")).ToList();
+        var crashes = pair.Apaches.SelectMany(a => a.CrashLines().Select(line => $"{a.Endpoint}: {line}")).ToList();
         output.WriteLine($"crashed Apache children (error log lines): {crashes.Count}");
         foreach (string line in crashes.Take(20))
         {
@@ -66,7 +66,7 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
         }
 
         Assert.Empty(crashes);
-        Assert.All(pair.Apaches, a => Assert.False(a.HasExited, $"Apache {a.Settings.Name} exited:\n{a.Diagnostics()}"));
+        Assert.All(pair.Apaches, a => Assert.False(a.HasExited, $"Apache {a.Endpoint} exited:\n{a.Diagnostics()}"));
     }
 
     [Theory(Timeout = 60_000)]
@@ -212,7 +212,7 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
             await across.WaitUntilWaitingAsync(1, TimeSpan.FromSeconds(30));
             foreach (ApacheServer apache in pair.Apaches)
             {
-                await apache.GracefulRestartAsync(TimeSpan.FromSeconds(30));
+                await apache.ReloadAsync();
             }
 
             output.WriteLine($"both servers restarted gracefully {clock.Elapsed.TotalSeconds:F1} s after the first handshake began");
@@ -239,7 +239,7 @@ public abstract class ApacheSessionCacheTests<TPair>(TPair pair, ITestOutputHelp
         foreach (ApacheServer apache in pair.Apaches)
         {
             var messages = apache.ModuleMessages(pair.LogTag, _logStart.GetValueOrDefault(apache));
-            output.WriteLine($"Apache {apache.Settings.Name} error log, {pair.LogTag} messages during this test: {messages.Sum(m => m.Count)}");
+            output.WriteLine($"Apache {apache.Endpoint} error log, {pair.LogTag} messages during this test: {messages.Sum(m => m.Count)}");
             foreach ((string message, int count) in messages.Take(8))
             {
                 output.WriteLine($"  {count} x {message}");

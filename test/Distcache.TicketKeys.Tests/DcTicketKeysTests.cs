@@ -91,6 +91,21 @@ public sealed class DcTicketKeysTests : IAsyncLifetime
         }
     }
 
+    /// <summary>Regression: with only Apache's file to write, the log said the servers also decrypt with the next
+    /// period's key, which Apache, holding one key, never does.</summary>
+    [Fact]
+    public async Task With_only_apaches_file_the_log_says_its_one_key_is_the_only_one_the_servers_use()
+    {
+        var (server, address) = await ServerProcess.StartUnixAsync(_dir);
+        await using var _ = server;
+        string host = Host("apache-only");
+        await using Tool once = await Tool.RunAsync(Exit, "dc_ticketkeys",
+            ["-connect", address, "-apache", Path.Combine(host, "ticket.key"), "-state", Path.Combine(host, "state"), "-once", "-period", StillPeriod]);
+        Assert.True(once.ExitCode == 0, once.Output);
+        Assert.Matches(@"Info, servers encrypt and decrypt with the key of period \d+ \(key [0-9a-f]{8}\) alone \(Apache's file holds one key\)", once.Stderr);
+        Assert.DoesNotContain("also decrypt", once.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Unchanged_files_are_not_written_again_and_the_reload_runs_only_after_a_change()
     {

@@ -7,5 +7,5 @@ global using Distcache.Apps.TicketKeys;
 // One self-signed certificate for every web server of the run (nginx's session id context is derived from it).
 [assembly: AssemblyFixture(typeof(Distcache.TicketKeys.Tests.Support.Certificate))]
 
-// nginx, HAProxy, unix sockets, file modes, signals and /proc: these tests describe Linux (Debian) behaviour.
+// nginx, HAProxy, Apache, unix sockets, file modes, signals and /proc: these tests describe Linux (Debian) behaviour.
 [assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]

@@ -16,8 +16,7 @@ namespace Distcache.TicketKeys.Tests;
 /// </summary>
 public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper output)
 {
-    /// <summary>Sessions per check.</summary>
-    private const int Tickets = 10;
+    private const int Tickets = Farm.Tickets;
 
     private const string ServerName = Certificate.ServerName;
 
@@ -30,13 +29,13 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
     [InlineData(ServerKind.HAProxy, "1.3")]
     public async Task Two_servers_with_the_same_key_files_resume_each_others_tickets(ServerKind kind, string tls)
     {
-        Requires(kind);
+        ServerKinds.Require(kind);
         var keys = new HostKeys(PeriodKey.Random("A"), PeriodKey.Random("B"), PeriodKey.Random("C"));
         await using var farm = new Farm(certificate, output);
-        (TicketServer first, TicketServer second) = await farm.StartTwoAsync(kind, keys, kind, keys);
+        (WebServer first, WebServer second) = await farm.StartTwoAsync(kind, keys, kind, keys);
 
-        await AssertPairsAsync(farm, tls, first, second, Tickets, "same keys");
-        await AssertPairsAsync(farm, tls, second, first, Tickets, "same keys");
+        await farm.AssertPairsAsync(tls, first, second, Tickets, "same keys");
+        await farm.AssertPairsAsync(tls, second, first, Tickets, "same keys");
     }
 
     /// <summary>The control of the test above: the same set-up with unrelated keys resumes nothing, so what the tests
@@ -48,16 +47,16 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
     [InlineData(ServerKind.HAProxy, "1.3")]
     public async Task Two_servers_with_other_keys_resume_none_of_each_others_tickets(ServerKind kind, string tls)
     {
-        Requires(kind);
+        ServerKinds.Require(kind);
         var firstKeys = new HostKeys(PeriodKey.Random("A"), PeriodKey.Random("B"), PeriodKey.Random("C"));
         var secondKeys = new HostKeys(PeriodKey.Random("D"), PeriodKey.Random("E"), PeriodKey.Random("F"));
         await using var farm = new Farm(certificate, output);
-        (TicketServer first, TicketServer second) = await farm.StartTwoAsync(kind, firstKeys, kind, secondKeys);
+        (WebServer first, WebServer second) = await farm.StartTwoAsync(kind, firstKeys, kind, secondKeys);
 
-        await AssertPairsAsync(farm, tls, first, second, 0, "other keys");
-        await AssertPairsAsync(farm, tls, second, first, 0, "other keys");
+        await farm.AssertPairsAsync(tls, first, second, 0, "other keys");
+        await farm.AssertPairsAsync(tls, second, first, 0, "other keys");
         // Each still resumes its own.
-        await AssertPairsAsync(farm, tls, second, second, Tickets, "to itself");
+        await farm.AssertPairsAsync(tls, second, second, Tickets, "to itself");
     }
 
     /// <summary>
@@ -73,13 +72,13 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
     [InlineData(ServerKind.HAProxy, "1.3")]
     public async Task A_ticket_outlives_one_rotation_of_the_key_files_and_not_two(ServerKind kind, string tls)
     {
-        Requires(kind);
+        ServerKinds.Require(kind);
         PeriodKey[] key = [.. "ABCDE".Select(label => PeriodKey.Random(label.ToString()))];
         HostKeys periodB = new(key[0], key[1], key[2]);
         HostKeys periodC = new(key[1], key[2], key[3]);
         HostKeys periodD = new(key[2], key[3], key[4]);
         await using var farm = new Farm(certificate, output);
-        (TicketServer first, TicketServer second) = await farm.StartTwoAsync(kind, periodB, kind, periodB);
+        (WebServer first, WebServer second) = await farm.StartTwoAsync(kind, periodB, kind, periodB);
 
         // Tickets made in period B by the first host, offered to the second in two stages: after one rotation, then
         // after two. The client keeps them in its process; each is offered once.
@@ -90,8 +89,8 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
         // C as its next key; the second's tickets (key B) resume on the first, which has B as its previous key.
         first.WriteKeys(periodC);
         await first.ReloadAsync();
-        await AssertPairsAsync(farm, tls, first, second, Tickets, $"only the first rotated to ({periodC})");
-        await AssertPairsAsync(farm, tls, second, first, Tickets, "only the first rotated");
+        await farm.AssertPairsAsync(tls, first, second, Tickets, $"only the first rotated to ({periodC})");
+        await farm.AssertPairsAsync(tls, second, first, Tickets, "only the first rotated");
 
         // The second host rotates, by the command dc_ticketkeys would run.
         second.WriteKeys(periodC);
@@ -100,8 +99,8 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
         // Period B's tickets go to the second host, which now holds B as its previous key.
         old.Release(1);
         await old.WaitUntilWaitingAsync(2, ClientLimit);
-        await AssertPairsAsync(farm, tls, first, second, Tickets, $"both rotated to ({periodC})");
-        await AssertPairsAsync(farm, tls, second, first, Tickets, "both rotated");
+        await farm.AssertPairsAsync(tls, first, second, Tickets, $"both rotated to ({periodC})");
+        await farm.AssertPairsAsync(tls, second, first, Tickets, "both rotated");
 
         // The next period: B is gone from both.
         first.WriteKeys(periodD);
@@ -111,10 +110,10 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
         old.Release(2);
         JsonElement report = await old.ReportAsync(ClientLimit);
         JsonElement[] stages = [.. report.GetProperty("stages").EnumerateArray()];
-        AssertResumed(stages[0], Tickets, $"TLS {tls}, tickets of period B after one rotation: {first.Endpoint} to {second.Endpoint}", farm);
-        AssertResumed(stages[1], 0, $"TLS {tls}, tickets of period B after two rotations ({periodD}): {first.Endpoint} to {second.Endpoint}", farm);
+        farm.AssertResumed(stages[0], Tickets, $"TLS {tls}, tickets of period B after one rotation: {first.Endpoint} to {second.Endpoint}");
+        farm.AssertResumed(stages[1], 0, $"TLS {tls}, tickets of period B after two rotations ({periodD}): {first.Endpoint} to {second.Endpoint}");
         // ... while the tickets of period D resume: the servers work, B's tickets are refused for their key.
-        await AssertPairsAsync(farm, tls, first, second, Tickets, $"new tickets after the second rotation ({periodD})");
+        await farm.AssertPairsAsync(tls, first, second, Tickets, $"new tickets after the second rotation ({periodD})");
     }
 
     /// <summary>
@@ -127,21 +126,21 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
     [InlineData(ServerKind.HAProxy)]
     public async Task A_half_written_key_file_fails_the_reload_and_the_server_keeps_its_keys(ServerKind kind)
     {
-        Requires(kind);
+        ServerKinds.Require(kind);
         var keys = new HostKeys(PeriodKey.Random("A"), PeriodKey.Random("B"), PeriodKey.Random("C"));
         await using var farm = new Farm(certificate, output);
-        (TicketServer first, TicketServer second) = await farm.StartTwoAsync(kind, keys, kind, keys);
+        (WebServer first, WebServer second) = await farm.StartTwoAsync(kind, keys, kind, keys);
 
-        string file = first.KeyFiles[0];
+        string file = first.KeyFiles()[0];
         await File.WriteAllBytesAsync(file, (await File.ReadAllBytesAsync(file))[..40]);
         InvalidOperationException refused = await Assert.ThrowsAsync<InvalidOperationException>(first.ReloadAsync);
         output.WriteLine($"{first.Kind} with the first 40 bytes of {file}: {refused.Message.Split('\n')[0]}");
         Assert.Contains(file, refused.Message, StringComparison.Ordinal);
 
-        await AssertPairsAsync(farm, "1.2", first, second, Tickets, "after the first one's failed reload");
+        await farm.AssertPairsAsync("1.2", first, second, Tickets, "after the first one's failed reload");
         first.WriteKeys(keys);
         await first.ReloadAsync();
-        await AssertPairsAsync(farm, "1.2", second, first, Tickets, "the first one reloaded with the whole file");
+        await farm.AssertPairsAsync("1.2", second, first, Tickets, "the first one reloaded with the whole file");
     }
 
     /// <summary>
@@ -155,11 +154,11 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
     [InlineData("1.3")]
     public async Task Nginx_and_HAProxy_seal_tickets_with_the_current_key_read_in_the_layout_of_their_files(string tls)
     {
-        Requires(ServerKind.Nginx);
-        Requires(ServerKind.HAProxy);
+        ServerKinds.Require(ServerKind.Nginx);
+        ServerKinds.Require(ServerKind.HAProxy);
         var keys = new HostKeys(PeriodKey.Random("A"), PeriodKey.Random("B"), PeriodKey.Random("C"));
         await using var farm = new Farm(certificate, output);
-        (TicketServer nginx, TicketServer haproxy) = await farm.StartTwoAsync(ServerKind.Nginx, keys, ServerKind.HAProxy, keys);
+        (WebServer nginx, WebServer haproxy) = await farm.StartTwoAsync(ServerKind.Nginx, keys, ServerKind.HAProxy, keys);
 
         // The session id context each server puts in its sessions (see the next test): nginx's is SHA-1 over "HTTP"
         // and the SHA-1 of its certificate; HAProxy's is its name.
@@ -167,7 +166,7 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
         byte[] nginxContext = SHA1.HashData([.. "HTTP"u8, .. SHA1.HashData(certificate.Der)]);
 #pragma warning restore CA5350
         byte[] haproxyContext = Encoding.ASCII.GetBytes("haproxy");
-        foreach ((TicketServer server, byte[] context) in new[] { (nginx, nginxContext), (haproxy, haproxyContext) })
+        foreach ((WebServer server, byte[] context) in new[] { (nginx, nginxContext), (haproxy, haproxyContext) })
         {
             JsonElement report = await TlsClient.TicketsAsync(tls, ServerName, server.Endpoint, 3);
             Assert.True(report.Int("failed") == 0, $"{server.Kind}: {report}\n{farm.Diagnostics()}");
@@ -198,46 +197,16 @@ public sealed class KeyFormatTests(Certificate certificate, ITestOutputHelper ou
     [InlineData("1.3")]
     public async Task Nginx_and_HAProxy_with_the_same_keys_answer_each_others_tickets_with_full_handshakes(string tls)
     {
-        Requires(ServerKind.Nginx);
-        Requires(ServerKind.HAProxy);
+        ServerKinds.Require(ServerKind.Nginx);
+        ServerKinds.Require(ServerKind.HAProxy);
         var keys = new HostKeys(PeriodKey.Random("A"), PeriodKey.Random("B"), PeriodKey.Random("C"));
         await using var farm = new Farm(certificate, output);
-        (TicketServer nginx, TicketServer haproxy) = await farm.StartTwoAsync(ServerKind.Nginx, keys, ServerKind.HAProxy, keys);
+        (WebServer nginx, WebServer haproxy) = await farm.StartTwoAsync(ServerKind.Nginx, keys, ServerKind.HAProxy, keys);
 
-        await AssertPairsAsync(farm, tls, nginx, haproxy, 0, "same keys");
-        await AssertPairsAsync(farm, tls, haproxy, nginx, 0, "same keys");
+        await farm.AssertPairsAsync(tls, nginx, haproxy, 0, "same keys");
+        await farm.AssertPairsAsync(tls, haproxy, nginx, 0, "same keys");
         // Each resumes its own tickets with these keys.
-        await AssertPairsAsync(farm, tls, nginx, nginx, Tickets, "to itself");
-        await AssertPairsAsync(farm, tls, haproxy, haproxy, Tickets, "to itself");
-    }
-
-    private static void Requires(ServerKind kind)
-    {
-        (string binary, string package) = kind switch
-        {
-            ServerKind.Nginx => (NginxServer.Binary, "nginx"),
-            _ => (HAProxyServer.Binary, "haproxy"),
-        };
-        Assert.SkipUnless(File.Exists(binary), $"{binary} is not installed (Debian package {package}; scripts/test.sh installs it)");
-    }
-
-    /// <summary>Makes <see cref="Tickets"/> sessions on <paramref name="from"/> and offers each to <paramref name="to"/>;
-    /// checks that every connection worked and exactly <paramref name="resumed"/> sessions were resumed.</summary>
-    private async Task AssertPairsAsync(Farm farm, string tls, TicketServer from, TicketServer to, int resumed, string what)
-    {
-        JsonElement report = await TlsClient.PairAsync(tls, ServerName, from.Endpoint, to.Endpoint, Tickets);
-        AssertResumed(report, resumed, $"TLS {tls}, {what}: {from.Kind} {from.Endpoint} to {to.Kind} {to.Endpoint}", farm);
-    }
-
-    /// <summary>Checks a report of tls_client.py's <c>pair</c> (or one stage of it): every connection worked, and
-    /// exactly <paramref name="resumed"/> sessions were resumed, the others answered with full handshakes.</summary>
-    private void AssertResumed(JsonElement report, int resumed, string what, Farm farm)
-    {
-        int pairs = report.Int("pairs");
-        output.WriteLine($"{what}: {report.Int("resumed")} of {pairs} resumed, {report.Int("full")} full handshakes, {report.Int("failed")} failed");
-        string details = $"{what}: expected {resumed} of {pairs} resumed and no failure; report {report}\n{farm.Diagnostics()}";
-        Assert.True(report.Int("failed") == 0, details);
-        Assert.True(report.Int("resumed") == resumed, details);
-        Assert.True(report.Int("full") == pairs - resumed, details);
+        await farm.AssertPairsAsync(tls, nginx, nginx, Tickets, "to itself");
+        await farm.AssertPairsAsync(tls, haproxy, haproxy, Tickets, "to itself");
     }
 }

@@ -93,11 +93,8 @@ public abstract class ApachePair : IAsyncLifetime
 
     private async Task StartAsync(string module)
     {
-        // www-data (Apache's children) must reach the socket, the document root and the certificate folder.
+        // www-data (Apache's children) must reach the dc_client socket in this folder.
         File.SetUnixFileMode(_dir, (UnixFileMode)0x1ED); // 0755
-        string htdocs = Path.Combine(_dir, "htdocs");
-        Directory.CreateDirectory(htdocs);
-        await File.WriteAllTextAsync(Path.Combine(htdocs, "index.html"), "distcache apache test\n");
         string cert = Path.Combine(_dir, "cert.pem");
         string key = Path.Combine(_dir, "key.pem");
         ProcessResult certificate = await WebServerFiles.SelfSignedCertificateAsync(cert, key, ServerName);
@@ -113,6 +110,7 @@ public abstract class ApachePair : IAsyncLifetime
         LibraryEnvironment = environment;
 
         // The same port on both addresses; a port someone takes between the check and Apache's bind is retried.
+        // The library reads DISTCACHE_* in the parent (DC_CTX_new at post-config); the children inherit them.
         Exception? last = null;
         for (int attempt = 0; attempt < 5 && _apaches.Count == 0; attempt++)
         {
@@ -120,16 +118,17 @@ public abstract class ApachePair : IAsyncLifetime
             var started = new List<ApacheServer>();
             try
             {
-                foreach ((string name, string address) in new[] { ("a", "127.0.0.1"), ("b", "127.0.0.2") })
+                foreach (string address in new[] { "127.0.0.1", "127.0.0.2" })
                 {
-                    var settings = new ApacheSettings(name, address, port, ServerName, module, ModuleName, LogTag,
-                        $"dc:UNIX:{DcClientSocket}", cert, key, htdocs, environment, Mpm);
-                    started.Add(ApacheServer.Start(settings, Path.Combine(_dir, $"apache-{name}-{attempt}")));
-                }
-
-                foreach (ApacheServer apache in started)
-                {
-                    await apache.WaitReadyAsync(TimeSpan.FromSeconds(30));
+                    var apache = new ApacheServer(new ApacheSettings(address, port, ServerName, cert, key)
+                    {
+                        Mpm = Mpm,
+                        SessionCacheModule = new ApacheModule(ModuleName, module, LogTag),
+                        SessionCache = $"dc:UNIX:{DcClientSocket}",
+                        Environment = environment,
+                    });
+                    started.Add(apache);
+                    await apache.StartAsync();
                 }
 
                 _apaches.AddRange(started);

@@ -6,7 +6,7 @@ namespace Distcache.TicketKeys.Tests.Support;
 /// (<c>tune.ssl.cachesize 0</c>) and reads its ticket keys from one file of three base64 lines (previous, current,
 /// next; the penultimate one encrypts). Its messages go to standard error, which the test reads.
 /// </summary>
-internal sealed class HAProxyServer(string address, int port, Certificate certificate) : TicketServer("haproxy", address, port, certificate)
+internal sealed class HAProxyServer(string address, int port, Certificate certificate) : WebServer("haproxy", address, port)
 {
     public const string Binary = "/usr/sbin/haproxy";
 
@@ -19,10 +19,6 @@ internal sealed class HAProxyServer(string address, int port, Certificate certif
     protected override int ReloadSignal => Native.SIGUSR2;
 
     protected override string ReloadSignalName => "USR2";
-
-    public override void WriteKeys(HostKeys keys) => KeyFileFormats.WriteHAProxy(KeyFile, keys);
-
-    public override IReadOnlyList<string> KeyFiles => [KeyFile];
 
     protected override Tool Launch()
     {
@@ -47,7 +43,7 @@ internal sealed class HAProxyServer(string address, int port, Certificate certif
             timeout server 10s
 
         frontend web
-            bind {Address}:{Port} ssl crt {Certificate.CombinedFile} tls-ticket-keys {KeyFile}
+            bind {Address}:{Port} ssl crt {certificate.CombinedFile} tls-ticket-keys {KeyFile}
             http-request return status 200 content-type text/plain string ok
 
         """;

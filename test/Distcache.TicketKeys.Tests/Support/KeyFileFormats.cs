@@ -1,8 +1,50 @@
 namespace Distcache.TicketKeys.Tests.Support;
 
-/// <summary>Writes a <see cref="HostKeys"/> in the formats dc_ticketkeys writes.</summary>
+/// <summary>Writes a <see cref="HostKeys"/> in the formats dc_ticketkeys writes, where each server reads them.</summary>
 internal static class KeyFileFormats
 {
+    /// <summary>Writes the keys where <paramref name="server"/>'s configuration points; the server reads them at
+    /// start and at each reload.</summary>
+    public static void WriteKeys(this WebServer server, HostKeys keys)
+    {
+        switch (server)
+        {
+            case NginxServer nginx:
+                WriteNginx(nginx.KeyDirectory, keys);
+                break;
+            case HAProxyServer haproxy:
+                WriteHAProxy(haproxy.KeyFile, keys);
+                break;
+            case ApacheServer apache:
+                // Apache holds one key, which both encrypts and decrypts: the current one.
+                WriteAtomically(ApacheKeyFile(apache), keys.Current.ApacheLayout());
+                break;
+            default:
+                throw new ArgumentException($"no key files for {server.Kind}", nameof(server));
+        }
+    }
+
+    /// <summary>The key files <paramref name="server"/>'s configuration names.</summary>
+    public static IReadOnlyList<string> KeyFiles(this WebServer server) => server switch
+    {
+        NginxServer nginx => nginx.KeyFiles,
+        HAProxyServer haproxy => [haproxy.KeyFile],
+        ApacheServer apache => [ApacheKeyFile(apache)],
+        _ => throw new ArgumentException($"no key files for {server.Kind}", nameof(server)),
+    };
+
+    /// <summary>dc_ticketkeys' flag that writes <paramref name="server"/>'s key files, with its argument.</summary>
+    public static string[] DcTicketKeysFlag(this WebServer server) => server switch
+    {
+        NginxServer nginx => ["-nginx", nginx.KeyDirectory],
+        HAProxyServer haproxy => ["-haproxy", haproxy.KeyFile],
+        ApacheServer apache => ["-apache", ApacheKeyFile(apache)],
+        _ => throw new ArgumentException($"no key files for {server.Kind}", nameof(server)),
+    };
+
+    private static string ApacheKeyFile(ApacheServer apache) =>
+        apache.TicketKeyFile ?? throw new InvalidOperationException($"Apache {apache.Endpoint} has no SSLSessionTicketKeyFile");
+
     /// <summary>The nginx key directory's files, for the <c>ssl_session_ticket_key</c> lines in this order (the
     /// first one encrypts).</summary>
     public static readonly string[] NginxFiles = ["current.key", "next.key", "previous.key"];

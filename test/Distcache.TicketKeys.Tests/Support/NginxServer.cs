@@ -11,7 +11,7 @@ namespace Distcache.TicketKeys.Tests.Support;
 /// (the master reads the configuration, the certificate and the keys, and opens the logs). Its temporary folders
 /// are in its folder too, for a build whose defaults (/var/lib/nginx) do not exist.
 /// </remarks>
-internal sealed class NginxServer(string address, int port, Certificate certificate) : TicketServer("nginx", address, port, certificate)
+internal sealed class NginxServer(string address, int port, Certificate certificate) : WebServer("nginx", address, port)
 {
     public const string Binary = "/usr/sbin/nginx";
 
@@ -25,9 +25,7 @@ internal sealed class NginxServer(string address, int port, Certificate certific
 
     protected override string ReloadSignalName => "HUP";
 
-    public override void WriteKeys(HostKeys keys) => KeyFileFormats.WriteNginx(KeyDirectory, keys);
-
-    public override IReadOnlyList<string> KeyFiles => [.. KeyFileFormats.NginxFiles.Select(file => Path.Combine(KeyDirectory, file))];
+    public IReadOnlyList<string> KeyFiles => [.. KeyFileFormats.NginxFiles.Select(file => Path.Combine(KeyDirectory, file))];
 
     protected override Tool Launch()
     {
@@ -64,8 +62,8 @@ internal sealed class NginxServer(string address, int port, Certificate certific
                 server {
                     listen {{Address}}:{{Port}} ssl;
                     server_name {{Certificate.ServerName}};
-                    ssl_certificate {{Certificate.CertificateFile}};
-                    ssl_certificate_key {{Certificate.KeyFile}};
+                    ssl_certificate {{certificate.CertificateFile}};
+                    ssl_certificate_key {{certificate.KeyFile}};
                     ssl_protocols TLSv1.2 TLSv1.3;
 
                     # Resumption by tickets only: no session cache, so that a resumed session proves a ticket was

@@ -35,6 +35,9 @@ internal sealed class PeriodKey
     /// <summary>HAProxy's layout of an 80-byte <c>tls-ticket-keys</c> line (before base64): name[16] aes[32] hmac[32].</summary>
     public byte[] HAProxyLayout() => [.. Name, .. Aes, .. Hmac];
 
+    /// <summary>Apache's 48-byte <c>SSLSessionTicketKeyFile</c> made from this key, by dc_ticketkeys' own derivation.</summary>
+    public byte[] ApacheLayout() => new TicketKey(0, 1, _bytes).ToApache();
+
     public override string ToString() => $"{Label} ({Convert.ToHexStringLower(Name)})";
 }
 

@@ -5,8 +5,9 @@ using System.Text;
 namespace Distcache.TicketKeys.Tests.Support;
 
 /// <summary>
-/// A session ticket as nginx and HAProxy seal it through OpenSSL's ticket key callback, read with the key it names:
-/// key_name[16] || iv[16] || AES-256-CBC(the session, DER, PKCS#7 padding) || HMAC-SHA256 over all that comes before.
+/// A session ticket as nginx, HAProxy and Apache seal it through OpenSSL's ticket key callback, read with the key it
+/// names: key_name[16] || iv[16] || AES-CBC(the session, DER, PKCS#7 padding) || HMAC-SHA256 over all that comes
+/// before; AES-256 under the 80-byte keys of nginx and HAProxy, AES-128 under Apache's 48-byte key.
 /// The session inside is OpenSSL's SSL_SESSION encoding (a SEQUENCE; [4] the session id context, [6] the server
 /// name the client asked for).
 /// </summary>
@@ -38,7 +39,7 @@ internal sealed class SealedTicket
         return CryptographicOperations.FixedTimeEquals(mac, _bytes.AsSpan(_bytes.Length - MacSize));
     }
 
-    /// <summary>The session inside, decrypted with <paramref name="aesKey"/>; throws a CryptographicException when
+    /// <summary>The session inside, decrypted with <paramref name="aesKey"/> (32 bytes: AES-256, 16: AES-128); throws a CryptographicException when
     /// the padding is wrong (the wrong key).</summary>
     public byte[] Decrypt(ReadOnlySpan<byte> aesKey)
     {
