@@ -274,6 +274,10 @@ public sealed class MultiplexerTests
         await using var server = new FakeServer();
         await using var proxy = await ProxyHarness.StartAsync(ProxyHarness.Options(server.Address, retryMilliseconds: 5000, timeoutMilliseconds: 400));
         FakeConnection link = await server.NextConnectionAsync();
+
+        // The 400 ms also bound the proxy's connect; a connect that failed would answer the GET at once, which must
+        // not pass for the timeout below, so the link must be up first.
+        await proxy.WaitForLinkAsync(up: true);
         using TestClient client = await proxy.ConnectAsync();
 
         var clock = Stopwatch.StartNew();
