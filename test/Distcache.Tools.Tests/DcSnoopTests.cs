@@ -99,8 +99,7 @@ public sealed class DcSnoopTests
             {
                 // A good request first, answered through the snoop; then bytes that are no frame at all.
                 Assert.False(Wire.Have(socket, "some-session-id"u8.ToArray()));
-                socket.Send("GET / HTTP/1.1\r\nHost: example\r\n\r\n"u8);
-                socket.Send(new byte[100]);
+                socket.Send([.. "GET / HTTP/1.1\r\nHost: example\r\n\r\n"u8, .. new byte[100]]);
                 Assert.True(Wire.IsClosedByPeer(socket), "the server should have dropped the connection");
             }
 
@@ -112,7 +111,10 @@ public sealed class DcSnoopTests
             Assert.Equal(MessageWriter.EncodedLength(15), violation.GetProperty("stream_offset").GetInt64());
             Assert.Single(output.Of(connection, "request"));
             Assert.Single(output.Of(connection, "response"));
-            Assert.Equal("closed", SnoopOutput.Text(Assert.Single(output.Of(connection, "close")), "server_end"));
+            // dc_server closes on the violation; the kernel makes that close a reset instead of an end of stream when
+            // some of the garbage is still unread in the server's socket, which depends on how the bytes arrived.
+            // Either way it is the server's end, reported once.
+            Assert.Contains(SnoopOutput.Text(Assert.Single(output.Of(connection, "close")), "server_end"), new[] { "closed", "reset" });
             Assert.Contains("protocol violation", server.Stderr, StringComparison.Ordinal);
         }
     }
