@@ -26,6 +26,7 @@ command -v aarch64-linux-gnu-gcc >/dev/null || die "no aarch64-linux-gnu-gcc (De
 work="$(mktemp -d)"
 pids=()
 cleanup() {
+  # An emulated tool takes a few seconds to shut down; wait for each, so that none outlives the script.
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -48,7 +49,8 @@ run() { qemu-aarch64 "$@"; }
 # Starts a tool in the background and waits (up to a minute: emulated start-up is slow) for its socket.
 start() {
   local socket="$1"; shift
-  run "$@" >"$work/$(basename "$socket").log" 2>&1 &
+  # qemu itself, not a subshell running it, so that the pid kept for the clean-up is the tool's.
+  qemu-aarch64 "$@" >"$work/$(basename "$socket").log" 2>&1 &
   pids+=($!)
   for _ in $(seq 300); do [ -S "$socket" ] && return 0; sleep 0.2; done
   cat "$work/$(basename "$socket").log" >&2
